@@ -1,0 +1,136 @@
+/**
+ * The one wiring root: environment → stores → services → routes.
+ * `openRoster` opens the database and builds the dependencies; `buildApp` makes the HTTP app.
+ */
+import { randomUUID } from 'node:crypto';
+import path from 'node:path';
+import cookie from '@fastify/cookie';
+import formbody from '@fastify/formbody';
+import swagger from '@fastify/swagger';
+import swaggerUi from '@fastify/swagger-ui';
+import websocket from '@fastify/websocket';
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import Fastify, { type FastifyBaseLogger, type FastifyInstance, type RawServerDefault } from 'fastify';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { pino, type Logger } from 'pino';
+import { createRateLimiter } from './auth/rate-limit.ts';
+import { authRoutes } from './auth/routes.ts';
+import { systemClock, type Clock } from './clock.ts';
+import type { Env } from './config/env.ts';
+import { loadOrganisation } from './config/org.ts';
+import { connectPostgres, openPglite, type Database } from './db/connect.ts';
+import { migrate } from './db/migrate.ts';
+import type { Deps } from './deps.ts';
+import { createGuards } from './http/auth.ts';
+import { registerErrorHandler } from './http/errors.ts';
+import { liveRoutes } from './live/routes.ts';
+import { createDevMailbox, createSmtpMailer, type Mailer } from './mail/mailer.ts';
+import { peopleRoutes } from './people/routes.ts';
+import { publicRoutes } from './public/routes.ts';
+
+/** Largest request body accepted; bigger ones get 413. */
+export const BODY_LIMIT_BYTES = 256 * 1024;
+
+/** Removes the values of secret query parameters (login keys) from logged URLs. */
+export function redactUrl(url: string): string {
+  return url.replace(/([?&](?:key|token)=)[^&]*/gi, '$1[redacted]');
+}
+
+/** JSON logs. Requests are logged by method, redacted URL, client and request id: never cookies or keys. */
+export function createLogger(env: Pick<Env, 'logLevel'>): Logger {
+  return pino({
+    level: env.logLevel,
+    serializers: {
+      req: (req: { id?: string; method?: string; url?: string; ip?: string }) => ({
+        id: req.id,
+        method: req.method,
+        url: req.url && redactUrl(req.url),
+        remoteAddress: req.ip,
+      }),
+      res: (res: { statusCode?: number }) => ({ statusCode: res.statusCode }),
+      err: pino.stdSerializers.err,
+    },
+  });
+}
+
+/** Opens the database (PGlite in DATA_DIR unless DATABASE_URL is set), migrates, builds Deps. */
+export async function openRoster(env: Env, overrides: { log?: Logger; clock?: Clock; mailer?: Mailer; database?: Database } = {}): Promise<Deps> {
+  const log = overrides.log ?? createLogger(env);
+  const org = await loadOrganisation(env.orgFile);
+  const database =
+    overrides.database ??
+    (env.databaseUrl ? await connectPostgres(env.databaseUrl) : await openPglite({ dataDir: path.join(env.dataDir, 'pglite') }));
+  try {
+    const applied = await migrate(database.db);
+    if (applied.length > 0) log.info({ applied }, 'migrations applied');
+  } catch (err) {
+    await database.close();
+    throw err;
+  }
+  const clock = overrides.clock ?? systemClock;
+  const mailer =
+    overrides.mailer ?? (env.smtpUrl ? createSmtpMailer(env.smtpUrl, env.mailFrom) : createDevMailbox(path.join(env.dataDir, 'mail'), log));
+  return {
+    database,
+    db: database.db,
+    org,
+    clock,
+    mailer,
+    log,
+    rateLimiter: createRateLimiter(env.rateLimit, clock),
+    publicUrl: env.publicUrl,
+  };
+}
+
+export type RosterApp = FastifyInstance<RawServerDefault, IncomingMessage, ServerResponse, FastifyBaseLogger, TypeBoxTypeProvider>;
+
+export async function buildApp(deps: Deps, options: { trustProxy?: boolean | string } = {}): Promise<RosterApp> {
+  const app = Fastify({
+    loggerInstance: deps.log as FastifyBaseLogger,
+    trustProxy: options.trustProxy ?? false,
+    bodyLimit: BODY_LIMIT_BYTES,
+    requestIdHeader: 'x-request-id',
+    genReqId: () => randomUUID(),
+    ajv: { customOptions: { coerceTypes: 'array', removeAdditional: false } },
+  }).withTypeProvider<TypeBoxTypeProvider>();
+  app.addHook('onRequest', async (request, reply) => {
+    reply.header('x-request-id', request.id);
+  });
+
+  registerErrorHandler(app);
+  app.decorateRequest('user', null);
+  app.decorateRequest('sessionIdHash', null);
+  await app.register(cookie);
+  await app.register(formbody);
+  await app.register(websocket);
+  await app.register(swagger, {
+    openapi: {
+      info: { title: 'Roster Member Services API', version: '1.0.0', description: 'Member registry and login (Worldcon Member Services API)' },
+      components: { securitySchemes: { session: { type: 'apiKey', in: 'cookie', name: deps.org.id } } },
+    },
+  });
+  await app.register(swaggerUi, { routePrefix: '/api/docs' });
+
+  const guards = createGuards(deps);
+  await app.register(
+    async (api) => {
+      await api.register(authRoutes(deps, guards));
+      await api.register(peopleRoutes(deps, guards));
+      await api.register(publicRoutes(deps));
+      await api.register(liveRoutes(deps, guards));
+    },
+    { prefix: '/api' },
+  );
+
+  app.get('/healthz', { schema: { hide: true } }, async () => ({ status: 'ok' }));
+  app.get('/readyz', { schema: { hide: true } }, async (_request, reply) => {
+    try {
+      await deps.database.ping();
+      return { status: 'ok', database: deps.database.kind };
+    } catch (err) {
+      deps.log.warn({ err }, 'database not reachable');
+      return reply.code(503).send({ status: 'error', message: 'The database is not reachable' });
+    }
+  });
+  return app;
+}

@@ -1,0 +1,233 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import { call, linkIn, startTestApp, type TestApp } from '../../test/support/app.ts';
+import { DAY } from '../../test/support/clock.ts';
+
+let t: TestApp;
+before(async () => {
+  t = await startTestApp();
+  await t.addPerson({ legal_name: 'Mia Member', email: 'Mia@Example.org' });
+});
+after(() => t.close());
+
+describe('POST key', () => {
+  test('mails a login link to a known address, matched case-insensitively', async () => {
+    const res = await t.api('key', { json: { email: 'MIA@example.ORG' } });
+    assert.equal(res.status, 200);
+    assert.deepEqual(res.body, { status: 'success', email: 'mia@example.org' });
+    const mail = await t.mail.nextMailTo('mia@example.org');
+    assert.match(mail.subject, /Worldcon 75 login link/);
+    assert.match(mail.text, /Hello Mia Member/);
+    const link = linkIn(mail.text);
+    assert.equal(link.searchParams.get('email'), 'mia@example.org');
+  });
+
+  test('accepts a form-encoded body', async () => {
+    const res = await t.api('key', { form: { email: 'mia@example.org' } });
+    assert.equal(res.status, 200);
+    await t.mail.nextMailTo('mia@example.org');
+  });
+
+  test('unknown address without a name is a 400 with advice, and creates nothing', async () => {
+    const res = await t.api('key', { json: { email: 'stranger@example.org' } });
+    assert.equal(res.status, 400);
+    assert.equal(res.body.status, 'error');
+    assert.match(res.body.message, /send your name/);
+    assert.equal(t.mail.messages.filter((m) => m.to === 'stranger@example.org').length, 0);
+  });
+
+  test('unknown address with a name creates a NonMember account without a member number', async () => {
+    const res = await t.api('key', { json: { email: 'New@Example.org', name: 'Nora New' } });
+    assert.equal(res.status, 200);
+    const cookie = await t.api('key', { json: { email: 'new@example.org' } }).then(async () => {
+      await t.mail.nextMailTo('new@example.org');
+      return t.login('new@example.org');
+    });
+    const user = await t.api('user', { cookie });
+    assert.equal(user.body.people.length, 1);
+    assert.equal(user.body.people[0].membership, 'NonMember');
+    assert.equal(user.body.people[0].member_number, null);
+    assert.equal(user.body.people[0].legal_name, 'Nora New');
+  });
+
+  test('path becomes next in the link, and the login redirects there', async () => {
+    await t.api('key', { json: { email: 'mia@example.org', path: '/members/profile' } });
+    const link = linkIn((await t.mail.nextMailTo('mia@example.org')).text);
+    assert.equal(link.searchParams.get('next'), '/members/profile');
+    const res = await call(t.url, link.pathname + link.search);
+    assert.equal(res.status, 303);
+    assert.equal(res.headers.get('location'), '/members/profile');
+    assert.match(res.headers.get('set-cookie') ?? '', /^w75=/);
+  });
+
+  test('a path to another site is refused', async () => {
+    const res = await t.api('key', { json: { email: 'mia@example.org', path: '//evil.example/' } });
+    assert.equal(res.status, 400);
+  });
+
+  test('bad input is a 400 with a message: missing email, not an email, malformed JSON', async () => {
+    for (const res of [
+      await t.api('key', { json: {} }),
+      await t.api('key', { json: { email: 'not-an-address' } }),
+      await t.api('key', { raw: { body: '{"email":', type: 'application/json' } }),
+      await t.api('key', { json: { email: 42 } }),
+    ]) {
+      assert.equal(res.status, 400, res.text);
+      assert.equal(res.body.status, 'error');
+      assert.ok(res.body.message.length > 5);
+    }
+  });
+
+  test('reset makes earlier keys stop working', async () => {
+    await t.api('key', { json: { email: 'mia@example.org' } });
+    const old = linkIn((await t.mail.nextMailTo('mia@example.org')).text);
+    await t.api('key', { json: { email: 'mia@example.org', reset: 'true' } });
+    const fresh = linkIn((await t.mail.nextMailTo('mia@example.org')).text);
+    assert.equal((await call(t.url, old.pathname + old.search)).status, 401);
+    assert.equal((await call(t.url, fresh.pathname + fresh.search)).status, 200);
+  });
+});
+
+describe('login', () => {
+  test('sets an HttpOnly SameSite=Lax session cookie named by the organisation', async () => {
+    await t.api('key', { json: { email: 'mia@example.org' } });
+    const link = linkIn((await t.mail.nextMailTo('mia@example.org')).text);
+    const res = await t.api('login', { json: { email: link.searchParams.get('email'), key: link.searchParams.get('key') } });
+    assert.equal(res.status, 200);
+    assert.deepEqual(res.body, { status: 'success', email: 'mia@example.org' });
+    const cookie = res.headers.get('set-cookie') ?? '';
+    assert.match(cookie, /^w75=[\w-]{40,}/);
+    assert.match(cookie, /HttpOnly/);
+    assert.match(cookie, /SameSite=Lax/);
+    assert.doesNotMatch(cookie, /Secure/);
+  });
+
+  test('400 for missing input, 401 for a wrong key', async () => {
+    assert.equal((await t.api('login', { json: { email: 'mia@example.org' } })).status, 400);
+    assert.equal((await t.api('login?key=abc')).status, 400);
+    const wrong = await t.api('login', { json: { email: 'mia@example.org', key: 'not-the-key' } });
+    assert.equal(wrong.status, 401);
+    assert.equal(wrong.body.status, 'unauthorized');
+  });
+
+  test('an expired key is a 403 and mails a new link that works', async () => {
+    await t.addPerson({ legal_name: 'Eve Expired', email: 'eve@example.org' });
+    await t.api('key', { json: { email: 'eve@example.org' } });
+    const old = linkIn((await t.mail.nextMailTo('eve@example.org')).text);
+    t.clock.advance(366 * DAY);
+    try {
+      const res = await call(t.url, old.pathname + old.search);
+      assert.equal(res.status, 403);
+      assert.match(res.body.message, /expired/);
+      const fresh = linkIn((await t.mail.nextMailTo('eve@example.org')).text);
+      assert.notEqual(fresh.searchParams.get('key'), old.searchParams.get('key'));
+      assert.equal((await call(t.url, fresh.pathname + fresh.search)).status, 200);
+    } finally {
+      t.clock.advance(-366 * DAY);
+    }
+  });
+
+  test('keys are stored hashed, never in the clear', async () => {
+    await t.api('key', { json: { email: 'mia@example.org' } });
+    const key = linkIn((await t.mail.nextMailTo('mia@example.org')).text).searchParams.get('key')!;
+    const rows = await t.deps.db.selectFrom('keys').select('key_hash').where('email', '=', 'mia@example.org').execute();
+    assert.ok(rows.length > 0);
+    assert.ok(rows.every((r) => r.key_hash !== key && /^[0-9a-f]{64}$/.test(r.key_hash)));
+  });
+});
+
+describe('logout', () => {
+  test('requires a session', async () => {
+    const res = await t.api('logout', { method: 'POST', json: {} });
+    assert.equal(res.status, 401);
+    assert.equal(res.body.status, 'unauthorized');
+  });
+
+  test('ends the current session only', async () => {
+    const a = await t.login('mia@example.org');
+    const b = await t.login('mia@example.org');
+    const res = await t.api('logout', { cookie: a });
+    assert.equal(res.status, 200);
+    assert.equal(res.body.email, 'mia@example.org');
+    assert.equal(res.body.sessions, undefined);
+    assert.equal((await t.api('user', { cookie: a })).status, 401);
+    assert.equal((await t.api('user', { cookie: b })).status, 200);
+  });
+
+  test('all ends every session of the user and reports how many', async () => {
+    const a = await t.login('mia@example.org');
+    const b = await t.login('mia@example.org');
+    const res = await t.api('logout', { cookie: a, json: { all: true } });
+    assert.equal(res.body.opt, 'all');
+    assert.ok(res.body.sessions >= 2);
+    assert.equal((await t.api('user', { cookie: b })).status, 401);
+  });
+
+  test('reset also removes the login keys', async () => {
+    await t.api('key', { json: { email: 'mia@example.org' } });
+    const link = linkIn((await t.mail.nextMailTo('mia@example.org')).text);
+    const cookie = await t.login('mia@example.org');
+    const res = await t.api('logout', { cookie, form: { reset: '1' } });
+    assert.equal(res.body.opt, 'reset');
+    assert.equal((await call(t.url, link.pathname + link.search)).status, 401);
+  });
+
+  test('email of another user needs admin_admin', async () => {
+    const victim = await t.login('mia@example.org');
+    const member = await t.login('eve@example.org');
+    const refused = await t.api('logout', { cookie: member, json: { email: 'mia@example.org' } });
+    assert.equal(refused.status, 403);
+    assert.equal((await t.api('user', { cookie: victim })).status, 200);
+    const admin = await t.loginAs('boss@example.org', 'admin_admin');
+    const res = await t.api('logout', { cookie: admin, json: { email: 'MIA@example.org' } });
+    assert.equal(res.status, 200);
+    assert.equal(res.body.email, 'mia@example.org');
+    assert.ok(res.body.sessions >= 1);
+    assert.equal((await t.api('user', { cookie: victim })).status, 401);
+    assert.equal((await t.api('user', { cookie: admin })).status, 200);
+  });
+});
+
+describe('user', () => {
+  test('returns own people and roles; another email needs member_admin', async () => {
+    const cookie = await t.login('mia@example.org');
+    const own = await t.api('user', { cookie });
+    assert.equal(own.body.email, 'mia@example.org');
+    assert.equal(own.body.people[0].legal_name, 'Mia Member');
+    assert.deepEqual(own.body.roles, []);
+    assert.equal((await t.api('user?email=eve@example.org', { cookie })).status, 403);
+    const admin = await t.loginAs('registrar@example.org', 'member_admin');
+    const other = await t.api('user?email=EVE@example.org', { cookie: admin });
+    assert.equal(other.status, 200);
+    assert.equal(other.body.people[0].legal_name, 'Eve Expired');
+  });
+
+  test('user/log lists changes authored by the address', async () => {
+    const admin = await t.loginAs('logger@example.org', 'member_admin');
+    await t.api('logout', { cookie: admin, json: { email: 'eve@example.org', all: true } }); // refused: not admin_admin
+    await t.loginAs('logger@example.org', 'admin_admin');
+    const admin2 = await t.login('logger@example.org');
+    await t.api('logout', { cookie: admin2, json: { email: 'eve@example.org', all: true } });
+    const log = await t.api('user/log', { cookie: admin2 });
+    assert.equal(log.status, 200);
+    assert.ok(log.body.log.some((e: { action: string }) => e.action === 'logout'));
+    assert.equal((await t.api('user/log')).status, 401);
+  });
+});
+
+describe('rate limits', () => {
+  test('too many key requests for one address get 429 with a message', async () => {
+    const limited = await startTestApp({ env: { RATE_LIMIT_PER_EMAIL: '3' } });
+    try {
+      await limited.addPerson({ legal_name: 'Rita Rate', email: 'rita@example.org' });
+      for (let i = 0; i < 3; i++) assert.equal((await limited.api('key', { json: { email: 'rita@example.org' } })).status, 200);
+      const res = await limited.api('key', { json: { email: 'rita@example.org' } });
+      assert.equal(res.status, 429);
+      assert.match(res.body.message, /try again in \d+ minutes?/);
+      for (let i = 0; i < 3; i++) await limited.api('login', { json: { email: 'rita@example.org', key: 'x' } });
+      assert.equal((await limited.api('login', { json: { email: 'rita@example.org', key: 'x' } })).status, 429);
+    } finally {
+      await limited.close();
+    }
+  });
+});

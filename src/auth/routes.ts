@@ -1,0 +1,78 @@
+/** HTTP face of login, logout and the current user. */
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import type { Static } from 'typebox';
+import { findLogByAuthor } from '../audit/store.ts';
+import type { Deps } from '../deps.ts';
+import { changeContext, clearSessionCookie, hasRole, sessionCookie, setSessionCookie, type Guards } from '../http/auth.ts';
+import { AppError } from '../http/errors.ts';
+import { isTrueish } from '../http/formats.ts';
+import { toPerson } from '../people/person.ts';
+import { findPeopleByEmail } from '../people/store.ts';
+import { KeyBody, KeyReply, LoginInput, LoginReply, LogoutInput, LogoutReply, UserQuery } from './schema.ts';
+import { login, logout, normaliseEmail, requestKey, safeNextPath } from './service.ts';
+import { findRolesByEmail, type SessionUser } from './store.ts';
+
+export function authRoutes(deps: Deps, guards: Guards): FastifyPluginAsyncTypebox {
+  const cookie = sessionCookie(deps);
+  return async (app) => {
+    app.post('/key', { schema: { tags: ['auth'], summary: 'Email a login link', body: KeyBody, response: { 200: KeyReply } } }, async (request) => {
+      const { email } = await requestKey(deps, { ...request.body, reset: isTrueish(request.body.reset) }, changeContext(request));
+      return { status: 'success' as const, email };
+    });
+
+    for (const method of ['GET', 'POST'] as const) {
+      const source = method === 'GET' ? 'querystring' : 'body';
+      app.route({
+        method,
+        url: '/login',
+        schema: { tags: ['auth'], summary: 'Log in with an emailed key; sets the session cookie', [source]: LoginInput, response: { 200: LoginReply } },
+        handler: async (request, reply) => {
+          const input = (method === 'GET' ? request.query : request.body) as Static<typeof LoginInput>;
+          const next = safeNextPath(input.next);
+          const session = await login(deps, input, changeContext(request));
+          setSessionCookie(reply, cookie, session.sessionId, session.expires);
+          if (next) return reply.redirect(next, 303);
+          return { status: 'success' as const, email: session.email };
+        },
+      });
+
+      app.route({
+        method,
+        url: '/logout',
+        preHandler: guards.requireUser,
+        schema: { tags: ['auth'], summary: 'End this session, or all of a user’s sessions', [source]: LogoutInput, response: { 200: LogoutReply } },
+        handler: async (request, reply) => {
+          const input = ((method === 'GET' ? request.query : request.body) ?? {}) as Static<typeof LogoutInput>;
+          const result = await logout(
+            deps,
+            request.user!,
+            request.sessionIdHash!,
+            { all: isTrueish(input.all), reset: isTrueish(input.reset), email: input.email },
+            changeContext(request),
+          );
+          if (result.endedOwnSession) clearSessionCookie(reply, cookie);
+          return { status: 'success' as const, email: result.email, opt: result.opt, sessions: result.sessions };
+        },
+      });
+    }
+
+    /** The email whose data is asked for: another user's needs member_admin. */
+    function targetEmail(user: SessionUser, email?: string): string {
+      if (!email) return user.email;
+      const target = normaliseEmail(email);
+      if (target !== user.email && !hasRole(user, 'member_admin')) throw new AppError('forbidden', "Reading another user's data requires member_admin");
+      return target;
+    }
+
+    app.get('/user', { preHandler: guards.requireUser, schema: { tags: ['user'], summary: 'Memberships and roles of an email address', querystring: UserQuery } }, async (request) => {
+      const email = targetEmail(request.user!, request.query.email);
+      const [people, roles] = await Promise.all([findPeopleByEmail(deps.db, email), findRolesByEmail(deps.db, email)]);
+      return { email, people: people.map(toPerson), roles };
+    });
+
+    app.get('/user/log', { preHandler: guards.requireUser, schema: { tags: ['user'], summary: 'Changes made by an email address', querystring: UserQuery } }, async (request) => {
+      const email = targetEmail(request.user!, request.query.email);
+      return { email, log: await findLogByAuthor(deps.db, email) };
+    });
+  };
+}

@@ -1,0 +1,140 @@
+/**
+ * The organisation file (YAML): identity, currency and membership types in upgrade order.
+ * Validated once at start; a bad file stops the start with the path of each error.
+ */
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { Type } from 'typebox';
+import { Value } from 'typebox/value';
+import YAML from 'yaml';
+
+const MembershipTypeSchema = Type.Object(
+  {
+    key: Type.String({ pattern: '^[A-Za-z][A-Za-z0-9_]*$' }),
+    badge: Type.Optional(Type.Boolean()),
+    hugo_nominator: Type.Optional(Type.Boolean()),
+    member: Type.Optional(Type.Boolean()),
+    wsfs_member: Type.Optional(Type.Boolean()),
+    allow_lookup: Type.Optional(Type.Boolean()),
+  },
+  { additionalProperties: false },
+);
+
+const OrgFileSchema = Type.Object(
+  {
+    id: Type.String({ pattern: '^[A-Za-z0-9_-]{1,32}$' }),
+    name: Type.String({ minLength: 1 }),
+    currency: Type.String({ pattern: '^[A-Z]{3}$' }),
+    paid_paper_pubs: Type.Optional(Type.Boolean()),
+    membership_types: Type.Array(MembershipTypeSchema, { minItems: 1 }),
+    key_lifetime_days: Type.Optional(
+      Type.Object(
+        {
+          member: Type.Optional(Type.Number({ exclusiveMinimum: 0 })),
+          admin: Type.Optional(Type.Number({ exclusiveMinimum: 0 })),
+        },
+        { additionalProperties: false },
+      ),
+    ),
+    session_lifetime_days: Type.Optional(Type.Number({ exclusiveMinimum: 0 })),
+  },
+  { additionalProperties: false },
+);
+
+export interface MembershipType {
+  key: string;
+  badge: boolean;
+  hugo_nominator: boolean;
+  member: boolean;
+  wsfs_member: boolean;
+  allow_lookup: boolean;
+}
+
+export interface Organisation {
+  id: string;
+  name: string;
+  currency: string;
+  paidPaperPubs: boolean;
+  /** In upgrade order, lowest first; always begins with NonMember. */
+  membershipTypes: MembershipType[];
+  keyLifetimeMs: { member: number; admin: number };
+  sessionLifetimeMs: number;
+  /** Folder the file was read from: its `templates/` overrides the built-in mail templates. */
+  folder: string;
+}
+
+export const NON_MEMBER = 'NonMember';
+const DAY_MS = 86_400_000;
+
+export class OrgFileError extends Error {
+  constructor(
+    readonly file: string,
+    readonly problems: string[],
+  ) {
+    super(`Invalid organisation file ${file}:\n${problems.map((p) => `  - ${p}`).join('\n')}`);
+  }
+}
+
+export function parseOrganisation(text: string, file: string): Organisation {
+  let raw: unknown;
+  try {
+    raw = YAML.parse(text);
+  } catch (err) {
+    throw new OrgFileError(file, [`not valid YAML: ${(err as Error).message}`]);
+  }
+  if (!Value.Check(OrgFileSchema, raw)) {
+    const problems = [...Value.Errors(OrgFileSchema, raw)].map(
+      (e) => `${e.instancePath || '/'}: ${e.message}`,
+    );
+    throw new OrgFileError(file, problems);
+  }
+  const problems: string[] = [];
+  const seen = new Set<string>();
+  raw.membership_types.forEach((t, i) => {
+    if (seen.has(t.key)) problems.push(`/membership_types/${i}/key: "${t.key}" is listed twice`);
+    seen.add(t.key);
+  });
+  const nonMemberAt = raw.membership_types.findIndex((t) => t.key === NON_MEMBER);
+  if (nonMemberAt > 0) problems.push(`/membership_types/${nonMemberAt}/key: ${NON_MEMBER} must be listed first (it is the lowest type)`);
+  if (problems.length > 0) throw new OrgFileError(file, problems);
+
+  const types: MembershipType[] = raw.membership_types.map((t) => ({
+    key: t.key,
+    badge: t.badge ?? false,
+    hugo_nominator: t.hugo_nominator ?? false,
+    member: t.member ?? false,
+    wsfs_member: t.wsfs_member ?? false,
+    allow_lookup: t.allow_lookup ?? true,
+  }));
+  if (nonMemberAt < 0) {
+    types.unshift({ key: NON_MEMBER, badge: false, hugo_nominator: false, member: false, wsfs_member: false, allow_lookup: true });
+  }
+  return {
+    id: raw.id,
+    name: raw.name,
+    currency: raw.currency,
+    paidPaperPubs: raw.paid_paper_pubs ?? false,
+    membershipTypes: types,
+    keyLifetimeMs: {
+      member: (raw.key_lifetime_days?.member ?? 365) * DAY_MS,
+      admin: (raw.key_lifetime_days?.admin ?? 5) * DAY_MS,
+    },
+    sessionLifetimeMs: (raw.session_lifetime_days ?? 30) * DAY_MS,
+    folder: path.dirname(file),
+  };
+}
+
+export async function loadOrganisation(file: string): Promise<Organisation> {
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (err) {
+    throw new OrgFileError(file, [`cannot be read: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`]);
+  }
+  return parseOrganisation(text, file);
+}
+
+/** Position in the upgrade order, or -1 for an unknown type. */
+export function membershipRank(org: Organisation, key: string): number {
+  return org.membershipTypes.findIndex((t) => t.key === key);
+}

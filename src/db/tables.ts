@@ -1,0 +1,66 @@
+/** Row types of every table, as Kysely sees them. Keep in step with migrations/. */
+import type { ColumnType, Generated } from 'kysely';
+
+type Timestamp = ColumnType<Date, Date | string, Date | string>;
+/** jsonb: read as parsed JSON, written as a JSON string. */
+type Json<T> = ColumnType<T, string, string>;
+
+export interface PaperPubs {
+  name: string;
+  address: string;
+  country: string;
+}
+
+export interface PeopleTable {
+  id: Generated<number>;
+  last_modified: Timestamp;
+  member_number: number | null;
+  membership: string;
+  legal_name: string;
+  email: string | null;
+  public_first_name: string | null;
+  public_last_name: string | null;
+  city: string | null;
+  state: string | null;
+  country: string | null;
+  paper_pubs: Json<PaperPubs | null> | null;
+}
+
+export interface KeysTable {
+  email: string;
+  key_hash: string;
+  created: Timestamp;
+  expires: Timestamp;
+}
+
+export interface SessionsTable {
+  id_hash: string;
+  email: string;
+  created: Timestamp;
+  expires: Timestamp;
+}
+
+export interface AdminsTable {
+  email: string;
+  roles: string[];
+}
+
+export interface LogTable {
+  id: Generated<string>;
+  timestamp: Timestamp;
+  author: string | null;
+  subject: number | null;
+  action: string;
+  parameters: Json<Record<string, unknown>>;
+  description: string | null;
+  client_ip: string | null;
+  client_ua: string | null;
+}
+
+export interface Tables {
+  people: PeopleTable;
+  keys: KeysTable;
+  sessions: SessionsTable;
+  admins: AdminsTable;
+  log: LogTable;
+}

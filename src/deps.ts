@@ -1,0 +1,22 @@
+/**
+ * What services need from the outside, wired once in app.ts. Each service takes only the parts it
+ * uses (`Pick<Deps, …>`), so a test can choose a real or a test peer per dependency.
+ */
+import type { Logger } from 'pino';
+import type { RateLimiter } from './auth/rate-limit.ts';
+import type { Clock } from './clock.ts';
+import type { Organisation } from './config/org.ts';
+import type { Database, Db } from './db/connect.ts';
+import type { Mailer } from './mail/mailer.ts';
+
+export interface Deps {
+  database: Database;
+  db: Db;
+  org: Organisation;
+  clock: Clock;
+  mailer: Mailer;
+  log: Logger;
+  rateLimiter: RateLimiter;
+  /** Base URL for links in mail, without a trailing slash. */
+  publicUrl: string;
+}

@@ -1,0 +1,85 @@
+/**
+ * Session handling for routes: the session cookie (named by the organisation id) is resolved to a
+ * user once per request. `requireUser` and `requireRole` are preHandlers; they fill `request.user`.
+ */
+import type { FastifyReply, FastifyRequest, preHandlerAsyncHookHandler } from 'fastify';
+import type { ChangeContext } from '../audit/service.ts';
+import { hashSecret } from '../auth/service.ts';
+import { findSessionUser, type SessionUser } from '../auth/store.ts';
+import type { Deps } from '../deps.ts';
+import { AppError } from './errors.ts';
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    user: SessionUser | null;
+    sessionIdHash: string | null;
+  }
+}
+
+export type Role = 'admin_admin' | 'member_admin' | 'member_list';
+export const ROLES: readonly Role[] = ['admin_admin', 'member_admin', 'member_list'];
+
+export interface SessionCookie {
+  name: string;
+  secure: boolean;
+}
+
+export function sessionCookie(deps: Pick<Deps, 'org' | 'publicUrl'>): SessionCookie {
+  return { name: deps.org.id, secure: deps.publicUrl.startsWith('https:') };
+}
+
+export function setSessionCookie(reply: FastifyReply, cookie: SessionCookie, sessionId: string, expires: Date): void {
+  reply.setCookie(cookie.name, sessionId, { path: '/', httpOnly: true, sameSite: 'lax', secure: cookie.secure, expires });
+}
+
+export function clearSessionCookie(reply: FastifyReply, cookie: SessionCookie): void {
+  reply.clearCookie(cookie.name, { path: '/', httpOnly: true, sameSite: 'lax', secure: cookie.secure });
+}
+
+/** Resolves the session cookie of `request` (once) and returns the user, or null. */
+export async function loadUser(deps: Pick<Deps, 'db' | 'clock'>, cookie: SessionCookie, request: FastifyRequest): Promise<SessionUser | null> {
+  if (request.user !== null || request.sessionIdHash !== null) return request.user;
+  const id = request.cookies[cookie.name];
+  if (!id) return null;
+  request.sessionIdHash = hashSecret(id);
+  request.user = (await findSessionUser(deps.db, request.sessionIdHash, deps.clock.now())) ?? null;
+  return request.user;
+}
+
+export interface Guards {
+  /** preHandler: a logged-in user, or 401. */
+  requireUser: preHandlerAsyncHookHandler;
+  /** preHandler: a logged-in user holding one of `roles`, or 401/403. */
+  requireRole(...roles: Role[]): preHandlerAsyncHookHandler;
+  /** preHandler: loads the user if there is a session, but lets anonymous requests through. */
+  optionalUser: preHandlerAsyncHookHandler;
+}
+
+export function createGuards(deps: Pick<Deps, 'db' | 'clock' | 'org' | 'publicUrl'>): Guards {
+  const cookie = sessionCookie(deps);
+  const requireUser: preHandlerAsyncHookHandler = async (request) => {
+    if (!(await loadUser(deps, cookie, request))) throw new AppError('unauthenticated', 'Log in first: this needs a session');
+  };
+  return {
+    requireUser,
+    requireRole: (...roles) =>
+      async function requireRole(request) {
+        const user = await loadUser(deps, cookie, request);
+        if (!user) throw new AppError('unauthenticated', 'Log in first: this needs a session');
+        if (!roles.some((r) => user.roles.includes(r))) throw new AppError('forbidden', `This needs the ${roles.join(' or ')} role`);
+      },
+    optionalUser: async (request) => {
+      await loadUser(deps, cookie, request);
+    },
+  };
+}
+
+export function hasRole(user: SessionUser | null, ...roles: Role[]): boolean {
+  return !!user && roles.some((r) => user.roles.includes(r));
+}
+
+/** The author and client of a change, for the audit log. */
+export function changeContext(request: FastifyRequest): ChangeContext {
+  const ua = request.headers['user-agent'];
+  return { author: request.user?.email ?? null, clientIp: request.ip ?? null, clientUa: typeof ua === 'string' ? ua.slice(0, 500) : null };
+}

@@ -1,0 +1,19 @@
+/** Small wire-format helpers shared by the member API routes. */
+import { stringify } from 'csv-stringify/sync';
+import type { FastifyReply } from 'fastify';
+
+/** `1`, `true`, `yes` (any case) are true; `0`, `false`, `no`, empty and absent are false. */
+export function isTrueish(value: unknown): boolean {
+  if (value === true || value === 1) return true;
+  if (typeof value !== 'string') return false;
+  return /^(1|true|yes|on)$/i.test(value.trim());
+}
+
+/** Sends rows as CSV with a header row; `columns` fixes the order even when there are no rows. */
+export function sendCsv(reply: FastifyReply, filename: string, columns: string[], rows: Record<string, unknown>[]): FastifyReply {
+  const body = stringify(rows, { header: true, columns, cast: { boolean: (b) => (b ? 'true' : 'false') } });
+  return reply
+    .type('text/csv; charset=utf-8')
+    .header('content-disposition', `inline; filename="${filename}"`)
+    .send(body);
+}

@@ -1,0 +1,38 @@
+/**
+ * Mail templates: `<name>.txt` files whose first line is `Subject: …`, then a blank line, then the
+ * body. `{{variable}}` is replaced. A file of the same name in the organisation's `templates/`
+ * folder overrides the built-in one.
+ */
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { Organisation } from '../config/org.ts';
+
+const BUILT_IN = fileURLToPath(new URL('./templates/', import.meta.url));
+
+export type TemplateName = 'login-link';
+
+export interface RenderedMail {
+  subject: string;
+  text: string;
+}
+
+async function readTemplate(org: Organisation, name: TemplateName): Promise<string> {
+  try {
+    return await readFile(path.join(org.folder, 'templates', `${name}.txt`), 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+    return readFile(path.join(BUILT_IN, `${name}.txt`), 'utf8');
+  }
+}
+
+export function fillTemplate(template: string, vars: Record<string, string>): RenderedMail {
+  const filled = template.replace(/\{\{\s*(\w+)\s*\}\}/g, (_, key: string) => vars[key] ?? '');
+  const match = /^Subject:[ \t]*(.*)\r?\n\r?\n([\s\S]*)$/.exec(filled);
+  if (!match) return { subject: '', text: filled };
+  return { subject: match[1]!.trim(), text: match[2]! };
+}
+
+export async function renderMail(org: Organisation, name: TemplateName, vars: Record<string, string>): Promise<RenderedMail> {
+  return fillTemplate(await readTemplate(org, name), { org_name: org.name, ...vars });
+}

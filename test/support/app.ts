@@ -1,0 +1,156 @@
+/**
+ * A running Roster for a test file: a fresh database, a real SMTP peer, a movable clock and the
+ * HTTP server on a free loopback port. Tests talk to it over HTTP like any client.
+ */
+import { mkdtemp, writeFile } from 'node:fs/promises';
+import type { AddressInfo } from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { buildApp, createLogger, openRoster, type RosterApp } from '../../src/app.ts';
+import { SYSTEM_CONTEXT } from '../../src/audit/service.ts';
+import { addAdmin } from '../../src/auth/service.ts';
+import { parseEnv } from '../../src/config/env.ts';
+import { connectPostgres } from '../../src/db/connect.ts';
+import type { Deps } from '../../src/deps.ts';
+import { createSmtpMailer } from '../../src/mail/mailer.ts';
+import { addPerson, type NewPerson } from '../../src/people/service.ts';
+import { createTestClock, type TestClock } from './clock.ts';
+import { createTestDatabase, type TestDatabase } from './database.ts';
+import { startSmtpPeer, type SmtpPeer } from './smtp-peer.ts';
+
+export interface ApiResponse<T = any> {
+  status: number;
+  headers: Headers;
+  body: T;
+  text: string;
+}
+
+export interface RequestOptions {
+  method?: string;
+  /** Sent as JSON. */
+  json?: unknown;
+  /** Sent as application/x-www-form-urlencoded. */
+  form?: Record<string, string>;
+  /** Raw body with its content type. */
+  raw?: { body: string; type: string };
+  cookie?: string;
+  headers?: Record<string, string>;
+}
+
+export interface TestApp {
+  url: string;
+  deps: Deps;
+  app: RosterApp;
+  database: TestDatabase;
+  mail: SmtpPeer;
+  clock: TestClock;
+  /** Calls `/api/<path>` (or any path starting with "/"), parsing JSON replies. */
+  api<T = any>(pathname: string, options?: RequestOptions): Promise<ApiResponse<T>>;
+  /** Logs in through the real key mail and login link; returns the Cookie header value. */
+  login(email: string): Promise<string>;
+  /** Grants roles to an address (as `roster admin add` does) and logs it in. */
+  loginAs(email: string, ...roles: string[]): Promise<string>;
+  /** Adds a person through the people service (setup only; tests of adding use the API). */
+  addPerson(input: Partial<NewPerson> & { legal_name: string }): Promise<{ id: number; member_number: number | null }>;
+  close(): Promise<void>;
+}
+
+export interface TestAppOptions {
+  /** Organisation YAML replacing the demo organisation. */
+  orgYaml?: string;
+  /** Extra environment variables, e.g. RATE_LIMIT_PER_EMAIL. */
+  env?: Record<string, string>;
+  /** Reuse this PostgreSQL database (a second server process on the same data). */
+  databaseUrl?: string;
+  clock?: TestClock;
+}
+
+export async function call<T = any>(base: string, pathname: string, options: RequestOptions = {}): Promise<ApiResponse<T>> {
+  const headers: Record<string, string> = { ...options.headers };
+  let body: string | undefined;
+  if (options.json !== undefined) {
+    headers['content-type'] = 'application/json';
+    body = JSON.stringify(options.json);
+  } else if (options.form) {
+    headers['content-type'] = 'application/x-www-form-urlencoded';
+    body = new URLSearchParams(options.form).toString();
+  } else if (options.raw) {
+    headers['content-type'] = options.raw.type;
+    body = options.raw.body;
+  }
+  if (options.cookie) headers.cookie = options.cookie;
+  const url = pathname.startsWith('/') ? `${base}${pathname}` : `${base}/api/${pathname}`;
+  const res = await fetch(url, { method: options.method ?? (body === undefined ? 'GET' : 'POST'), headers, body, redirect: 'manual' });
+  const text = await res.text();
+  let parsed: unknown = text;
+  if ((res.headers.get('content-type') ?? '').includes('json') && text) parsed = JSON.parse(text);
+  return { status: res.status, headers: res.headers, body: parsed as T, text };
+}
+
+/** The login link in a mail body. */
+export function linkIn(text: string): URL {
+  const match = /https?:\/\/\S+\/api\/login\?\S+/.exec(text);
+  if (!match) throw new Error(`No login link in mail:\n${text}`);
+  return new URL(match[0]);
+}
+
+export async function startTestApp(options: TestAppOptions = {}): Promise<TestApp> {
+  const mail = await startSmtpPeer();
+  const clock = options.clock ?? createTestClock();
+  let orgFile: string | undefined;
+  if (options.orgYaml) {
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'roster-org-'));
+    orgFile = path.join(dir, 'organisation.yaml');
+    await writeFile(orgFile, options.orgYaml);
+  }
+  const env = parseEnv({
+    LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? 'silent',
+    SMTP_URL: mail.url,
+    RATE_LIMIT_PER_EMAIL: '100000',
+    RATE_LIMIT_PER_IP: '100000',
+    ...(orgFile ? { ROSTER_ORG: orgFile } : {}),
+    ...options.env,
+  });
+  const database: TestDatabase = options.databaseUrl
+    ? { ...(await connectPostgres(options.databaseUrl)), url: options.databaseUrl }
+    : await createTestDatabase();
+  const deps = await openRoster(env, { log: createLogger(env), clock, database, mailer: createSmtpMailer(mail.url, env.mailFrom) });
+  const app = await buildApp(deps);
+  await app.listen({ host: '127.0.0.1', port: 0 });
+  const url = `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`;
+  deps.publicUrl = url;
+
+  const api = <T>(pathname: string, opts?: RequestOptions) => call<T>(url, pathname, opts);
+  const login = async (email: string) => {
+    const res = await api('key', { json: { email } });
+    if (res.status !== 200) throw new Error(`POST key for ${email} failed: ${res.status} ${res.text}`);
+    const link = linkIn((await mail.nextMailTo(email)).text);
+    const loginRes = await call(url, link.pathname + link.search);
+    const cookie = loginRes.headers.get('set-cookie');
+    if (loginRes.status !== 200 || !cookie) throw new Error(`login for ${email} failed: ${loginRes.status} ${loginRes.text}`);
+    return cookie.split(';')[0]!;
+  };
+  return {
+    url,
+    deps,
+    app,
+    database,
+    mail,
+    clock,
+    api,
+    login,
+    async loginAs(email, ...roles) {
+      if (roles.length > 0) await addAdmin(deps, email, roles, SYSTEM_CONTEXT);
+      return login(email);
+    },
+    async addPerson(input) {
+      const person = await addPerson(deps, { membership: 'Adult', ...input }, SYSTEM_CONTEXT);
+      return { id: person.id, member_number: person.member_number };
+    },
+    async close() {
+      await app.close();
+      await database.close();
+      await mail.close();
+    },
+  };
+}
