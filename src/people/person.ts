@@ -40,3 +40,8 @@ export function toPerson(row: PersonRow): Person {
     preferred_name: preferredName(row),
   };
 }
+
+/** The registry listing's form of a person: null and false values are left out to keep it small. */
+export function toListEntry(row: PersonRow): Partial<Person> {
+  return Object.fromEntries(Object.entries(toPerson(row)).filter(([, v]) => v !== null && v !== false)) as Partial<Person>;
+}

@@ -1,7 +1,93 @@
+/** HTTP face of the member registry: listing, reading, adding, updating, upgrading and looking up people. */
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import type { Deps } from '../deps.ts';
-import type { Guards } from '../http/auth.ts';
+import { changeContext, type Guards } from '../http/auth.ts';
+import {
+  LookupBody,
+  LookupReply,
+  NewPersonBody,
+  NewPersonReply,
+  PeopleQuery,
+  PeopleReply,
+  Person,
+  PersonIdParams,
+  PersonLogReply,
+  PersonUpdateBody,
+  PersonUpdateReply,
+  UpgradeBody,
+  UpgradeReply,
+} from './schema.ts';
+import { addPerson, getPerson, getPersonLog, listPeople, lookupPerson, updatePerson, upgradePerson } from './service.ts';
 
-export function peopleRoutes(_deps: Deps, _guards: Guards): FastifyPluginAsyncTypebox {
-  return async () => {};
+const tags = ['people'];
+const security = [{ session: [] }];
+
+/**
+ * The session guards run in onRequest, before the body is read: a request without the right session
+ * gets 401/403 whatever it carries.
+ */
+export function peopleRoutes(deps: Deps, guards: Guards): FastifyPluginAsyncTypebox {
+  const listers = guards.requireRole('member_admin', 'member_list');
+  const memberAdmin = guards.requireRole('member_admin');
+  return async (app) => {
+    app.get(
+      '/people',
+      { onRequest: listers, schema: { tags, security, summary: 'List people, or find them by field (member_admin or member_list)', querystring: PeopleQuery, response: { 200: PeopleReply } } },
+      async (request) => listPeople(deps, request.query),
+    );
+
+    app.post(
+      '/people',
+      { onRequest: memberAdmin, schema: { tags, security, summary: 'Add a person (member_admin)', body: NewPersonBody, response: { 200: NewPersonReply } } },
+      async (request) => {
+        const person = await addPerson(deps, request.body, changeContext(request));
+        return { status: 'success' as const, id: person.id, member_number: person.member_number };
+      },
+    );
+
+    app.post(
+      '/people/lookup',
+      { schema: { tags, summary: 'Find one person’s id, membership and name (public)', body: LookupBody, response: { 200: LookupReply } } },
+      async (request) => lookupPerson(deps, request.body, request.ip),
+    );
+
+    app.get(
+      '/people/:id',
+      { onRequest: guards.requireUser, schema: { tags, security, summary: 'One person (own record, or member_admin or member_list)', params: PersonIdParams, response: { 200: Person } } },
+      async (request) => getPerson(deps, request.user!, request.params.id),
+    );
+
+    app.get(
+      '/people/:id/log',
+      {
+        onRequest: guards.requireUser,
+        schema: { tags, security, summary: 'Changes to one person (own record, or member_admin or member_list)', params: PersonIdParams, response: { 200: PersonLogReply } },
+      },
+      async (request) => getPersonLog(deps, request.user!, request.params.id),
+    );
+
+    app.post(
+      '/people/:id',
+      {
+        onRequest: guards.requireUser,
+        schema: { tags, security, summary: 'Update a person (own record, or member_admin)', params: PersonIdParams, body: PersonUpdateBody, response: { 200: PersonUpdateReply } },
+      },
+      async (request) => {
+        const { updated } = await updatePerson(deps, request.user!, request.params.id, request.body, changeContext(request));
+        return { status: 'success' as const, updated };
+      },
+    );
+
+    app.post(
+      '/people/:id/upgrade',
+      {
+        onRequest: memberAdmin,
+        schema: { tags, security, summary: 'Raise the membership, set the member number, or add paper publications (member_admin)', params: PersonIdParams, body: UpgradeBody, response: { 200: UpgradeReply } },
+      },
+      async (request) => {
+        const result = await upgradePerson(deps, request.user!, request.params.id, request.body, changeContext(request));
+        return { status: 'success' as const, ...result };
+      },
+    );
+  };
 }

@@ -1,11 +1,31 @@
-/** The rules for people: adding, updating, upgrading, finding. */
+/** The rules for people: adding, listing, reading, updating, upgrading, looking up. */
 import { recordChange, type ChangeContext } from '../audit/service.ts';
+import { findLogBySubject, type Executor } from '../audit/store.ts';
+import type { SessionUser } from '../auth/store.ts';
 import { membershipRank, NON_MEMBER } from '../config/org.ts';
 import type { Deps } from '../deps.ts';
 import type { PaperPubs } from '../db/tables.ts';
+import { hasRole, type Role } from '../http/auth.ts';
 import { AppError } from '../http/errors.ts';
-import { toPerson, type Person } from './person.ts';
-import { insertPerson, nextMemberNumber, notifyPersonChanged } from './store.ts';
+import { preferredName, toListEntry, toPerson, type Person } from './person.ts';
+import {
+  findAllPeople,
+  findLookupHits,
+  findPeopleMatching,
+  findPersonById,
+  findPersonByIdForUpdate,
+  findPersonIdByMemberNumber,
+  insertPerson,
+  isUniqueViolation,
+  nextMemberNumber,
+  notifyPersonChanged,
+  TEXT_FILTER_FIELDS,
+  updatePersonRow,
+  type PeopleFilter,
+  type PersonChanges,
+  type PersonRow,
+  type TextFilterField,
+} from './store.ts';
 
 export interface NewPerson {
   membership: string;
@@ -16,7 +36,8 @@ export interface NewPerson {
   city?: string | null;
   state?: string | null;
   country?: string | null;
-  paper_pubs?: PaperPubs | null;
+  /** An object, null, or (from a form) the same as JSON text. */
+  paper_pubs?: unknown;
 }
 
 export function assertMembershipType(org: Deps['org'], membership: string): void {
@@ -26,45 +47,377 @@ export function assertMembershipType(org: Deps['org'], membership: string): void
   }
 }
 
-/** paper_pubs must be null or an object with non-empty name, address and country. */
+const PAPER_PUBS_RULE = 'paper_pubs must be null or an object with non-empty name, address and country';
+
+/** paper_pubs must be null or an object with non-empty name, address and country; forms send it as JSON text. */
 export function validatePaperPubs(value: unknown): PaperPubs | null {
+  if (typeof value === 'string') {
+    if (value.trim() === '' || value.trim() === 'null') return null;
+    try {
+      value = JSON.parse(value);
+    } catch {
+      throw new AppError('bad_input', `${PAPER_PUBS_RULE} (in a form, as JSON text)`);
+    }
+  }
   if (value === null) return null;
   const v = value as Partial<Record<keyof PaperPubs, unknown>>;
-  const ok = v && typeof v === 'object' && (['name', 'address', 'country'] as const).every((k) => typeof v[k] === 'string' && (v[k] as string).trim() !== '');
-  if (!ok) throw new AppError('bad_input', 'paper_pubs must be an object with non-empty name, address and country');
+  const ok =
+    v &&
+    typeof v === 'object' &&
+    !Array.isArray(v) &&
+    (['name', 'address', 'country'] as const).every((k) => typeof v[k] === 'string' && (v[k] as string).trim() !== '' && !(v[k] as string).includes('\u0000'));
+  if (!ok) throw new AppError('bad_input', PAPER_PUBS_RULE);
   return { name: (v.name as string).trim(), address: (v.address as string).trim(), country: (v.country as string).trim() };
 }
 
-function cleanText(value: string | null | undefined): string | null {
+function samePaperPubs(a: PaperPubs | null, b: PaperPubs | null): boolean {
+  if (a === null || b === null) return a === b;
+  return a.name === b.name && a.address === b.address && a.country === b.country;
+}
+
+/** PostgreSQL text cannot hold NUL; refused here rather than failing in the database. */
+function refuseNul(value: string, field: string): void {
+  if (value.includes('\u0000')) throw new AppError('bad_input', `${field} must not contain NUL characters`);
+}
+
+/** Trimmed text, or null when empty. */
+function cleanText(value: string | null | undefined, field: string): string | null {
   if (value === undefined || value === null) return null;
+  refuseNul(value, field);
   const trimmed = value.trim();
   return trimmed === '' ? null : trimmed;
+}
+
+function cleanEmail(value: string | null | undefined): string | null {
+  const email = cleanText(value, 'email');
+  if (email !== null && !/^[^\s@]+@[^\s@]+$/.test(email)) throw new AppError('bad_input', `"${email}" is not an email address`);
+  return email;
+}
+
+function requireLegalName(value: string | null | undefined): string {
+  const name = cleanText(value, 'legal_name');
+  if (!name) throw new AppError('bad_input', 'legal_name must not be empty');
+  return name;
 }
 
 /** Adds a person; every membership but NonMember gets a member number. */
 export async function addPerson(deps: Pick<Deps, 'db' | 'org' | 'clock'>, input: NewPerson, ctx: ChangeContext): Promise<Person> {
   assertMembershipType(deps.org, input.membership);
-  const legalName = cleanText(input.legal_name);
-  if (!legalName) throw new AppError('bad_input', 'legal_name must not be empty');
-  const email = cleanText(input.email);
-  if (email !== null && !/^[^\s@]+@[^\s@]+$/.test(email)) throw new AppError('bad_input', `"${email}" is not an email address`);
-  const paperPubs = input.paper_pubs === undefined ? null : validatePaperPubs(input.paper_pubs);
+  const values = {
+    membership: input.membership,
+    legal_name: requireLegalName(input.legal_name),
+    email: cleanEmail(input.email),
+    public_first_name: cleanText(input.public_first_name, 'public_first_name'),
+    public_last_name: cleanText(input.public_last_name, 'public_last_name'),
+    city: cleanText(input.city, 'city'),
+    state: cleanText(input.state, 'state'),
+    country: cleanText(input.country, 'country'),
+    paper_pubs: input.paper_pubs === undefined ? null : validatePaperPubs(input.paper_pubs),
+  };
   return deps.db.transaction().execute(async (tx) => {
     const row = await insertPerson(tx, {
+      ...values,
       last_modified: deps.clock.now(),
-      member_number: input.membership === NON_MEMBER ? null : await nextMemberNumber(tx),
-      membership: input.membership,
-      legal_name: legalName,
-      email,
-      public_first_name: cleanText(input.public_first_name),
-      public_last_name: cleanText(input.public_last_name),
-      city: cleanText(input.city),
-      state: cleanText(input.state),
-      country: cleanText(input.country),
-      paper_pubs: JSON.stringify(paperPubs),
+      member_number: values.membership === NON_MEMBER ? null : await nextMemberNumber(tx),
+      paper_pubs: JSON.stringify(values.paper_pubs),
     });
-    await recordChange(tx, deps.clock, ctx, { subject: row.id, action: 'new', parameters: { ...input } });
+    await recordChange(tx, deps.clock, ctx, { subject: row.id, action: 'new', parameters: { ...values, member_number: row.member_number } });
     await notifyPersonChanged(tx, row.id);
     return toPerson(row);
   });
+}
+
+export type PeopleQuery = Partial<Record<'since' | 'name' | TextFilterField, string>> & { id?: number; member_number?: number };
+
+const ISO_8601 = /^(\d{4})-(\d{2})-(\d{2})(?:[T ](\d{2}):(\d{2})(?::(\d{2})(?:[.,](\d+))?)?\s*(Z|[+-]\d{2}(?::?\d{2})?)?)?$/i;
+
+/** An ISO 8601 date or date-time; one without an offset is read as UTC. */
+export function parseSince(value: string): Date {
+  const m = ISO_8601.exec(value.trim());
+  const refuse = () => new AppError('bad_input', `since must be an ISO 8601 date or date-time, such as 2026-05-31 or 2026-05-31T18:00:00Z; got "${value}"`);
+  if (!m) throw refuse();
+  const [year, month, day, hour = 0, minute = 0, second = 0] = m.slice(1, 7).map((s) => (s === undefined ? undefined : Number(s)));
+  const ms = m[7] ? Number(`0.${m[7]}`) * 1000 : 0;
+  const date = new Date(0);
+  date.setUTCFullYear(year!, month! - 1, day!);
+  date.setUTCHours(hour, minute, second, Math.floor(ms));
+  if (date.getUTCFullYear() !== year || date.getUTCMonth() !== month! - 1 || date.getUTCDate() !== day || hour > 23 || minute > 59 || second > 59) {
+    throw refuse();
+  }
+  const zone = m[8]?.toUpperCase();
+  if (zone && zone !== 'Z') {
+    const sign = zone.startsWith('-') ? -1 : 1;
+    const digits = zone.slice(1).replace(':', '');
+    const offsetMinutes = Number(digits.slice(0, 2)) * 60 + Number(digits.slice(2) || 0);
+    date.setTime(date.getTime() - sign * offsetMinutes * 60_000);
+  }
+  return date;
+}
+
+/** `\` escapes the next character in ILIKE, so a pattern cannot end with an unpaired one. */
+function likePattern(value: string, field: string): string {
+  refuseNul(value, field);
+  if (/(^|[^\\])(\\\\)*\\$/.test(value)) throw new AppError('bad_input', `${field} ends with an unpaired "\\"; write "\\\\" to match a backslash`);
+  return value;
+}
+
+/**
+ * Without parameters: everyone, each at the index equal to their id (null elsewhere), null fields left
+ * out. With parameters: the people matching all of them, in full.
+ */
+export async function listPeople(deps: Pick<Deps, 'db'>, query: PeopleQuery): Promise<(Partial<Person> | null)[]> {
+  if (Object.values(query).every((v) => v === undefined)) {
+    const rows = await findAllPeople(deps.db);
+    const list: (Partial<Person> | null)[] = new Array<null>(rows.length === 0 ? 0 : rows[rows.length - 1]!.id + 1).fill(null);
+    for (const row of rows) list[row.id] = toListEntry(row);
+    return list;
+  }
+  const text: PeopleFilter['text'] = {};
+  for (const field of TEXT_FILTER_FIELDS) {
+    const value = query[field];
+    if (value !== undefined) text[field] = likePattern(value, field);
+  }
+  const filter: PeopleFilter = { id: query.id, member_number: query.member_number, text };
+  if (query.since !== undefined) filter.since = parseSince(query.since);
+  if (query.name !== undefined) filter.name = likePattern(query.name, 'name');
+  return (await findPeopleMatching(deps.db, filter)).map(toPerson);
+}
+
+function isOwnRecord(row: PersonRow, user: SessionUser): boolean {
+  return row.email !== null && row.email.toLowerCase() === user.email.toLowerCase();
+}
+
+/**
+ * Someone without the role learns nothing about records that are not theirs: an id that does not
+ * exist is refused the same way as someone else's.
+ */
+function assertMayAccess(row: PersonRow | undefined, user: SessionUser, id: number, roles: Role[], verb: string): PersonRow {
+  if (!hasRole(user, ...roles) && !(row && isOwnRecord(row, user))) {
+    throw new AppError('forbidden', `You can ${verb} only your own record; anyone else's needs the ${roles.join(' or ')} role`);
+  }
+  if (!row) throw new AppError('not_found', `No person has id ${id}`);
+  return row;
+}
+
+export async function getPerson(deps: Pick<Deps, 'db'>, user: SessionUser, id: number): Promise<Person> {
+  const row = await findPersonById(deps.db, id);
+  return toPerson(assertMayAccess(row, user, id, ['member_admin', 'member_list'], 'see'));
+}
+
+export interface PersonLogEntry {
+  id: number;
+  timestamp: string;
+  author: string | null;
+  subject: number | null;
+  action: string;
+  parameters: Record<string, unknown>;
+  description: string | null;
+}
+
+export async function getPersonLog(deps: Pick<Deps, 'db'>, user: SessionUser, id: number): Promise<PersonLogEntry[]> {
+  assertMayAccess(await findPersonById(deps.db, id), user, id, ['member_admin', 'member_list'], 'see the log of');
+  const rows = await findLogBySubject(deps.db, id);
+  return rows.map((r) => ({ ...r, id: Number(r.id), timestamp: r.timestamp.toISOString() }));
+}
+
+export interface PersonUpdate {
+  membership?: string;
+  email?: string | null;
+  legal_name?: string | null;
+  public_first_name?: string | null;
+  public_last_name?: string | null;
+  city?: string | null;
+  state?: string | null;
+  country?: string | null;
+  paper_pubs?: unknown;
+}
+
+const UPDATE_FIELDS = ['membership', 'email', 'legal_name', 'public_first_name', 'public_last_name', 'city', 'state', 'country', 'paper_pubs'] as const;
+type UpdateField = (typeof UPDATE_FIELDS)[number];
+type ChangedValues = Partial<Pick<PersonRow, UpdateField | 'member_number'>>;
+
+/** Validated new values for the fields that were sent; role rules that do not depend on the record. */
+function updateValues(org: Deps['org'], user: SessionUser, input: PersonUpdate): Partial<Pick<PersonRow, UpdateField>> {
+  const sent = UPDATE_FIELDS.filter((f) => input[f] !== undefined);
+  if (sent.length === 0) throw new AppError('bad_input', `Nothing to update: send at least one of ${UPDATE_FIELDS.join(', ')}`);
+  const admin = hasRole(user, 'member_admin');
+  const restricted = sent.filter((f) => f === 'membership' || f === 'email');
+  if (restricted.length > 0 && !admin) throw new AppError('forbidden', `Changing ${restricted.join(' or ')} requires the member_admin role`);
+  const values: Partial<Pick<PersonRow, UpdateField>> = {};
+  for (const field of sent) {
+    if (field === 'membership') {
+      const membership = cleanText(input.membership, 'membership') ?? '';
+      assertMembershipType(org, membership);
+      values.membership = membership;
+    } else if (field === 'email') values.email = cleanEmail(input.email);
+    else if (field === 'legal_name') values.legal_name = requireLegalName(input.legal_name);
+    else if (field === 'paper_pubs') values.paper_pubs = validatePaperPubs(input.paper_pubs);
+    else values[field] = cleanText(input[field], field);
+  }
+  return values;
+}
+
+function changedValues(row: PersonRow, wanted: ChangedValues): ChangedValues {
+  const changed: ChangedValues = {};
+  for (const [field, value] of Object.entries(wanted) as [keyof ChangedValues, unknown][]) {
+    const same = field === 'paper_pubs' ? samePaperPubs(row.paper_pubs, value as PaperPubs | null) : row[field] === value;
+    if (!same) Object.assign(changed, { [field]: value });
+  }
+  return changed;
+}
+
+/** Writes the changed values, the audit row and the notification in the caller's transaction. */
+async function applyChanges(
+  tx: Executor,
+  deps: Pick<Deps, 'clock'>,
+  id: number,
+  changed: ChangedValues,
+  action: string,
+  ctx: ChangeContext,
+): Promise<PersonRow> {
+  const { paper_pubs: paperPubs, ...rest } = changed;
+  const changes: PersonChanges = { ...rest, last_modified: deps.clock.now() };
+  if (paperPubs !== undefined) changes.paper_pubs = JSON.stringify(paperPubs);
+  let row: PersonRow;
+  try {
+    row = await updatePersonRow(tx, id, changes);
+  } catch (err) {
+    if (isUniqueViolation(err)) throw new AppError('conflict', `Member number ${changed.member_number} is already used by another person`);
+    throw err;
+  }
+  await recordChange(tx, deps.clock, ctx, { subject: id, action, parameters: { ...changed } });
+  await notifyPersonChanged(tx, id);
+  return row;
+}
+
+/**
+ * Own record or member_admin. membership and email need member_admin; a member may change paper_pubs
+ * only once they have been bought, and may not remove them.
+ */
+export async function updatePerson(
+  deps: Pick<Deps, 'db' | 'org' | 'clock'>,
+  user: SessionUser,
+  id: number,
+  input: PersonUpdate,
+  ctx: ChangeContext,
+): Promise<{ updated: string[] }> {
+  const wanted: ChangedValues = updateValues(deps.org, user, input);
+  const admin = hasRole(user, 'member_admin');
+  return deps.db.transaction().execute(async (tx) => {
+    const row = assertMayAccess(await findPersonByIdForUpdate(tx, id), user, id, ['member_admin'], 'change');
+    if (wanted.paper_pubs !== undefined && !admin) {
+      if (row.paper_pubs === null) {
+        throw new AppError('forbidden', 'Paper publications must be bought first (as an upgrade); after that their address can be changed here');
+      }
+      if (wanted.paper_pubs === null) throw new AppError('forbidden', 'Removing paper publications requires the member_admin role');
+    }
+    // Every membership but NonMember has a member number, however it got its type.
+    if (wanted.membership !== undefined && wanted.membership !== NON_MEMBER && row.member_number === null) {
+      wanted.member_number = await nextMemberNumber(tx);
+    }
+    const changed = changedValues(row, wanted);
+    if (Object.keys(changed).length > 0) await applyChanges(tx, deps, id, changed, 'update', ctx);
+    return { updated: fieldOrder(changed) };
+  });
+}
+
+const REPORT_ORDER = [...UPDATE_FIELDS, 'member_number'] as const;
+
+function fieldOrder(changed: ChangedValues): string[] {
+  return REPORT_ORDER.filter((f) => f in changed);
+}
+
+export interface PersonUpgrade {
+  membership?: string;
+  member_number?: number;
+  paper_pubs?: unknown;
+}
+
+/**
+ * member_admin only. Membership moves only upward in the organisation's order; a member number is
+ * generated unless given (admin_admin only) or set before, and never for NonMember.
+ */
+export async function upgradePerson(
+  deps: Pick<Deps, 'db' | 'org' | 'clock'>,
+  user: SessionUser,
+  id: number,
+  input: PersonUpgrade,
+  ctx: ChangeContext,
+): Promise<{ member_number: number | null; updated: string[] }> {
+  if (input.membership === undefined && input.member_number === undefined && input.paper_pubs === undefined) {
+    throw new AppError('bad_input', 'Nothing to upgrade: send membership, member_number or paper_pubs');
+  }
+  if (!hasRole(user, 'member_admin')) throw new AppError('forbidden', 'Upgrades require the member_admin role');
+  if (input.member_number !== undefined && !hasRole(user, 'admin_admin')) throw new AppError('forbidden', 'Setting member_number requires the admin_admin role');
+  const membership = input.membership === undefined ? undefined : cleanText(input.membership, 'membership') ?? '';
+  if (membership !== undefined) assertMembershipType(deps.org, membership);
+  const paperPubs = input.paper_pubs === undefined ? undefined : validatePaperPubs(input.paper_pubs);
+  if (paperPubs === null) throw new AppError('bad_input', 'An upgrade cannot remove paper_pubs; send { name, address, country }, or use POST people/:id to remove them');
+
+  return deps.db.transaction().execute(async (tx) => {
+    const row = await findPersonByIdForUpdate(tx, id);
+    if (!row) throw new AppError('not_found', `No person has id ${id}`);
+    const wanted: ChangedValues = {};
+    if (membership !== undefined) {
+      assertUpward(deps.org, row.membership, membership);
+      wanted.membership = membership;
+    }
+    const finalMembership = membership ?? row.membership;
+    if (input.member_number !== undefined) {
+      if (finalMembership === NON_MEMBER) throw new AppError('bad_input', `${NON_MEMBER} has no member number; upgrade the membership too`);
+      const holder = await findPersonIdByMemberNumber(tx, input.member_number);
+      if (holder !== undefined && holder !== id) throw new AppError('conflict', `Member number ${input.member_number} is already used by another person`);
+      wanted.member_number = input.member_number;
+    } else if (row.member_number === null && finalMembership !== NON_MEMBER) {
+      wanted.member_number = await nextMemberNumber(tx);
+    }
+    if (paperPubs !== undefined) wanted.paper_pubs = paperPubs;
+    const changed = changedValues(row, wanted);
+    const after = Object.keys(changed).length > 0 ? await applyChanges(tx, deps, id, changed, 'upgrade', ctx) : row;
+    return { member_number: after.member_number, updated: fieldOrder(changed) };
+  });
+}
+
+function assertUpward(org: Deps['org'], from: string, to: string): void {
+  const fromRank = membershipRank(org, from);
+  if (membershipRank(org, to) > fromRank) return;
+  const higher = org.membershipTypes.slice(fromRank + 1).map((t) => t.key);
+  const options = higher.length > 0 ? `it can move up to ${higher.join(', ')}` : `${from} is already the highest type`;
+  throw new AppError('bad_input', `Cannot upgrade from ${from} to ${to}: a membership only moves up, and ${options}`);
+}
+
+export interface LookupInput {
+  email?: string;
+  member_number?: number;
+  name?: string;
+}
+
+export type LookupResult = { status: 'success'; id: number; membership: string; name: string } | { status: 'not found' } | { status: 'multiple' };
+
+/**
+ * A one-typo slip in a two-word name scores about 0.57–0.62 in trigram similarity, while a first or
+ * last name alone scores about 0.55: the bar sits between them, so a name must be given whole.
+ */
+export const LOOKUP_MIN_SIMILARITY = 0.57;
+
+/**
+ * Public: finds one person's id, membership and preferred name from any of email, member_number and
+ * name, all of which must match. Types with allow_lookup false, and NonMember, are never found.
+ */
+export async function lookupPerson(deps: Pick<Deps, 'db' | 'org' | 'rateLimiter'>, input: LookupInput, clientIp: string): Promise<LookupResult> {
+  // Public and answering "is this address a member?": limited per client IP like key and login.
+  deps.rateLimiter.hitIp('lookup', clientIp);
+  const email = cleanText(input.email, 'email')?.toLowerCase() ?? undefined;
+  const name = cleanText(input.name, 'name')?.toLowerCase().replace(/\s+/g, ' ') ?? undefined;
+  const memberNumber = input.member_number;
+  if (email === undefined && name === undefined && memberNumber === undefined) {
+    throw new AppError('bad_input', 'Send at least one of email, member_number and name');
+  }
+  const memberships = deps.org.membershipTypes.filter((t) => t.allow_lookup && t.key !== NON_MEMBER).map((t) => t.key);
+  const hits = await findLookupHits(deps.db, { memberships, email, member_number: memberNumber, name, minSimilarity: LOOKUP_MIN_SIMILARITY }, 2);
+  const [best, second] = hits;
+  if (!best) return { status: 'not found' };
+  // An exact name (score 1) wins over near misses; two exact ones stay ambiguous.
+  if (second && !(best.score === 1 && second.score < 1)) return { status: 'multiple' };
+  return { status: 'success', id: best.id, membership: best.membership, name: preferredName(best) };
 }

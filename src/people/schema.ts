@@ -1,0 +1,143 @@
+import { Type } from 'typebox';
+
+const MAX_ID = 2_147_483_647;
+
+const Id = Type.Integer({ minimum: 1, maximum: MAX_ID });
+const MemberNumber = Type.Integer({ minimum: 1, maximum: MAX_ID });
+const Text = (maxLength: number, description?: string) => Type.Union([Type.String({ maxLength }), Type.Null()], description ? { description } : {});
+const Filter = (description: string) => Type.Optional(Type.String({ maxLength: 320, description }));
+
+const PaperPubsValue = Type.Object({ name: Type.String(), address: Type.String(), country: Type.String() });
+
+/** Checked by the service, so a bad value gets one clear message instead of a list of schema branches. */
+const PaperPubsInput = Type.Unknown({
+  description: 'null, or { name, address, country } with none of them empty. In a form body, the same as JSON text.',
+});
+
+export const PersonIdParams = Type.Object({ id: Id });
+
+export const PeopleQuery = Type.Object(
+  {
+    since: Type.Optional(Type.String({ maxLength: 64, description: 'ISO 8601 date or date-time (UTC when no offset is given); rows modified after it' })),
+    name: Filter('Matches legal_name, public_first_name or public_last_name'),
+    id: Type.Optional(Id),
+    member_number: Type.Optional(MemberNumber),
+    membership: Filter('Membership type'),
+    legal_name: Filter('Legal name'),
+    email: Filter('Email address'),
+    public_first_name: Filter('Public first name'),
+    public_last_name: Filter('Public last name'),
+    city: Filter('City'),
+    state: Filter('State'),
+    country: Filter('Country'),
+  },
+  {
+    additionalProperties: false,
+    description: 'Text fields are matched with case-insensitive ILIKE: `%` matches any run of characters, `_` one character, `\\` escapes them.',
+  },
+);
+
+export const Person = Type.Object({
+  id: Type.Integer(),
+  last_modified: Type.String({ format: 'date-time' }),
+  member_number: Type.Union([Type.Integer(), Type.Null()]),
+  membership: Type.String(),
+  legal_name: Type.String(),
+  email: Type.Union([Type.String(), Type.Null()]),
+  public_first_name: Type.Union([Type.String(), Type.Null()]),
+  public_last_name: Type.Union([Type.String(), Type.Null()]),
+  city: Type.Union([Type.String(), Type.Null()]),
+  state: Type.Union([Type.String(), Type.Null()]),
+  country: Type.Union([Type.String(), Type.Null()]),
+  paper_pubs: Type.Union([PaperPubsValue, Type.Null()]),
+  preferred_name: Type.String(),
+});
+
+export const PeopleReply = Type.Array(Type.Union([Type.Null(), Type.Partial(Person)]), {
+  description:
+    'Without parameters: every person at the index equal to their id (null where there is none), without null fields. With parameters: the matching people.',
+});
+
+export const NewPersonBody = Type.Object(
+  {
+    membership: Type.String({ maxLength: 64, description: 'A membership type of the organisation' }),
+    legal_name: Type.String({ maxLength: 200 }),
+    email: Type.Optional(Text(320)),
+    public_first_name: Type.Optional(Text(200)),
+    public_last_name: Type.Optional(Text(200)),
+    city: Type.Optional(Text(200)),
+    state: Type.Optional(Text(200)),
+    country: Type.Optional(Text(200)),
+    paper_pubs: Type.Optional(PaperPubsInput),
+  },
+  { additionalProperties: false },
+);
+
+export const NewPersonReply = Type.Object({
+  status: Type.Literal('success'),
+  id: Type.Integer(),
+  member_number: Type.Union([Type.Integer(), Type.Null()]),
+});
+
+export const LogEntry = Type.Object({
+  id: Type.Integer(),
+  timestamp: Type.String({ format: 'date-time' }),
+  author: Type.Union([Type.String(), Type.Null()]),
+  subject: Type.Union([Type.Integer(), Type.Null()]),
+  action: Type.String(),
+  parameters: Type.Record(Type.String(), Type.Unknown()),
+  description: Type.Union([Type.String(), Type.Null()]),
+});
+
+export const PersonLogReply = Type.Array(LogEntry);
+
+export const PersonUpdateBody = Type.Object(
+  {
+    membership: Type.Optional(Type.String({ maxLength: 64, description: 'member_admin only' })),
+    email: Type.Optional(Text(320, 'member_admin only')),
+    legal_name: Type.Optional(Text(200)),
+    public_first_name: Type.Optional(Text(200)),
+    public_last_name: Type.Optional(Text(200)),
+    city: Type.Optional(Text(200)),
+    state: Type.Optional(Text(200)),
+    country: Type.Optional(Text(200)),
+    paper_pubs: Type.Optional(PaperPubsInput),
+  },
+  { additionalProperties: false },
+);
+
+export const PersonUpdateReply = Type.Object({
+  status: Type.Literal('success'),
+  updated: Type.Array(Type.String(), { description: 'The fields whose value changed' }),
+});
+
+export const UpgradeBody = Type.Object(
+  {
+    membership: Type.Optional(Type.String({ maxLength: 64, description: 'Must be above the current type in the organisation’s order' })),
+    member_number: Type.Optional(
+      Type.Integer({ minimum: 1, maximum: MAX_ID, description: 'admin_admin only; generated when not given and not set before' }),
+    ),
+    paper_pubs: Type.Optional(PaperPubsInput),
+  },
+  { additionalProperties: false },
+);
+
+export const UpgradeReply = Type.Object({
+  status: Type.Literal('success'),
+  member_number: Type.Union([Type.Integer(), Type.Null()]),
+  updated: Type.Array(Type.String()),
+});
+
+export const LookupBody = Type.Object(
+  {
+    email: Type.Optional(Type.String({ maxLength: 320, description: 'Matched case-insensitively' })),
+    member_number: Type.Optional(MemberNumber),
+    name: Type.Optional(Type.String({ maxLength: 200, description: 'Legal or public name; small typos and word order are forgiven' })),
+  },
+  { additionalProperties: false },
+);
+
+export const LookupReply = Type.Union([
+  Type.Object({ status: Type.Literal('success'), id: Type.Integer(), membership: Type.String(), name: Type.String() }),
+  Type.Object({ status: Type.Union([Type.Literal('not found'), Type.Literal('multiple')]) }),
+]);

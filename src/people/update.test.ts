@@ -1,0 +1,299 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import { startTestApp, type TestApp } from '../../test/support/app.ts';
+import { PEOPLE_CHANNEL } from './store.ts';
+
+const PAPER = { name: 'Mia Member', address: '1 Main St', country: 'Finland' };
+
+let t: TestApp;
+let admin: string;
+let lister: string;
+let superAdmin: string;
+let mia: string;
+let paula: string;
+
+before(async () => {
+  t = await startTestApp();
+  await t.addPerson({ legal_name: 'Mia Member', email: 'mia@example.org' });
+  await t.addPerson({ legal_name: 'Paula Paper', email: 'paula@example.org', paper_pubs: { name: 'Paula', address: 'Old Road 2', country: 'Estonia' } });
+  admin = await t.loginAs('admin@example.org', 'member_admin');
+  lister = await t.loginAs('lister@example.org', 'member_list');
+  superAdmin = await t.loginAs('root@example.org', 'member_admin', 'admin_admin');
+  mia = await t.login('mia@example.org');
+  paula = await t.login('paula@example.org');
+});
+after(() => t.close());
+
+async function newPerson(input: Record<string, unknown>): Promise<{ id: number; member_number: number | null }> {
+  return t.addPerson({ legal_name: 'Some One', ...input });
+}
+
+async function read(id: number): Promise<any> {
+  return (await t.api(`people/${id}`, { cookie: admin })).body;
+}
+
+async function logOf(id: number): Promise<any[]> {
+  return (await t.api(`people/${id}/log`, { cookie: admin })).body;
+}
+
+describe('POST people/:id', () => {
+  test('a member updates their own record; only changed fields are reported and logged', async () => {
+    const { id } = await newPerson({ email: 'own@example.org', city: 'Oulu', country: 'Finland' });
+    const cookie = await t.login('own@example.org');
+    t.clock.advance(60_000);
+    const res = await t.api(`people/${id}`, { cookie, json: { legal_name: 'Owen Own', city: 'Oulu', public_first_name: 'Owen', state: '' } });
+    assert.equal(res.status, 200, res.text);
+    assert.deepEqual(res.body, { status: 'success', updated: ['legal_name', 'public_first_name'] });
+    const person = await read(id);
+    assert.equal(person.legal_name, 'Owen Own');
+    assert.equal(person.public_first_name, 'Owen');
+    assert.equal(person.last_modified, t.clock.now().toISOString());
+    const log = await logOf(id);
+    assert.equal(log.length, 2);
+    assert.equal(log[1].action, 'update');
+    assert.equal(log[1].author, 'own@example.org');
+    assert.deepEqual(log[1].parameters, { legal_name: 'Owen Own', public_first_name: 'Owen' });
+  });
+
+  test('a committed change is announced on the live channel; a refused one is not', async () => {
+    const refused = await newPerson({});
+    const changed = await newPerson({});
+    const heard: string[] = [];
+    const hearUntil = async (done: () => boolean) => {
+      for (let i = 0; i < 100 && !done(); i++) await new Promise((r) => setTimeout(r, 20));
+    };
+    const stop = await t.deps.database.listen(PEOPLE_CHANNEL, (id) => heard.push(id));
+    try {
+      // Notifications arrive in commit order: once this one is heard, earlier ones are past.
+      const sentinel = await newPerson({});
+      await hearUntil(() => heard.at(-1) === String(sentinel.id));
+      assert.equal(heard.at(-1), String(sentinel.id));
+      heard.length = 0;
+      assert.equal((await t.api(`people/${refused.id}`, { cookie: mia, json: { city: 'X' } })).status, 403);
+      assert.equal((await t.api(`people/${refused.id}/upgrade`, { cookie: admin, json: { membership: 'NonMember' } })).status, 400);
+      assert.equal((await t.api(`people/${changed.id}`, { cookie: admin, json: { city: 'Vaasa' } })).status, 200);
+      assert.equal((await t.api(`people/${changed.id}/upgrade`, { cookie: admin, json: { paper_pubs: PAPER } })).status, 200);
+      await hearUntil(() => heard.length >= 2);
+      assert.deepEqual(heard, [String(changed.id), String(changed.id)]);
+    } finally {
+      await stop();
+    }
+  });
+
+  test('an update that changes nothing writes nothing', async () => {
+    const { id } = await newPerson({ city: 'Oulu' });
+    const before = await read(id);
+    t.clock.advance(60_000);
+    const res = await t.api(`people/${id}`, { cookie: admin, json: { city: ' Oulu ' } });
+    assert.deepEqual(res.body, { status: 'success', updated: [] });
+    assert.equal((await read(id)).last_modified, before.last_modified);
+    assert.equal((await logOf(id)).length, 1);
+  });
+
+  test('member_admin changes membership and email; a form body works and an empty field clears it', async () => {
+    const { id } = await newPerson({ membership: 'Supporter', email: 'old@example.org', city: 'Oulu' });
+    const res = await t.api(`people/${id}`, { cookie: admin, form: { membership: 'Adult', email: 'new@example.org', city: '' } });
+    assert.equal(res.status, 200, res.text);
+    assert.deepEqual(res.body.updated, ['membership', 'email', 'city']);
+    const person = await read(id);
+    assert.equal(person.membership, 'Adult');
+    assert.equal(person.email, 'new@example.org');
+    assert.equal(person.city, null);
+  });
+
+  test('a NonMember given a membership type here also gets a member number', async () => {
+    const { id } = await newPerson({ membership: 'NonMember' });
+    const res = await t.api(`people/${id}`, { cookie: admin, json: { membership: 'Supporter' } });
+    assert.deepEqual(res.body.updated, ['membership', 'member_number']);
+    assert.equal(typeof (await read(id)).member_number, 'number');
+  });
+
+  test('membership and email need member_admin, even on your own record', async () => {
+    for (const json of [{ membership: 'Adult' }, { email: 'me@elsewhere.org' }, { email: 'mia@example.org', city: 'Espoo' }]) {
+      const res = await t.api('people/1', { cookie: mia, json });
+      assert.equal(res.status, 403, JSON.stringify(json));
+      assert.match(res.body.message, /member_admin/);
+    }
+    const person = await read(1);
+    assert.equal(person.city, null);
+    assert.equal(person.email, 'mia@example.org');
+  });
+
+  test("someone else's record needs member_admin: members and member_list get 403 and change nothing", async () => {
+    const { id } = await newPerson({ city: 'Oulu' });
+    for (const cookie of [mia, lister]) {
+      const res = await t.api(`people/${id}`, { cookie, json: { city: 'Hacked' } });
+      assert.equal(res.status, 403);
+      assert.equal(res.body.status, 'unauthorized');
+    }
+    assert.equal((await t.api('people/99999', { cookie: mia, json: { city: 'X' } })).status, 403);
+    assert.equal((await read(id)).city, 'Oulu');
+    assert.equal((await logOf(id)).length, 1);
+  });
+
+  test('paper_pubs: a member must buy them first, may then change the address, may not remove them', async () => {
+    const first = await t.api('people/1', { cookie: mia, json: { paper_pubs: PAPER } });
+    assert.equal(first.status, 403);
+    assert.match(first.body.message, /bought first/);
+    assert.equal((await read(1)).paper_pubs, null);
+
+    const moved = { name: 'Paula', address: 'New Road 3', country: 'Estonia' };
+    const change = await t.api('people/2', { cookie: paula, json: { paper_pubs: moved } });
+    assert.equal(change.status, 200, change.text);
+    assert.deepEqual(change.body.updated, ['paper_pubs']);
+    assert.deepEqual((await read(2)).paper_pubs, moved);
+
+    const remove = await t.api('people/2', { cookie: paula, json: { paper_pubs: null } });
+    assert.equal(remove.status, 403);
+    assert.deepEqual((await read(2)).paper_pubs, moved);
+  });
+
+  test('member_admin may set and remove paper_pubs', async () => {
+    const { id } = await newPerson({});
+    assert.deepEqual((await t.api(`people/${id}`, { cookie: admin, json: { paper_pubs: PAPER } })).body.updated, ['paper_pubs']);
+    assert.deepEqual((await read(id)).paper_pubs, PAPER);
+    assert.deepEqual((await t.api(`people/${id}`, { cookie: admin, json: { paper_pubs: null } })).body.updated, ['paper_pubs']);
+    assert.equal((await read(id)).paper_pubs, null);
+  });
+
+  test('bad input is a 400 that changes nothing', async () => {
+    const { id } = await newPerson({ city: 'Oulu' });
+    const cases = [
+      { json: {}, message: /Nothing to update/ },
+      { json: { membership: 'Platinum' }, message: /Unknown membership type/ },
+      { json: { legal_name: '' }, message: /legal_name/ },
+      { json: { legal_name: null }, message: /legal_name/ },
+      { json: { email: 'not an email' }, message: /email/ },
+      { json: { paper_pubs: { name: 'X', address: 'Y' } }, message: /paper_pubs/ },
+      { json: { paper_pubs: ['X', 'Y', 'Z'] }, message: /paper_pubs/ },
+      { json: { city: 'Espoo', member_number: 5 }, message: /member_number/ },
+      { json: { city: ['Espoo', 'Turku'] }, message: /city/ },
+      { json: { city: { name: 'Espoo' } }, message: /city/ },
+      { raw: { body: '{"city": "Espoo"', type: 'application/json' }, message: /JSON/ },
+    ];
+    for (const c of cases) {
+      const res = await t.api(`people/${id}`, { cookie: admin, ...c });
+      assert.equal(res.status, 400, `${JSON.stringify(c)} → ${res.text}`);
+      assert.equal(res.body.status, 'error');
+      assert.match(res.body.message, c.message);
+    }
+    assert.equal((await read(id)).city, 'Oulu');
+    assert.equal((await logOf(id)).length, 1);
+  });
+
+  test('unknown id 404, bad id 400, no session 401', async () => {
+    assert.equal((await t.api('people/99999', { cookie: admin, json: { city: 'X' } })).status, 404);
+    assert.equal((await t.api('people/abc', { cookie: admin, json: { city: 'X' } })).status, 400);
+    const anonymous = await t.api('people/1', { json: { city: 'X' } });
+    assert.equal(anonymous.status, 401);
+    assert.equal(anonymous.body.status, 'unauthorized');
+  });
+});
+
+describe('POST people/:id/upgrade', () => {
+  test('raises the membership, generating a member number for a former NonMember', async () => {
+    const { id } = await newPerson({ membership: 'NonMember' });
+    assert.equal((await read(id)).member_number, null);
+    const res = await t.api(`people/${id}/upgrade`, { cookie: admin, json: { membership: 'Supporter' } });
+    assert.equal(res.status, 200, res.text);
+    assert.equal(res.body.status, 'success');
+    assert.equal(typeof res.body.member_number, 'number');
+    assert.deepEqual(res.body.updated, ['membership', 'member_number']);
+    const person = await read(id);
+    assert.equal(person.membership, 'Supporter');
+    assert.equal(person.member_number, res.body.member_number);
+    const log = await logOf(id);
+    assert.equal(log.at(-1).action, 'upgrade');
+    assert.deepEqual(log.at(-1).parameters, { membership: 'Supporter', member_number: res.body.member_number });
+  });
+
+  test('keeps an existing member number', async () => {
+    const { id, member_number } = await newPerson({ membership: 'Supporter' });
+    const res = await t.api(`people/${id}/upgrade`, { cookie: admin, form: { membership: 'Adult' } });
+    assert.deepEqual(res.body, { status: 'success', member_number, updated: ['membership'] });
+  });
+
+  test('same or lower membership is a 400 naming the current type, and changes nothing', async () => {
+    const { id } = await newPerson({ membership: 'Youth' });
+    for (const membership of ['Youth', 'Supporter', 'NonMember']) {
+      const res = await t.api(`people/${id}/upgrade`, { cookie: admin, json: { membership } });
+      assert.equal(res.status, 400, membership);
+      assert.match(res.body.message, /from Youth/);
+      assert.match(res.body.message, /FirstWorldcon, Adult/);
+    }
+    const top = await newPerson({ membership: 'Adult' });
+    const res = await t.api(`people/${top.id}/upgrade`, { cookie: admin, json: { membership: 'Adult' } });
+    assert.match(res.body.message, /Adult is already the highest type/);
+    assert.equal((await read(id)).membership, 'Youth');
+    assert.equal((await logOf(id)).length, 1);
+  });
+
+  test('paper_pubs alone is a purchase; NonMembers still get no member number', async () => {
+    const { id } = await newPerson({ membership: 'NonMember' });
+    const res = await t.api(`people/${id}/upgrade`, { cookie: admin, json: { paper_pubs: PAPER } });
+    assert.deepEqual(res.body, { status: 'success', member_number: null, updated: ['paper_pubs'] });
+    assert.deepEqual((await read(id)).paper_pubs, PAPER);
+  });
+
+  test('after buying paper_pubs a member may change their address', async () => {
+    const buy = await t.api('people/1/upgrade', { cookie: admin, json: { paper_pubs: PAPER } });
+    assert.equal(buy.status, 200);
+    const moved = { ...PAPER, address: '2 Side St' };
+    const res = await t.api('people/1', { cookie: mia, json: { paper_pubs: moved } });
+    assert.equal(res.status, 200, res.text);
+    assert.deepEqual((await read(1)).paper_pubs, moved);
+  });
+
+  test('member_number: admin_admin only, and never one that someone else has', async () => {
+    const { id } = await newPerson({ membership: 'NonMember' });
+    const forbidden = await t.api(`people/${id}/upgrade`, { cookie: admin, json: { membership: 'Adult', member_number: 5000 } });
+    assert.equal(forbidden.status, 403);
+    assert.match(forbidden.body.message, /admin_admin/);
+    assert.equal((await read(id)).membership, 'NonMember');
+
+    const taken = await t.api(`people/${id}/upgrade`, { cookie: superAdmin, json: { membership: 'Adult', member_number: 1 } });
+    assert.equal(taken.status, 409);
+    assert.match(taken.body.message, /Member number 1 is already used/);
+    assert.equal((await read(id)).membership, 'NonMember');
+
+    const nonMember = await t.api(`people/${id}/upgrade`, { cookie: superAdmin, json: { member_number: 5000 } });
+    assert.equal(nonMember.status, 400);
+
+    const res = await t.api(`people/${id}/upgrade`, { cookie: superAdmin, json: { membership: 'Adult', member_number: 5000 } });
+    assert.deepEqual(res.body, { status: 'success', member_number: 5000, updated: ['membership', 'member_number'] });
+    assert.equal((await read(id)).member_number, 5000);
+  });
+
+  test('bad input is a 400', async () => {
+    const { id } = await newPerson({ membership: 'Supporter' });
+    const cases = [
+      { json: {}, message: /Nothing to upgrade/ },
+      { json: { membership: 'Gold' }, message: /Unknown membership type/ },
+      { json: { paper_pubs: null }, message: /paper_pubs/ },
+      { json: { paper_pubs: { name: 'A' } }, message: /paper_pubs/ },
+      { json: { member_number: 'twelve' }, message: /member_number/ },
+      { json: { member_number: 0 }, message: /member_number/ },
+      { json: { membership: 'Adult', city: 'Oulu' }, message: /city/ },
+      { raw: { body: 'membership', type: 'application/json' }, message: /JSON/ },
+    ];
+    for (const c of cases) {
+      const res = await t.api(`people/${id}/upgrade`, { cookie: superAdmin, ...c });
+      assert.equal(res.status, 400, `${JSON.stringify(c)} → ${res.text}`);
+      assert.match(res.body.message, c.message);
+    }
+    assert.equal((await read(id)).membership, 'Supporter');
+    assert.equal((await t.api('people/99999/upgrade', { cookie: admin, json: { membership: 'Adult' } })).status, 404);
+    assert.equal((await t.api('people/x/upgrade', { cookie: admin, json: { membership: 'Adult' } })).status, 400);
+  });
+
+  test('needs member_admin: 401 without a session, 403 for members, on their own record too', async () => {
+    assert.equal((await t.api('people/1/upgrade', { json: { membership: 'Adult' } })).status, 401);
+    for (const cookie of [mia, lister]) {
+      const res = await t.api('people/1/upgrade', { cookie, json: { membership: 'Adult' } });
+      assert.equal(res.status, 403);
+      assert.equal(res.body.status, 'unauthorized');
+    }
+    assert.equal((await read(1)).membership, 'Adult');
+    assert.equal((await logOf(1)).filter((e) => e.action === 'upgrade').length, 1);
+  });
+});
