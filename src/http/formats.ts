@@ -9,9 +9,13 @@ export function isTrueish(value: unknown): boolean {
   return /^(1|true|yes|on)$/i.test(value.trim());
 }
 
-/** Sends rows as CSV with a header row; `columns` fixes the order even when there are no rows. */
+/**
+ * Sends rows as CSV with a header row; `columns` fixes the order even when there are no rows.
+ * Cells starting with = + - @ are escaped, since members type these values and people open the
+ * file in spreadsheets.
+ */
 export function sendCsv(reply: FastifyReply, filename: string, columns: string[], rows: Record<string, unknown>[]): FastifyReply {
-  const body = stringify(rows, { header: true, columns, cast: { boolean: (b) => (b ? 'true' : 'false') } });
+  const body = stringify(rows, { header: true, columns, escape_formulas: true, cast: { boolean: (b) => (b ? 'true' : 'false') } });
   return reply
     .type('text/csv; charset=utf-8')
     .header('content-disposition', `inline; filename="${filename}"`)

@@ -1,6 +1,49 @@
+/** HTTP face of the public information: people who opted in, statistics, configuration. */
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import type { Deps } from '../deps.ts';
+import { isTrueish, sendCsv } from '../http/formats.ts';
+import { ConfigReply, CsvQuery, PublicPeopleReply, StatsReply } from './schema.ts';
+import { listPublicPeople, membershipStats, publicConfig, statsCsvColumns, statsCsvRows } from './service.ts';
 
-export function publicRoutes(_deps: Deps): FastifyPluginAsyncTypebox {
-  return async () => {};
+const PEOPLE_CSV_COLUMNS = ['country', 'membership', 'first_name', 'last_name'];
+
+export function publicRoutes(deps: Deps): FastifyPluginAsyncTypebox {
+  const config = publicConfig(deps.org);
+  return async (app) => {
+    app.get(
+      '/public/people',
+      {
+        schema: {
+          tags: ['public'],
+          summary: 'People who chose to be listed publicly (JSON, or CSV with ?csv=1)',
+          querystring: CsvQuery,
+          response: { 200: PublicPeopleReply },
+        },
+      },
+      async (request, reply) => {
+        const people = await listPublicPeople(deps);
+        if (isTrueish(request.query.csv)) return sendCsv(reply, 'people.csv', PEOPLE_CSV_COLUMNS, people);
+        return people;
+      },
+    );
+
+    app.get(
+      '/public/stats',
+      {
+        schema: {
+          tags: ['public'],
+          summary: 'Member counts per country and membership type (JSON, or CSV with ?csv=1)',
+          querystring: CsvQuery,
+          response: { 200: StatsReply },
+        },
+      },
+      async (request, reply) => {
+        const stats = await membershipStats(deps);
+        if (isTrueish(request.query.csv)) return sendCsv(reply, 'stats.csv', statsCsvColumns(deps.org), statsCsvRows(stats));
+        return stats;
+      },
+    );
+
+    app.get('/config', { schema: { tags: ['public'], summary: 'The organisation and its membership types', response: { 200: ConfigReply } } }, async () => config);
+  };
 }
