@@ -231,3 +231,17 @@ describe('rate limits', () => {
     }
   });
 });
+
+describe('lookup rate limit', () => {
+  test('the public people/lookup is limited per client IP with a 429 and a message', async () => {
+    const limited = await startTestApp({ env: { RATE_LIMIT_PER_IP: '2' } });
+    try {
+      for (let i = 0; i < 2; i++) assert.equal((await limited.api('people/lookup', { json: { email: `x${i}@example.org` } })).status, 200);
+      const res = await limited.api('people/lookup', { json: { email: 'x3@example.org' } });
+      assert.equal(res.status, 429);
+      assert.match(res.body.message, /Too many lookups.*try again in/);
+    } finally {
+      await limited.close();
+    }
+  });
+});

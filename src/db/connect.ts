@@ -30,6 +30,7 @@ export async function connectPostgres(connectionString: string, poolSize = 10): 
   const db = new Kysely<Tables>({ dialect: new PostgresDialect({ pool }) });
   let listenClient: pg.Client | undefined;
   const listeners = new Map<string, Set<Listener>>();
+  let closed = false;
 
   async function ensureListenClient(): Promise<pg.Client> {
     if (listenClient) return listenClient;
@@ -62,9 +63,11 @@ export async function connectPostgres(connectionString: string, poolSize = 10): 
       };
     },
     async ping() {
+      if (closed) throw new Error('The database connection is closed');
       await sql`SELECT 1`.execute(db);
     },
     async close() {
+      closed = true;
       await listenClient?.end().catch(() => {});
       await db.destroy();
     },
@@ -84,6 +87,7 @@ export async function openPglite(options: { dataDir?: string; loadDataDir?: Blob
 export function wrapPglite(lite: PGlite): Database {
   const pool = new pg.Pool(createPgConfig(lite) as unknown as pg.PoolConfig);
   const db = new Kysely<Tables>({ dialect: new PostgresDialect({ pool }) });
+  let closed = false;
   return {
     kind: 'pglite',
     db,
@@ -92,9 +96,12 @@ export function wrapPglite(lite: PGlite): Database {
       return unlisten;
     },
     async ping() {
+      // A query on a closed PGlite fails inside its adapter with an unhandled rejection.
+      if (closed) throw new Error('The embedded database is closed');
       await sql`SELECT 1`.execute(db);
     },
     async close() {
+      closed = true;
       await db.destroy();
       await lite.close();
     },
