@@ -12,7 +12,7 @@ import websocket from '@fastify/websocket';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, type RawServerDefault } from 'fastify';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { pino, type Logger } from 'pino';
+import { pino, type DestinationStream, type Logger } from 'pino';
 import { createRateLimiter } from './auth/rate-limit.ts';
 import { authRoutes } from './auth/routes.ts';
 import { systemClock, type Clock } from './clock.ts';
@@ -36,9 +36,18 @@ export function redactUrl(url: string): string {
   return url.replace(/([?&](?:key|token)=)[^&]*/gi, '$1[redacted]');
 }
 
-/** JSON logs. Requests are logged by method, redacted URL, client and request id: never cookies or keys. */
-export function createLogger(env: Pick<Env, 'logLevel'>): Logger {
-  return pino({
+/** A client's x-request-id is kept when it looks like an id; anything else gets a fresh UUID. */
+const REQUEST_ID = /^[\w.:-]{1,128}$/;
+
+/** How long /readyz waits for the database before reporting it unreachable. */
+const READY_TIMEOUT_MS = 2000;
+
+/**
+ * JSON logs (stdout unless `destination` is given). Requests are logged by method, redacted URL,
+ * client and request id: never headers, cookies, bodies or keys.
+ */
+export function createLogger(env: Pick<Env, 'logLevel'>, destination?: DestinationStream): Logger {
+  const options = {
     level: env.logLevel,
     serializers: {
       req: (req: { id?: string; method?: string; url?: string; ip?: string }) => ({
@@ -50,16 +59,20 @@ export function createLogger(env: Pick<Env, 'logLevel'>): Logger {
       res: (res: { statusCode?: number }) => ({ statusCode: res.statusCode }),
       err: pino.stdSerializers.err,
     },
-  });
+  };
+  return destination ? pino(options, destination) : pino(options);
+}
+
+/** PostgreSQL at DATABASE_URL, or the embedded PGlite database in DATA_DIR/pglite. */
+export async function openDatabase(env: Pick<Env, 'databaseUrl' | 'dataDir'>): Promise<Database> {
+  return env.databaseUrl ? connectPostgres(env.databaseUrl) : openPglite({ dataDir: path.join(env.dataDir, 'pglite') });
 }
 
 /** Opens the database (PGlite in DATA_DIR unless DATABASE_URL is set), migrates, builds Deps. */
 export async function openRoster(env: Env, overrides: { log?: Logger; clock?: Clock; mailer?: Mailer; database?: Database } = {}): Promise<Deps> {
   const log = overrides.log ?? createLogger(env);
   const org = await loadOrganisation(env.orgFile);
-  const database =
-    overrides.database ??
-    (env.databaseUrl ? await connectPostgres(env.databaseUrl) : await openPglite({ dataDir: path.join(env.dataDir, 'pglite') }));
+  const database = overrides.database ?? (await openDatabase(env));
   try {
     const applied = await migrate(database.db);
     if (applied.length > 0) log.info({ applied }, 'migrations applied');
@@ -89,8 +102,11 @@ export async function buildApp(deps: Deps, options: { trustProxy?: boolean | str
     loggerInstance: deps.log as FastifyBaseLogger,
     trustProxy: options.trustProxy ?? false,
     bodyLimit: BODY_LIMIT_BYTES,
-    requestIdHeader: 'x-request-id',
-    genReqId: () => randomUUID(),
+    requestIdHeader: false,
+    genReqId: (req) => {
+      const given = req.headers['x-request-id'];
+      return typeof given === 'string' && REQUEST_ID.test(given) ? given : randomUUID();
+    },
     ajv: { customOptions: { coerceTypes: 'array', removeAdditional: false } },
   }).withTypeProvider<TypeBoxTypeProvider>();
   app.addHook('onRequest', async (request, reply) => {
@@ -98,6 +114,8 @@ export async function buildApp(deps: Deps, options: { trustProxy?: boolean | str
   });
 
   registerErrorHandler(app);
+  // The member API takes JSON or form bodies only; a text/plain body gets 415 with that advice.
+  app.removeContentTypeParser('text/plain');
   app.decorateRequest('user', null);
   app.decorateRequest('sessionIdHash', null);
   await app.register(cookie);
@@ -125,7 +143,11 @@ export async function buildApp(deps: Deps, options: { trustProxy?: boolean | str
   app.get('/healthz', { schema: { hide: true } }, async () => ({ status: 'ok' }));
   app.get('/readyz', { schema: { hide: true } }, async (_request, reply) => {
     try {
-      await deps.database.ping();
+      let timer: NodeJS.Timeout | undefined;
+      const timeout = new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new Error(`no answer within ${READY_TIMEOUT_MS} ms`)), READY_TIMEOUT_MS);
+      });
+      await Promise.race([deps.database.ping(), timeout]).finally(() => clearTimeout(timer));
       return { status: 'ok', database: deps.database.kind };
     } catch (err) {
       deps.log.warn({ err }, 'database not reachable');

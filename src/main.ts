@@ -1,31 +1,52 @@
-/** The `roster` command: serve | migrate | admin add|list|remove. */
+/**
+ * The `roster` command: serve | migrate | admin add|list|remove.
+ * Only the environment parser is loaded up front; each command imports what it needs, so `--help`
+ * and mistakes on the command line answer at once.
+ */
 import { parseArgs } from 'node:util';
-import { buildApp, createLogger, openRoster } from './app.ts';
-import { SYSTEM_CONTEXT } from './audit/service.ts';
-import { addAdmin, issueKey, loginLink, removeAdmin } from './auth/service.ts';
-import { listAdmins } from './auth/store.ts';
 import { EnvError, parseEnv, type Env } from './config/env.ts';
-import { OrgFileError } from './config/org.ts';
-import { AppError } from './http/errors.ts';
+import type { Deps } from './deps.ts';
 
 const HELP = `Usage: roster <command>
 
 Commands:
-  serve                           Run the HTTP service (the default)
-  migrate                         Apply database migrations and exit
-  admin add EMAIL --role ROLE…    Grant roles (admin_admin, member_admin, member_list)
-  admin list                      List admins and their roles
-  admin remove EMAIL              Remove all roles from EMAIL
+  serve                                 Run the HTTP service (the default)
+  migrate                               Apply database migrations and exit
+  admin add EMAIL --role ROLE [--role ROLE…]
+                                        Grant roles: admin_admin, member_admin, member_list
+  admin list                            List admins and their roles
+  admin remove EMAIL                    Remove all roles from EMAIL
+  help                                  Show this text
 
-Configuration comes from the environment (see README): DATABASE_URL, DATA_DIR, ROSTER_ORG,
-ROSTER_ADMIN_EMAIL, PUBLIC_URL, SMTP_URL, HOST, PORT, LOG_LEVEL, TRUST_PROXY.`;
+Configuration comes from the environment (see README.md): DATABASE_URL, DATA_DIR, ROSTER_ORG,
+ROSTER_ADMIN_EMAIL, PUBLIC_URL, SMTP_URL, MAIL_FROM, HOST, PORT, LOG_LEVEL, TRUST_PROXY,
+RATE_LIMIT_WINDOW_SECONDS, RATE_LIMIT_PER_EMAIL, RATE_LIMIT_PER_IP.`;
+
+/** After SIGTERM, requests in flight get this long to finish before their connections are cut. */
+const SHUTDOWN_GRACE_MS = 10_000;
+
+/** Wrong command line: the message and a pointer to --help are printed, exit code 2. */
+class UsageError extends Error {}
+/** A problem the operator can fix (port in use…): the message alone is printed, exit code 1. */
+class StartError extends Error {}
 
 async function serve(env: Env): Promise<void> {
+  const { buildApp, openRoster } = await import('./app.ts');
+  const { SYSTEM_CONTEXT } = await import('./audit/service.ts');
+  const { addAdmin, issueKey, loginLink } = await import('./auth/service.ts');
   const deps = await openRoster(env);
   const app = await buildApp(deps, { trustProxy: env.trustProxy });
   await addAdmin(deps, env.adminEmail, ['admin_admin', 'member_admin'], SYSTEM_CONTEXT);
   const { key } = await issueKey(deps, env.adminEmail);
-  await app.listen({ host: env.host, port: env.port });
+  try {
+    await app.listen({ host: env.host, port: env.port });
+  } catch (err) {
+    await deps.database.close();
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'EADDRINUSE') throw new StartError(`Port ${env.port} on ${env.host} is already in use: stop the other program or set PORT.`);
+    if (code === 'EADDRNOTAVAIL') throw new StartError(`HOST ${env.host} is not an address of this machine.`);
+    throw err;
+  }
 
   // Printed to the terminal, not the JSON log: the link is a secret for the operator alone.
   process.stdout.write(
@@ -40,6 +61,11 @@ async function serve(env: Env): Promise<void> {
     if (stopping) return;
     stopping = true;
     deps.log.info({ signal }, 'shutting down: finishing requests in flight');
+    const cut = setTimeout(() => {
+      deps.log.warn({ graceMs: SHUTDOWN_GRACE_MS }, 'requests still open after the grace period: closing their connections');
+      app.server.closeAllConnections();
+    }, SHUTDOWN_GRACE_MS);
+    cut.unref();
     try {
       await app.close();
       await deps.database.close();
@@ -54,7 +80,9 @@ async function serve(env: Env): Promise<void> {
   process.on('SIGINT', () => void stop('SIGINT'));
 }
 
-async function withRoster<T>(env: Env, run: (deps: Awaited<ReturnType<typeof openRoster>>) => Promise<T>): Promise<T> {
+/** Opens Roster for a one-off command, quietly (warnings and errors only), and closes it after. */
+async function withRoster<T>(env: Env, run: (deps: Deps) => Promise<T>): Promise<T> {
+  const { createLogger, openRoster } = await import('./app.ts');
   const deps = await openRoster(env, { log: createLogger({ logLevel: env.logLevel === 'info' ? 'warn' : env.logLevel }) });
   try {
     return await run(deps);
@@ -63,58 +91,98 @@ async function withRoster<T>(env: Env, run: (deps: Awaited<ReturnType<typeof ope
   }
 }
 
+async function migrateCommand(env: Env): Promise<void> {
+  const { openDatabase } = await import('./app.ts');
+  const { migrate } = await import('./db/migrate.ts');
+  const database = await openDatabase(env);
+  try {
+    const applied = await migrate(database.db);
+    console.log(applied.length > 0 ? `Applied ${applied.join(', ')}` : 'Migrations are up to date');
+  } finally {
+    await database.close();
+  }
+}
+
+function parseAdminArgs(args: string[]): { action?: string; email?: string; roles: string[] } {
+  let parsed;
+  try {
+    parsed = parseArgs({ args, allowPositionals: true, options: { role: { type: 'string', multiple: true, short: 'r' } } });
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
+  const [action, email, ...extra] = parsed.positionals;
+  if (extra.length > 0) throw new UsageError(`Unexpected argument "${extra[0]}"`);
+  // --role a --role b, or --role a,b
+  const roles = (parsed.values.role ?? []).flatMap((r) => r.split(',')).map((r) => r.trim()).filter(Boolean);
+  return { action, email, roles };
+}
+
 async function admin(env: Env, args: string[]): Promise<void> {
-  const { positionals, values } = parseArgs({ args, allowPositionals: true, options: { role: { type: 'string', multiple: true } } });
-  const [action, email] = positionals;
-  await withRoster(env, async (deps) => {
-    switch (action) {
-      case 'add': {
-        if (!email) throw new AppError('bad_input', 'Usage: roster admin add EMAIL --role ROLE [--role ROLE…]');
-        const roles = await addAdmin(deps, email, values.role ?? [], SYSTEM_CONTEXT);
-        console.log(`${email.toLowerCase()}: ${roles.join(', ')}`);
-        return;
-      }
-      case 'remove': {
-        if (!email) throw new AppError('bad_input', 'Usage: roster admin remove EMAIL');
-        const removed = await removeAdmin(deps, email, SYSTEM_CONTEXT);
-        console.log(removed ? `${email.toLowerCase()}: roles removed` : `${email.toLowerCase()} had no roles`);
-        return;
-      }
-      case 'list': {
-        for (const a of await listAdmins(deps.db)) console.log(`${a.email}\t${a.roles.join(', ')}`);
-        return;
-      }
-      default:
-        throw new AppError('bad_input', 'Usage: roster admin add|list|remove …');
+  const { action, email, roles } = parseAdminArgs(args);
+  const { SYSTEM_CONTEXT } = await import('./audit/service.ts');
+  const { addAdmin, normaliseEmail, removeAdmin } = await import('./auth/service.ts');
+  const { listAdmins } = await import('./auth/store.ts');
+  const { ROLES } = await import('./http/auth.ts');
+  switch (action) {
+    case 'add': {
+      if (!email) throw new UsageError('Usage: roster admin add EMAIL --role ROLE [--role ROLE…]');
+      if (roles.length === 0) throw new UsageError(`Give at least one --role: ${ROLES.join(', ')}`);
+      const unknown = roles.filter((r) => !(ROLES as readonly string[]).includes(r));
+      if (unknown.length > 0) throw new UsageError(`Unknown role ${unknown.join(', ')}; the roles are ${ROLES.join(', ')}`);
+      const address = normaliseEmail(email);
+      return withRoster(env, async (deps) => {
+        const all = await addAdmin(deps, address, roles, SYSTEM_CONTEXT);
+        console.log(`${address}: ${all.join(', ')}`);
+      });
     }
-  });
+    case 'remove': {
+      if (!email) throw new UsageError('Usage: roster admin remove EMAIL');
+      if (roles.length > 0) throw new UsageError('admin remove takes no --role: it removes all roles of EMAIL');
+      const address = normaliseEmail(email);
+      return withRoster(env, async (deps) => {
+        const removed = await removeAdmin(deps, address, SYSTEM_CONTEXT);
+        console.log(removed ? `${address}: roles removed` : `${address} had no roles`);
+      });
+    }
+    case 'list': {
+      if (email) throw new UsageError('Usage: roster admin list');
+      return withRoster(env, async (deps) => {
+        const admins = await listAdmins(deps.db);
+        if (admins.length === 0) console.log('No admins');
+        for (const a of admins) console.log(`${a.email}\t${a.roles.join(', ')}`);
+      });
+    }
+    default:
+      throw new UsageError(action ? `Unknown admin command "${action}"` : 'Usage: roster admin add|list|remove …');
+  }
 }
 
 async function main(argv: string[]): Promise<void> {
   const [command = 'serve', ...rest] = argv;
-  if (command === '--help' || command === '-h' || command === 'help') {
+  if (command === '--help' || command === '-h' || command === 'help' || rest.includes('--help') || rest.includes('-h')) {
     console.log(HELP);
     return;
   }
+  if (!['serve', 'migrate', 'admin'].includes(command)) throw new UsageError(`Unknown command "${command}"`);
+  if (command !== 'admin' && rest.length > 0) throw new UsageError(`"${command}" takes no arguments (got "${rest.join(' ')}")`);
   const env = parseEnv();
-  switch (command) {
-    case 'serve':
-      return serve(env);
-    case 'migrate':
-      return withRoster(env, async () => console.log('migrations are up to date'));
-    case 'admin':
-      return admin(env, rest);
-    default:
-      console.error(`Unknown command "${command}"\n\n${HELP}`);
-      process.exitCode = 2;
-  }
+  if (command === 'serve') return serve(env);
+  if (command === 'migrate') return migrateCommand(env);
+  return admin(env, rest);
 }
 
-main(process.argv.slice(2)).catch((err: unknown) => {
-  if (err instanceof EnvError || err instanceof OrgFileError || err instanceof AppError) {
-    console.error(err.message);
-  } else {
-    console.error(err);
+/** Errors whose message is meant for the operator: printed alone, without a stack. */
+async function isForTheOperator(err: unknown): Promise<boolean> {
+  if (err instanceof StartError || err instanceof EnvError) return true;
+  const [{ OrgFileError }, { AppError }] = await Promise.all([import('./config/org.ts'), import('./http/errors.ts')]);
+  return err instanceof OrgFileError || err instanceof AppError;
+}
+
+main(process.argv.slice(2)).catch(async (err: unknown) => {
+  if (err instanceof UsageError) {
+    console.error(`${err.message}\nRun "roster --help" for the commands.`);
+    process.exit(2);
   }
+  console.error((await isForTheOperator(err)) ? (err as Error).message : err);
   process.exit(1);
 });

@@ -75,6 +75,23 @@ export class OrgFileError extends Error {
   }
 }
 
+/** One line per problem, each at the path of the value: a missing field at its own path, an unknown one as such. */
+function schemaProblems(raw: unknown): string[] {
+  const problems: string[] = [];
+  for (const e of Value.Errors(OrgFileSchema, raw)) {
+    const at = e.instancePath || '/';
+    const params = e.params as { requiredProperties?: string[] };
+    if (e.keyword === 'required' && params.requiredProperties) {
+      for (const field of params.requiredProperties) problems.push(`${e.instancePath}/${field}: is required`);
+    } else if (e.keyword === 'boolean' && e.schemaPath.endsWith('/additionalProperties')) {
+      problems.push(`${at}: is not a known field`);
+    } else if (e.keyword !== 'additionalProperties') {
+      problems.push(`${at}: ${e.message}`);
+    }
+  }
+  return problems;
+}
+
 export function parseOrganisation(text: string, file: string): Organisation {
   let raw: unknown;
   try {
@@ -82,12 +99,7 @@ export function parseOrganisation(text: string, file: string): Organisation {
   } catch (err) {
     throw new OrgFileError(file, [`not valid YAML: ${(err as Error).message}`]);
   }
-  if (!Value.Check(OrgFileSchema, raw)) {
-    const problems = [...Value.Errors(OrgFileSchema, raw)].map(
-      (e) => `${e.instancePath || '/'}: ${e.message}`,
-    );
-    throw new OrgFileError(file, problems);
-  }
+  if (!Value.Check(OrgFileSchema, raw)) throw new OrgFileError(file, schemaProblems(raw));
   const problems: string[] = [];
   const seen = new Set<string>();
   raw.membership_types.forEach((t, i) => {

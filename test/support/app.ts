@@ -6,6 +6,7 @@ import { mkdtemp, writeFile } from 'node:fs/promises';
 import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+import type { DestinationStream } from 'pino';
 import { buildApp, createLogger, openRoster, type RosterApp } from '../../src/app.ts';
 import { SYSTEM_CONTEXT } from '../../src/audit/service.ts';
 import { addAdmin } from '../../src/auth/service.ts';
@@ -63,6 +64,8 @@ export interface TestAppOptions {
   /** Reuse this PostgreSQL database (a second server process on the same data). */
   databaseUrl?: string;
   clock?: TestClock;
+  /** Where the JSON log goes (e.g. a stream the test reads); with it, LOG_LEVEL defaults to info. */
+  logDestination?: DestinationStream;
 }
 
 export async function call<T = any>(base: string, pathname: string, options: RequestOptions = {}): Promise<ApiResponse<T>> {
@@ -104,7 +107,7 @@ export async function startTestApp(options: TestAppOptions = {}): Promise<TestAp
     await writeFile(orgFile, options.orgYaml);
   }
   const env = parseEnv({
-    LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? 'silent',
+    LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? (options.logDestination ? 'info' : 'silent'),
     SMTP_URL: mail.url,
     RATE_LIMIT_PER_EMAIL: '100000',
     RATE_LIMIT_PER_IP: '100000',
@@ -114,7 +117,7 @@ export async function startTestApp(options: TestAppOptions = {}): Promise<TestAp
   const database: TestDatabase = options.databaseUrl
     ? { ...(await connectPostgres(options.databaseUrl)), url: options.databaseUrl }
     : await createTestDatabase();
-  const deps = await openRoster(env, { log: createLogger(env), clock, database, mailer: createSmtpMailer(mail.url, env.mailFrom) });
+  const deps = await openRoster(env, { log: createLogger(env, options.logDestination), clock, database, mailer: createSmtpMailer(mail.url, env.mailFrom) });
   const app = await buildApp(deps);
   await app.listen({ host: '127.0.0.1', port: 0 });
   const url = `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`;

@@ -1,0 +1,106 @@
+/**
+ * The `roster` command as an operator types it: `node bin/roster.js …` in its own process, against
+ * a scratch DATA_DIR (and a fresh PostgreSQL database when TEST_DATABASE_URL is set). PGlite allows
+ * one process per data folder, so the commands run one after another.
+ */
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import { createScratch, killRosterProcesses, runRoster, type Scratch } from './support/cli.ts';
+
+let scratch: Scratch;
+before(async () => {
+  scratch = await createScratch();
+});
+after(async () => {
+  killRosterProcesses();
+  await scratch.remove();
+});
+
+const roster = (...args: string[]) => runRoster(args, scratch.env);
+
+describe('roster CLI on a database (one command at a time)', () => {
+  test('migrate applies the migrations once', async () => {
+    const first = await roster('migrate');
+    assert.equal(first.code, 0, first.stderr);
+    assert.match(first.stdout, /^Applied 0001_member_registry\.sql/);
+    const again = await roster('migrate');
+    assert.equal(again.code, 0, again.stderr);
+    assert.equal(again.stdout.trim(), 'Migrations are up to date');
+  });
+
+  test('admin add grants a role that admin list shows', async () => {
+    const added = await roster('admin', 'add', 'A@X.org', '--role', 'member_list');
+    assert.equal(added.code, 0, added.stderr);
+    assert.equal(added.stdout.trim(), 'a@x.org: member_list');
+
+    const list = await roster('admin', 'list');
+    assert.equal(list.code, 0, list.stderr);
+    assert.equal(list.stdout.trim(), 'a@x.org\tmember_list');
+  });
+
+  test('admin add refuses an unknown role, a missing role and a bad address, changing nothing', async () => {
+    const unknown = await roster('admin', 'add', 'b@x.org', '--role', 'boss');
+    assert.notEqual(unknown.code, 0);
+    assert.match(unknown.stderr, /Unknown role boss; the roles are admin_admin, member_admin, member_list/);
+
+    const noRole = await roster('admin', 'add', 'b@x.org');
+    assert.notEqual(noRole.code, 0);
+    assert.match(noRole.stderr, /Give at least one --role: admin_admin, member_admin, member_list/);
+
+    const badEmail = await roster('admin', 'add', 'nobody', '--role', 'member_list');
+    assert.equal(badEmail.code, 1);
+    assert.match(badEmail.stderr, /"nobody" is not an email address/);
+
+    const badOption = await roster('admin', 'add', 'b@x.org', '--roles', 'member_list');
+    assert.notEqual(badOption.code, 0);
+    assert.match(badOption.stderr, /--roles/);
+  });
+
+  test('admin remove takes every role away (and nothing refused above was added)', async () => {
+    const removed = await roster('admin', 'remove', 'a@x.org');
+    assert.equal(removed.code, 0, removed.stderr);
+    assert.equal(removed.stdout.trim(), 'a@x.org: roles removed');
+    assert.equal((await roster('admin', 'list')).stdout.trim(), 'No admins');
+  });
+
+});
+
+// These stop before opening any database, so they may run side by side.
+describe('roster CLI without a database', { concurrency: true }, () => {
+  test('--help prints the commands and needs no database or configuration', async () => {
+    const res = await runRoster(['--help'], { PORT: 'not-a-port' });
+    assert.equal(res.code, 0, res.stderr);
+    assert.match(res.stdout, /^Usage: roster <command>/);
+    for (const command of ['serve', 'migrate', 'admin add EMAIL --role ROLE', 'admin list', 'admin remove EMAIL']) {
+      assert.ok(res.stdout.includes(command), `help lacks "${command}"`);
+    }
+  });
+
+  test('npm run roster -- --help runs the same command', async () => {
+    const res = await runRoster(['--help'], {}, { command: ['npm', 'run', '--silent', 'roster', '--'] });
+    assert.equal(res.code, 0, res.stderr);
+    assert.match(res.stdout, /^Usage: roster <command>/);
+  });
+
+  test('an unknown command is refused with a pointer to --help', async () => {
+    const res = await roster('frobnicate');
+    assert.equal(res.code, 2);
+    assert.match(res.stderr, /Unknown command "frobnicate"/);
+    assert.match(res.stderr, /roster --help/);
+  });
+
+  test('a bad environment stops the start listing every problem, exit code 1', async () => {
+    const res = await runRoster(['serve'], { ...scratch.env, PORT: 'eighty', DATABASE_URL: 'mysql://root@db/roster' });
+    assert.equal(res.code, 1);
+    assert.match(res.stderr, /^Invalid environment:/);
+    assert.match(res.stderr, /^ {2}- PORT must be a whole number from 0 to 65535 \(got "eighty"\)$/m);
+    assert.match(res.stderr, /^ {2}- DATABASE_URL must start with postgres:\/\/ or postgresql:\/\//m);
+    assert.equal(res.stdout, '');
+  });
+
+  test('a bad organisation file stops the start with the file and the path of each error', async () => {
+    const res = await runRoster(['serve'], { ...scratch.env, ROSTER_ORG: 'test/no-such-organisation.yaml' });
+    assert.equal(res.code, 1);
+    assert.match(res.stderr, /Invalid organisation file \/\S+\/test\/no-such-organisation\.yaml:\n {2}- cannot be read: ENOENT/);
+  });
+});
