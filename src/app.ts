@@ -25,6 +25,7 @@ import { createGuards } from './http/auth.ts';
 import { registerErrorHandler } from './http/errors.ts';
 import { liveRoutes } from './live/routes.ts';
 import { createDevMailbox, createSmtpMailer, type Mailer } from './mail/mailer.ts';
+import { createPeopleChanges, relayPeopleNotifications } from './people/changes.ts';
 import { peopleRoutes } from './people/routes.ts';
 import { publicRoutes } from './public/routes.ts';
 
@@ -80,6 +81,8 @@ export async function openRoster(env: Env, overrides: { log?: Logger; clock?: Cl
     await database.close();
     throw err;
   }
+  const peopleChanges = createPeopleChanges();
+  await relayPeopleNotifications(database, peopleChanges);
   const clock = overrides.clock ?? systemClock;
   const mailer =
     overrides.mailer ?? (env.smtpUrl ? createSmtpMailer(env.smtpUrl, env.mailFrom) : createDevMailbox(path.join(env.dataDir, 'mail'), log));
@@ -91,6 +94,7 @@ export async function openRoster(env: Env, overrides: { log?: Logger; clock?: Cl
     mailer,
     log,
     rateLimiter: createRateLimiter(env.rateLimit, clock),
+    peopleChanges,
     publicUrl: env.publicUrl,
   };
 }

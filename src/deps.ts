@@ -8,6 +8,7 @@ import type { Clock } from './clock.ts';
 import type { Organisation } from './config/org.ts';
 import type { Database, Db } from './db/connect.ts';
 import type { Mailer } from './mail/mailer.ts';
+import type { PeopleChanges } from './people/changes.ts';
 
 export interface Deps {
   database: Database;
@@ -17,6 +18,8 @@ export interface Deps {
   mailer: Mailer;
   log: Logger;
   rateLimiter: RateLimiter;
+  /** Fires after a change to people commits (here, or in another process sharing the database). */
+  peopleChanges: PeopleChanges;
   /** Base URL for links in mail, without a trailing slash. */
   publicUrl: string;
 }

@@ -56,7 +56,7 @@ export function loginLink(publicUrl: string, email: string, key: string, next?: 
   return `${publicUrl}/api/login?${params.toString()}`;
 }
 
-type KeyDeps = Pick<Deps, 'db' | 'org' | 'clock' | 'mailer' | 'publicUrl'>;
+type KeyDeps = Pick<Deps, 'db' | 'org' | 'clock' | 'mailer' | 'publicUrl' | 'peopleChanges'>;
 
 /** Makes a new key for the address (admins get the shorter admin lifetime) and stores its hash. */
 export async function issueKey(deps: Pick<Deps, 'db' | 'org' | 'clock'>, email: string, opts: { reset?: boolean } = {}): Promise<{ key: string; expires: Date }> {

@@ -101,7 +101,7 @@ function requireLegalName(value: string | null | undefined): string {
 }
 
 /** Adds a person; every membership but NonMember gets a member number. */
-export async function addPerson(deps: Pick<Deps, 'db' | 'org' | 'clock'>, input: NewPerson, ctx: ChangeContext): Promise<Person> {
+export async function addPerson(deps: Pick<Deps, 'db' | 'org' | 'clock' | 'peopleChanges'>, input: NewPerson, ctx: ChangeContext): Promise<Person> {
   assertMembershipType(deps.org, input.membership);
   const values = {
     membership: input.membership,
@@ -114,7 +114,7 @@ export async function addPerson(deps: Pick<Deps, 'db' | 'org' | 'clock'>, input:
     country: cleanText(input.country, 'country'),
     paper_pubs: input.paper_pubs === undefined ? null : validatePaperPubs(input.paper_pubs),
   };
-  return deps.db.transaction().execute(async (tx) => {
+  const person = await deps.db.transaction().execute(async (tx) => {
     const row = await insertPerson(tx, {
       ...values,
       last_modified: deps.clock.now(),
@@ -125,6 +125,8 @@ export async function addPerson(deps: Pick<Deps, 'db' | 'org' | 'clock'>, input:
     await notifyPersonChanged(tx, row.id);
     return toPerson(row);
   });
+  deps.peopleChanges.committed(person.id);
+  return person;
 }
 
 export type PeopleQuery = Partial<Record<'since' | 'name' | TextFilterField, string>> & { id?: number; member_number?: number };
@@ -295,7 +297,7 @@ async function applyChanges(
  * only once they have been bought, and may not remove them.
  */
 export async function updatePerson(
-  deps: Pick<Deps, 'db' | 'org' | 'clock'>,
+  deps: Pick<Deps, 'db' | 'org' | 'clock' | 'peopleChanges'>,
   user: SessionUser,
   id: number,
   input: PersonUpdate,
@@ -303,7 +305,7 @@ export async function updatePerson(
 ): Promise<{ updated: string[] }> {
   const wanted: ChangedValues = updateValues(deps.org, user, input);
   const admin = hasRole(user, 'member_admin');
-  return deps.db.transaction().execute(async (tx) => {
+  const result = await deps.db.transaction().execute(async (tx) => {
     const row = assertMayAccess(await findPersonByIdForUpdate(tx, id), user, id, ['member_admin'], 'change');
     if (wanted.paper_pubs !== undefined && !admin) {
       if (row.paper_pubs === null) {
@@ -319,6 +321,8 @@ export async function updatePerson(
     if (Object.keys(changed).length > 0) await applyChanges(tx, deps, id, changed, 'update', ctx);
     return { updated: fieldOrder(changed) };
   });
+  if (result.updated.length > 0) deps.peopleChanges.committed(id);
+  return result;
 }
 
 const REPORT_ORDER = [...UPDATE_FIELDS, 'member_number'] as const;
@@ -338,7 +342,7 @@ export interface PersonUpgrade {
  * generated unless given (admin_admin only) or set before, and never for NonMember.
  */
 export async function upgradePerson(
-  deps: Pick<Deps, 'db' | 'org' | 'clock'>,
+  deps: Pick<Deps, 'db' | 'org' | 'clock' | 'peopleChanges'>,
   user: SessionUser,
   id: number,
   input: PersonUpgrade,
@@ -354,7 +358,7 @@ export async function upgradePerson(
   const paperPubs = input.paper_pubs === undefined ? undefined : validatePaperPubs(input.paper_pubs);
   if (paperPubs === null) throw new AppError('bad_input', 'An upgrade cannot remove paper_pubs; send { name, address, country }, or use POST people/:id to remove them');
 
-  return deps.db.transaction().execute(async (tx) => {
+  const result = await deps.db.transaction().execute(async (tx) => {
     const row = await findPersonByIdForUpdate(tx, id);
     if (!row) throw new AppError('not_found', `No person has id ${id}`);
     const wanted: ChangedValues = {};
@@ -376,6 +380,8 @@ export async function upgradePerson(
     const after = Object.keys(changed).length > 0 ? await applyChanges(tx, deps, id, changed, 'upgrade', ctx) : row;
     return { member_number: after.member_number, updated: fieldOrder(changed) };
   });
+  if (result.updated.length > 0) deps.peopleChanges.committed(id);
+  return result;
 }
 
 function assertUpward(org: Deps['org'], from: string, to: string): void {
