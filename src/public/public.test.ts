@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { startTestApp, type TestApp } from '../../test/support/app.ts';
+import { testDatabaseUrl } from '../../test/support/database.ts';
 
 let t: TestApp;
 before(async () => {
@@ -167,4 +168,30 @@ describe('CSV safety', () => {
       await own.close();
     }
   });
+});
+
+describe('stats across server processes', () => {
+  test(
+    'a change made through another server reaches this server’s cached stats',
+    { skip: !testDatabaseUrl() && 'needs PostgreSQL: TEST_DATABASE_URL unset (PGlite is owned by one process)' },
+    async () => {
+      const other = await startTestApp({ databaseUrl: t.database.url });
+      try {
+        const before = (await t.api('public/stats')).body[''].total as number;
+        const admin = await other.loginAs('stats-admin@example.org', 'member_admin');
+        assert.equal((await other.api('people', { cookie: admin, json: { membership: 'Adult', legal_name: 'Far Away', country: 'Chile' } })).status, 200);
+        // The other server's NOTIFY arrives asynchronously: poll briefly.
+        const deadline = Date.now() + 5000;
+        let stats = (await t.api('public/stats')).body;
+        while (stats[''].total === before && Date.now() < deadline) {
+          await new Promise((r) => setTimeout(r, 20));
+          stats = (await t.api('public/stats')).body;
+        }
+        assert.equal(stats[''].total, before + 1);
+        assert.equal(stats.Chile.Adult, 1);
+      } finally {
+        await other.close();
+      }
+    },
+  );
 });

@@ -1,14 +1,15 @@
 /** HTTP face of the public information: people who opted in, statistics, configuration. */
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import type { Deps } from '../deps.ts';
-import { isTrueish, sendCsv } from '../http/formats.ts';
+import { isTrueish, sendCsv, sendCsvText, sendJsonText } from '../http/formats.ts';
 import { ConfigReply, CsvQuery, PublicPeopleReply, StatsReply } from './schema.ts';
-import { listPublicPeople, membershipStats, publicConfig, statsCsvColumns, statsCsvRows } from './service.ts';
+import { createStatsCache, listPublicPeople, publicConfig } from './service.ts';
 
 const PEOPLE_CSV_COLUMNS = ['country', 'membership', 'first_name', 'last_name'];
 
 export function publicRoutes(deps: Deps): FastifyPluginAsyncTypebox {
   const config = publicConfig(deps.org);
+  const stats = createStatsCache(deps);
   return async (app) => {
     app.get(
       '/public/people',
@@ -38,9 +39,9 @@ export function publicRoutes(deps: Deps): FastifyPluginAsyncTypebox {
         },
       },
       async (request, reply) => {
-        const stats = await membershipStats(deps);
-        if (isTrueish(request.query.csv)) return sendCsv(reply, 'stats.csv', statsCsvColumns(deps.org), statsCsvRows(stats));
-        return stats;
+        const rendered = await stats.get();
+        if (isTrueish(request.query.csv)) return sendCsvText(reply, 'stats.csv', rendered.csv);
+        return sendJsonText(reply, rendered.json);
       },
     );
 

@@ -1,6 +1,7 @@
 /** The public views: opted-in people, membership statistics and the organisation's configuration. */
 import { NON_MEMBER, type Organisation } from '../config/org.ts';
 import type { Deps } from '../deps.ts';
+import { toCsv } from '../http/formats.ts';
 import { countPeopleByCountryAndMembership, findPublicPeople, type PublicPersonRow } from './store.ts';
 
 /** Stats key for people without a country; the `''` key is the totals. */
@@ -55,6 +56,44 @@ export function statsCsvColumns(org: Organisation): string[] {
 /** One row per country, the totals row last with an empty country (as the JSON `''` key). */
 export function statsCsvRows(stats: MembershipStats): Record<string, unknown>[] {
   return Object.entries(stats).map(([country, counts]) => ({ country, ...counts }));
+}
+
+export interface RenderedStats {
+  json: string;
+  csv: string;
+}
+
+export interface StatsCache {
+  /** The current stats as JSON and CSV text: computed once, then served until people change. */
+  get(): Promise<RenderedStats>;
+}
+
+/**
+ * Stats are read far more often than people change, so the rendered replies are kept until the
+ * next change. `peopleChanges` fires synchronously after a change commits in this process (so a
+ * read right after a change here is exact) and on each NOTIFY from other processes. A computation
+ * that was running when a change fired is never kept: its snapshot may predate the change.
+ */
+export function createStatsCache(deps: Pick<Deps, 'db' | 'org' | 'peopleChanges'>): StatsCache {
+  let current: Promise<RenderedStats> | undefined;
+  deps.peopleChanges.onChange(() => {
+    current = undefined;
+  });
+  const render = async (): Promise<RenderedStats> => {
+    const stats = await membershipStats(deps);
+    return { json: JSON.stringify(stats), csv: toCsv(statsCsvColumns(deps.org), statsCsvRows(stats)) };
+  };
+  return {
+    get() {
+      if (current) return current;
+      const computing = render();
+      current = computing;
+      computing.catch(() => {
+        if (current === computing) current = undefined;
+      });
+      return computing;
+    },
+  };
 }
 
 export interface PublicConfig {
