@@ -105,10 +105,22 @@ export interface RunningRoster {
   exited: Promise<number | null>;
 }
 
-/** Starts `node --import tsx src/main.ts serve` on a free port. */
+let built: Promise<void> | undefined;
+
+/** Builds dist/ once per test process, as `npm start` does before it runs. */
+function buildOnce(): Promise<void> {
+  built ??= new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, ['scripts/build.mjs'], { cwd: ROOT, stdio: ['ignore', 'inherit', 'inherit'] });
+    child.on('close', (code) => (code === 0 ? resolve() : reject(new Error(`npm run build failed with exit code ${code}`))));
+  });
+  return built;
+}
+
+/** Starts the service as `npm start` does (the built bundle, `dist/roster.js serve`) on a free port. */
 export async function startRoster(env: Record<string, string>): Promise<RunningRoster> {
+  await buildOnce();
   const port = await freePort();
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts', 'serve'], {
+  const child = spawn(process.execPath, ['--enable-source-maps', 'dist/roster.js', 'serve'], {
     cwd: ROOT,
     env: childEnv({ LOG_LEVEL: 'warn', ...env, HOST: '127.0.0.1', PORT: String(port) }),
     stdio: ['ignore', 'pipe', 'pipe'],

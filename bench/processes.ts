@@ -1,0 +1,124 @@
+/** Child processes of a bench run: the service as a user runs it, and the bare HTTP ceiling. */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
+import { fileURLToPath } from 'node:url';
+
+export const ROOT = fileURLToPath(new URL('../', import.meta.url));
+
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const port = (s.address() as net.AddressInfo).port;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+/** Peak resident memory (VmHWM) and current (VmRSS) of a process, in MB. */
+export function memoryOf(pid: number): { peakMb: number; rssMb: number } {
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  const kb = (field: string) => Number(new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? 0);
+  return { peakMb: kb('VmHWM') / 1024, rssMb: kb('VmRSS') / 1024 };
+}
+
+/** Resets the peak-RSS mark so the next reading covers only what follows. */
+export function resetPeak(pid: number): void {
+  try {
+    writeFileSync(`/proc/${pid}/clear_refs`, '5');
+  } catch {
+    /* not permitted here: peaks then cover the whole run */
+  }
+}
+
+export interface Child {
+  process: ChildProcess;
+  pid: number;
+  output: () => string;
+  stop(): Promise<number | null>;
+}
+
+const running = new Set<Child>();
+
+/** Stops every child still running (for interrupts and failures). */
+export async function stopAll(): Promise<void> {
+  await Promise.all([...running].map((c) => c.stop()));
+}
+
+function start(command: string, args: string[], env: Record<string, string>): Child {
+  const proc = spawn(command, args, { cwd: ROOT, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  proc.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+  proc.stderr!.on('data', (d: Buffer) => (out += d.toString()));
+  const exited = new Promise<number | null>((resolve) => proc.once('exit', (code) => resolve(code)));
+  const child: Child = {
+    process: proc,
+    pid: proc.pid!,
+    output: () => out,
+    async stop() {
+      running.delete(child);
+      if (proc.exitCode === null && proc.signalCode === null) {
+        proc.kill('SIGTERM');
+        const timer = setTimeout(() => proc.kill('SIGKILL'), 10_000);
+        const code = await exited;
+        clearTimeout(timer);
+        return code;
+      }
+      return proc.exitCode;
+    },
+  };
+  running.add(child);
+  return child;
+}
+
+async function waitFor(check: () => Promise<boolean>, child: Child, what: string, timeoutMs = 60_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (child.process.exitCode !== null) throw new Error(`${what} exited early:\n${child.output()}`);
+    if (await check().catch(() => false)) return;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  throw new Error(`${what} not ready after ${timeoutMs} ms:\n${child.output()}`);
+}
+
+export interface Service extends Child {
+  url: string;
+  adminLink: string;
+  /** Milliseconds from spawn to the first `/readyz` 200. */
+  startMs: number;
+}
+
+/** Builds dist/ as `npm start` does before it runs. */
+export async function buildService(): Promise<void> {
+  const child = start(process.execPath, ['scripts/build.mjs'], {});
+  const code = await new Promise<number | null>((resolve) => child.process.once('exit', resolve));
+  await child.stop();
+  if (code !== 0) throw new Error(`npm run build failed:\n${child.output()}`);
+}
+
+/**
+ * Starts the service as a user runs it: `via: 'npm'` runs `npm start` itself (build included, for
+ * timing the start-up); `via: 'node'` runs the built bundle directly, so the pid whose memory is
+ * read is the server's own.
+ */
+export async function startService(env: Record<string, string>, via: 'npm' | 'node' = 'node'): Promise<Service> {
+  const port = await freePort();
+  const begun = performance.now();
+  const [command, args] = via === 'npm' ? ['npm', ['start', '--silent']] : [process.execPath, ['--enable-source-maps', 'dist/roster.js', 'serve']];
+  const child = start(command as string, args as string[], { ...env, HOST: '127.0.0.1', PORT: String(port) });
+  const url = `http://127.0.0.1:${port}`;
+  await waitFor(async () => (await fetch(`${url}/readyz`)).status === 200, child, 'the service');
+  const startMs = performance.now() - begun;
+  await waitFor(async () => /\/api\/login\?\S+/.test(child.output()), child, 'the admin link');
+  const adminLink = /(http:\/\/\S+\/api\/login\?\S+)/.exec(child.output())![1]!;
+  return { ...child, url, adminLink, startMs };
+}
+
+export async function startHttpCeiling(): Promise<Child & { url: string }> {
+  const port = await freePort();
+  const child = start(process.execPath, ['--import', 'tsx', 'bench/http-ceiling.ts', String(port)], {});
+  await waitFor(async () => child.output().includes('ready'), child, 'the HTTP ceiling server');
+  return { ...child, url: `http://127.0.0.1:${port}` };
+}
