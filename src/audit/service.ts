@@ -3,6 +3,8 @@
  * is always logged and a rolled-back one never is.
  */
 import type { Clock } from '../clock.ts';
+import type { Insertable } from 'kysely';
+import type { Tables } from '../db/tables.ts';
 import { insertLogEntry, type Executor } from './store.ts';
 
 /** Who made a change and from where: taken from the request by the route, passed to services. */
@@ -36,8 +38,9 @@ export interface ChangeRecord {
   description?: string;
 }
 
-export async function recordChange(tx: Executor, clock: Clock, ctx: ChangeContext, change: ChangeRecord): Promise<void> {
-  await insertLogEntry(tx, {
+/** The audit row for a change, as recordChange writes it (for statements that insert it themselves). */
+export function logEntryValues(clock: Clock, ctx: ChangeContext, change: ChangeRecord): Insertable<Tables['log']> {
+  return {
     timestamp: clock.now(),
     author: ctx.author,
     subject: change.subject,
@@ -46,5 +49,9 @@ export async function recordChange(tx: Executor, clock: Clock, ctx: ChangeContex
     description: change.description ?? null,
     client_ip: ctx.clientIp,
     client_ua: ctx.clientUa,
-  });
+  };
+}
+
+export async function recordChange(tx: Executor, clock: Clock, ctx: ChangeContext, change: ChangeRecord): Promise<void> {
+  await insertLogEntry(tx, logEntryValues(clock, ctx, change));
 }

@@ -97,3 +97,25 @@ describe('POST people/lookup', () => {
     }
   });
 });
+
+describe('POST people/lookup: exact names', () => {
+  test('any name with the same trigrams as the one asked for scores 1, not only an equal string', async () => {
+    const quentin = await t.addPerson({ legal_name: "Quentin O'Zorro", email: 'quentin@example.org' });
+    assert.equal((await lookup({ name: "quentin o'zorro" })).body.id, quentin.id);
+    // Punctuation and word order do not change the trigrams: still similarity 1, and still the only one.
+    assert.equal((await lookup({ name: 'Zorro, O. Quentin' })).body.id, quentin.id);
+    await t.addPerson({ legal_name: 'O Zorro Quentin', email: 'other-quentin@example.org' });
+    assert.deepEqual((await lookup({ name: "Quentin O'Zorro" })).body, { status: 'multiple' }, 'two names score 1');
+    assert.deepEqual((await lookup({ name: 'Quentin Zorro' })).body, { status: 'multiple' }, 'two near misses');
+  });
+
+  test('a name without letters or digits finds no one, though everyone without a public name has no trigrams either', async () => {
+    for (const name of ['!!!', '-', "' '"]) assert.deepEqual((await lookup({ name })).body, { status: 'not found' }, name);
+  });
+
+  test('an exact public name wins over a legal near miss', async () => {
+    const pub = await t.addPerson({ legal_name: 'Wilhelmina Vandersloot', public_first_name: 'Mina', public_last_name: 'Vandersloot', email: 'mina@example.org' });
+    await t.addPerson({ legal_name: 'Mina Vandersloat', email: 'mina2@example.org' });
+    assert.deepEqual((await lookup({ name: 'mina vandersloot' })).body, { status: 'success', id: pub.id, membership: 'Adult', name: 'Mina Vandersloot' });
+  });
+});

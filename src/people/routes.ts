@@ -1,4 +1,5 @@
 /** HTTP face of the member registry: listing, reading, adding, updating, upgrading and looking up people. */
+import { Readable } from 'node:stream';
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import type { Deps } from '../deps.ts';
 import { changeContext, type Guards } from '../http/auth.ts';
@@ -33,7 +34,12 @@ export function peopleRoutes(deps: Deps, guards: Guards): FastifyPluginAsyncType
     app.get(
       '/people',
       { onRequest: listers, schema: { tags, security, summary: 'List people, or find them by field (member_admin or member_list)', querystring: PeopleQuery, response: { 200: PeopleReply } } },
-      async (request) => listPeople(deps, request.query),
+      async (request, reply) => {
+        // One chunk (a page, ~250 kB) read ahead at most, not Readable.from's default of 16.
+        const body = Readable.from(await listPeople(deps, request.query), { highWaterMark: 1 });
+        // A stream is sent as it is, page by page with backpressure; the schema only documents it.
+        return reply.type('application/json; charset=utf-8').send(body as never);
+      },
     );
 
     app.post(

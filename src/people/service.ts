@@ -1,5 +1,5 @@
 /** The rules for people: adding, listing, reading, updating, upgrading, looking up. */
-import { recordChange, type ChangeContext } from '../audit/service.ts';
+import { logEntryValues, recordChange, type ChangeContext } from '../audit/service.ts';
 import { findLogBySubject, type Executor } from '../audit/store.ts';
 import type { SessionUser } from '../auth/store.ts';
 import { membershipRank, NON_MEMBER } from '../config/org.ts';
@@ -9,18 +9,18 @@ import { hasRole, type Role } from '../http/auth.ts';
 import { AppError } from '../http/errors.ts';
 import { preferredName, toListEntry, toPerson, type Person } from './person.ts';
 import {
-  findAllPeople,
+  changePersonIfUnchanged,
+  findExactLookupHits,
   findLookupHits,
-  findPeopleMatching,
+  findPeoplePage,
   findPersonById,
-  findPersonByIdForUpdate,
   findPersonIdByMemberNumber,
+  findVersionedPersonById,
   insertPerson,
   isUniqueViolation,
   nextMemberNumber,
   notifyPersonChanged,
   TEXT_FILTER_FIELDS,
-  updatePersonRow,
   type PeopleFilter,
   type PersonChanges,
   type PersonRow,
@@ -163,26 +163,68 @@ function likePattern(value: string, field: string): string {
   return value;
 }
 
+/** Rows per keyset page when streaming the registry: about 250 kB of JSON each. */
+export const PEOPLE_PAGE_SIZE = 1000;
+
 /**
  * Without parameters: everyone, each at the index equal to their id (null elsewhere), null fields left
- * out. With parameters: the people matching all of them, in full.
+ * out. With parameters: the people matching all of them, in full. Returns the reply body as chunks
+ * of JSON text, read page by page as the consumer asks for them, so memory stays flat however large
+ * the registry. Bad input and a failing first page are thrown here, before any byte is sent.
  */
-export async function listPeople(deps: Pick<Deps, 'db'>, query: PeopleQuery): Promise<(Partial<Person> | null)[]> {
-  if (Object.values(query).every((v) => v === undefined)) {
-    const rows = await findAllPeople(deps.db);
-    const list: (Partial<Person> | null)[] = new Array<null>(rows.length === 0 ? 0 : rows[rows.length - 1]!.id + 1).fill(null);
-    for (const row of rows) list[row.id] = toListEntry(row);
-    return list;
+export async function listPeople(deps: Pick<Deps, 'db'>, query: PeopleQuery): Promise<AsyncIterable<string>> {
+  let filter: PeopleFilter | undefined;
+  if (!Object.values(query).every((v) => v === undefined)) {
+    const text: PeopleFilter['text'] = {};
+    for (const field of TEXT_FILTER_FIELDS) {
+      const value = query[field];
+      if (value !== undefined) text[field] = likePattern(value, field);
+    }
+    filter = { id: query.id, member_number: query.member_number, text };
+    if (query.since !== undefined) filter.since = parseSince(query.since);
+    if (query.name !== undefined) filter.name = likePattern(query.name, 'name');
   }
-  const text: PeopleFilter['text'] = {};
-  for (const field of TEXT_FILTER_FIELDS) {
-    const value = query[field];
-    if (value !== undefined) text[field] = likePattern(value, field);
+  const first = await findPeoplePage(deps.db, filter, 0, PEOPLE_PAGE_SIZE);
+  return peopleJson(peoplePages(deps.db, filter, first), filter === undefined);
+}
+
+async function* peoplePages(db: Deps['db'], filter: PeopleFilter | undefined, first: PersonRow[]): AsyncGenerator<PersonRow[]> {
+  for (let rows = first; rows.length > 0; rows = await findPeoplePage(db, filter, rows[rows.length - 1]!.id, PEOPLE_PAGE_SIZE)) {
+    yield rows;
+    if (rows.length < PEOPLE_PAGE_SIZE) return;
   }
-  const filter: PeopleFilter = { id: query.id, member_number: query.member_number, text };
-  if (query.since !== undefined) filter.since = parseSince(query.since);
-  if (query.name !== undefined) filter.name = likePattern(query.name, 'name');
-  return (await findPeopleMatching(deps.db, filter)).map(toPerson);
+}
+
+/** Nulls written per chunk for a gap in the ids, so that even a huge gap streams in bounded pieces. */
+const NULLS_PER_CHUNK = 65_536;
+
+/**
+ * The JSON array of the pages' people: padded, each at the index of its id with `null` for ids no one
+ * has, as list entries; or unpadded, in full. The same text JSON.stringify gives for the whole array.
+ */
+async function* peopleJson(pages: AsyncIterable<PersonRow[]>, padded: boolean): AsyncGenerator<string> {
+  let next = 0;
+  let chunk = '[';
+  for await (const rows of pages) {
+    for (const row of rows) {
+      if (padded) {
+        while (next < row.id) {
+          const n = Math.min(row.id - next, NULLS_PER_CHUNK);
+          chunk += next === 0 ? 'null' + ',null'.repeat(n - 1) : ',null'.repeat(n);
+          next += n;
+          if (n === NULLS_PER_CHUNK) {
+            yield chunk;
+            chunk = '';
+          }
+        }
+      }
+      chunk += (next === 0 ? '' : ',') + JSON.stringify(padded ? toListEntry(row) : toPerson(row));
+      next = padded ? row.id + 1 : next + 1;
+    }
+    yield chunk;
+    chunk = '';
+  }
+  yield chunk + ']';
 }
 
 function isOwnRecord(row: PersonRow, user: SessionUser): boolean {
@@ -268,28 +310,58 @@ function changedValues(row: PersonRow, wanted: ChangedValues): ChangedValues {
   return changed;
 }
 
-/** Writes the changed values, the audit row and the notification in the caller's transaction. */
-async function applyChanges(
-  tx: Executor,
-  deps: Pick<Deps, 'clock'>,
+/** Optimistic attempts before a change falls back to locking the row (see changePerson). */
+const OPTIMISTIC_ATTEMPTS = 5;
+
+interface Decision<T> {
+  changed: ChangedValues;
+  /** The reply, given the member number the person has afterwards. */
+  result: (after: Pick<PersonRow, 'member_number'>) => T;
+}
+
+/**
+ * Reads person `id`, lets `decide` apply the rules to the row as read, and writes the change with
+ * its audit row and notification as one statement that applies only if the row is still as read.
+ * When someone else changed it in between, nothing was written: it is read and decided again. After
+ * OPTIMISTIC_ATTEMPTS lost races, the last attempt locks the row in a transaction, so a person under
+ * a storm of changes still gets theirs through. Two round trips for a change, instead of six in a
+ * transaction that holds the row lock across them.
+ */
+async function changePerson<T>(
+  deps: Pick<Deps, 'db' | 'clock' | 'peopleChanges'>,
   id: number,
-  changed: ChangedValues,
   action: string,
   ctx: ChangeContext,
-): Promise<PersonRow> {
-  const { paper_pubs: paperPubs, ...rest } = changed;
-  const changes: PersonChanges = { ...rest, last_modified: deps.clock.now() };
-  if (paperPubs !== undefined) changes.paper_pubs = JSON.stringify(paperPubs);
-  let row: PersonRow;
-  try {
-    row = await updatePersonRow(tx, id, changes);
-  } catch (err) {
-    if (isUniqueViolation(err)) throw new AppError('conflict', `Member number ${changed.member_number} is already used by another person`);
-    throw err;
-  }
-  await recordChange(tx, deps.clock, ctx, { subject: id, action, parameters: { ...changed } });
-  await notifyPersonChanged(tx, id);
-  return row;
+  decide: (db: Executor, row: PersonRow | undefined) => Promise<Decision<T>>,
+): Promise<T> {
+  type Outcome = { written: boolean; value: T } | undefined;
+  /** undefined when the row changed since it was read, and nothing was written. */
+  const attempt = async (db: Executor, lock: boolean): Promise<Outcome> => {
+    const read = await findVersionedPersonById(db, id, lock);
+    const { version, ...row } = read ?? { version: '' };
+    const { changed, result } = await decide(db, read && (row as PersonRow));
+    if (Object.keys(changed).length === 0) return { written: false, value: result(row as PersonRow) };
+    const { paper_pubs: paperPubs, ...rest } = changed;
+    const changes: PersonChanges = { ...rest, last_modified: deps.clock.now() };
+    if (paperPubs !== undefined) changes.paper_pubs = JSON.stringify(paperPubs);
+    const { subject: _subject, ...log } = logEntryValues(deps.clock, ctx, { subject: id, action, parameters: { ...changed } });
+    try {
+      const after = await changePersonIfUnchanged(db, id, version, changes, log);
+      return after && { written: true, value: result(after) };
+    } catch (err) {
+      if (isUniqueViolation(err)) throw new AppError('conflict', `Member number ${changed.member_number} is already used by another person`);
+      throw err;
+    }
+  };
+  let outcome: Outcome;
+  for (let i = 0; i < OPTIMISTIC_ATTEMPTS && !outcome; i++) outcome = await attempt(deps.db, false);
+  outcome ??= await deps.db.transaction().execute(async (tx) => {
+    const locked = await attempt(tx, true);
+    if (!locked) throw new Error(`Person ${id} changed while its row was locked`);
+    return locked;
+  });
+  if (outcome.written) deps.peopleChanges.committed(id);
+  return outcome.value;
 }
 
 /**
@@ -303,10 +375,11 @@ export async function updatePerson(
   input: PersonUpdate,
   ctx: ChangeContext,
 ): Promise<{ updated: string[] }> {
-  const wanted: ChangedValues = updateValues(deps.org, user, input);
+  const sent: ChangedValues = updateValues(deps.org, user, input);
   const admin = hasRole(user, 'member_admin');
-  const result = await deps.db.transaction().execute(async (tx) => {
-    const row = assertMayAccess(await findPersonByIdForUpdate(tx, id), user, id, ['member_admin'], 'change');
+  return changePerson(deps, id, 'update', ctx, async (db, found) => {
+    const row = assertMayAccess(found, user, id, ['member_admin'], 'change');
+    const wanted = { ...sent };
     if (wanted.paper_pubs !== undefined && !admin) {
       if (row.paper_pubs === null) {
         throw new AppError('forbidden', 'Paper publications must be bought first (as an upgrade); after that their address can be changed here');
@@ -315,14 +388,11 @@ export async function updatePerson(
     }
     // Every membership but NonMember has a member number, however it got its type.
     if (wanted.membership !== undefined && wanted.membership !== NON_MEMBER && row.member_number === null) {
-      wanted.member_number = await nextMemberNumber(tx);
+      wanted.member_number = await nextMemberNumber(db);
     }
     const changed = changedValues(row, wanted);
-    if (Object.keys(changed).length > 0) await applyChanges(tx, deps, id, changed, 'update', ctx);
-    return { updated: fieldOrder(changed) };
+    return { changed, result: () => ({ updated: fieldOrder(changed) }) };
   });
-  if (result.updated.length > 0) deps.peopleChanges.committed(id);
-  return result;
 }
 
 const REPORT_ORDER = [...UPDATE_FIELDS, 'member_number'] as const;
@@ -358,8 +428,7 @@ export async function upgradePerson(
   const paperPubs = input.paper_pubs === undefined ? undefined : validatePaperPubs(input.paper_pubs);
   if (paperPubs === null) throw new AppError('bad_input', 'An upgrade cannot remove paper_pubs; send { name, address, country }, or use POST people/:id to remove them');
 
-  const result = await deps.db.transaction().execute(async (tx) => {
-    const row = await findPersonByIdForUpdate(tx, id);
+  return changePerson(deps, id, 'upgrade', ctx, async (db, row) => {
     if (!row) throw new AppError('not_found', `No person has id ${id}`);
     const wanted: ChangedValues = {};
     if (membership !== undefined) {
@@ -369,19 +438,16 @@ export async function upgradePerson(
     const finalMembership = membership ?? row.membership;
     if (input.member_number !== undefined) {
       if (finalMembership === NON_MEMBER) throw new AppError('bad_input', `${NON_MEMBER} has no member number; upgrade the membership too`);
-      const holder = await findPersonIdByMemberNumber(tx, input.member_number);
+      const holder = await findPersonIdByMemberNumber(db, input.member_number);
       if (holder !== undefined && holder !== id) throw new AppError('conflict', `Member number ${input.member_number} is already used by another person`);
       wanted.member_number = input.member_number;
     } else if (row.member_number === null && finalMembership !== NON_MEMBER) {
-      wanted.member_number = await nextMemberNumber(tx);
+      wanted.member_number = await nextMemberNumber(db);
     }
     if (paperPubs !== undefined) wanted.paper_pubs = paperPubs;
     const changed = changedValues(row, wanted);
-    const after = Object.keys(changed).length > 0 ? await applyChanges(tx, deps, id, changed, 'upgrade', ctx) : row;
-    return { member_number: after.member_number, updated: fieldOrder(changed) };
+    return { changed, result: (after) => ({ member_number: after.member_number, updated: fieldOrder(changed) }) };
   });
-  if (result.updated.length > 0) deps.peopleChanges.committed(id);
-  return result;
 }
 
 function assertUpward(org: Deps['org'], from: string, to: string): void {
@@ -420,7 +486,12 @@ export async function lookupPerson(deps: Pick<Deps, 'db' | 'org' | 'rateLimiter'
     throw new AppError('bad_input', 'Send at least one of email, member_number and name');
   }
   const memberships = deps.org.membershipTypes.filter((t) => t.allow_lookup && t.key !== NON_MEMBER).map((t) => t.key);
-  const hits = await findLookupHits(deps.db, { memberships, email, member_number: memberNumber, name, minSimilarity: LOOKUP_MIN_SIMILARITY }, 2);
+  const criteria = { memberships, email, member_number: memberNumber, name, minSimilarity: LOOKUP_MIN_SIMILARITY };
+  // The hits scoring 1 (an exact name, or none asked for) come from an equality index. One of them
+  // wins over any near miss and two are ambiguous whatever else matches, so the trigram search,
+  // which costs some hundred times more, runs only when there is no exact hit.
+  let hits = await findExactLookupHits(deps.db, criteria, 2);
+  if (hits.length === 0 && name !== undefined) hits = await findLookupHits(deps.db, { ...criteria, name }, 2);
   const [best, second] = hits;
   if (!best) return { status: 'not found' };
   // An exact name (score 1) wins over near misses; two exact ones stay ambiguous.

@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { startTestApp, type TestApp } from '../../test/support/app.ts';
-import { PEOPLE_CHANNEL } from './store.ts';
+import { logEntryValues, SYSTEM_CONTEXT } from '../audit/service.ts';
+import { changePersonIfUnchanged, findVersionedPersonById, PEOPLE_CHANNEL } from './store.ts';
 
 const PAPER = { name: 'Mia Member', address: '1 Main St', country: 'Finland' };
 
@@ -295,5 +296,61 @@ describe('POST people/:id/upgrade', () => {
     }
     assert.equal((await read(1)).membership, 'Adult');
     assert.equal((await logOf(1)).filter((e) => e.action === 'upgrade').length, 1);
+  });
+});
+
+describe('concurrent changes to one person', () => {
+  test('a change applies only to the row as it was read: a stale read writes nothing, not even the audit row', async () => {
+    const { id } = await newPerson({ city: 'Oulu' });
+    const stale = (await findVersionedPersonById(t.deps.db, id))!;
+    assert.equal((await t.api(`people/${id}`, { cookie: admin, json: { city: 'Turku' } })).status, 200);
+    const { subject: _subject, ...log } = logEntryValues(t.clock, SYSTEM_CONTEXT, { subject: id, action: 'update', parameters: { city: 'Pori' } });
+    const heard: string[] = [];
+    const stop = await t.deps.database.listen(PEOPLE_CHANNEL, (p) => heard.push(p));
+    try {
+      assert.equal(await changePersonIfUnchanged(t.deps.db, id, stale.version, { city: 'Pori' }, log), undefined);
+      assert.equal((await read(id)).city, 'Turku');
+      assert.equal((await logOf(id)).length, 2);
+      const fresh = (await findVersionedPersonById(t.deps.db, id))!;
+      assert.ok(await changePersonIfUnchanged(t.deps.db, id, fresh.version, { city: 'Pori' }, log));
+      assert.equal((await read(id)).city, 'Pori');
+      const logged = await logOf(id);
+      assert.equal(logged.length, 3);
+      assert.deepEqual(logged[2].parameters, { city: 'Pori' });
+      for (let i = 0; i < 100 && !heard.includes(String(id)); i++) await new Promise((r) => setTimeout(r, 20));
+      assert.deepEqual(heard, [String(id)], 'one notification, for the change that applied');
+    } finally {
+      await stop();
+    }
+  });
+
+  test('racing updates are each re-read and applied once: one audit row per committed change', async () => {
+    const { id } = await newPerson({ city: 'Start' });
+    const cities = Array.from({ length: 24 }, (_, i) => `Race City ${i}`);
+    const replies = await Promise.all(cities.map((city) => t.api(`people/${id}`, { cookie: admin, json: { city } })));
+    for (const r of replies) assert.deepEqual(r.body, { status: 'success', updated: ['city'] }, r.text);
+    const log = await logOf(id);
+    const updates = log.filter((e) => e.action === 'update');
+    assert.equal(updates.length, cities.length);
+    assert.deepEqual(updates.map((e) => e.parameters.city).sort(), [...cities].sort());
+    assert.equal((await read(id)).city, updates.at(-1)!.parameters.city, 'the last logged change is the one in the row');
+  });
+
+  test('racing upgrades and updates: each committed upgrade is logged once and the membership only rises', async () => {
+    const { id } = await newPerson({ membership: 'NonMember' });
+    const replies = await Promise.all([
+      t.api(`people/${id}/upgrade`, { cookie: admin, json: { membership: 'Supporter' } }),
+      t.api(`people/${id}/upgrade`, { cookie: admin, json: { membership: 'Adult' } }),
+      ...Array.from({ length: 8 }, (_, i) => t.api(`people/${id}`, { cookie: admin, json: { state: `S${i}` } })),
+    ]);
+    const ok = replies.filter((r) => r.status === 200);
+    for (const r of replies) assert.ok(r.status === 200 || r.status === 400, r.text);
+    const person = await read(id);
+    assert.equal(person.membership, 'Adult');
+    assert.equal(typeof person.member_number, 'number');
+    const log = await logOf(id);
+    const changes = ok.filter((r) => r.body.updated.length > 0).length;
+    assert.equal(log.length, 1 + changes, 'the "new" row and one per change that reported fields');
+    assert.equal(log.filter((e) => typeof e.parameters.member_number === 'number').length, 1, `one member number given, once: ${JSON.stringify(log.map((e) => [e.action, e.parameters]))}`);
   });
 });
