@@ -48,7 +48,8 @@ export async function stopAll(): Promise<void> {
 }
 
 function start(command: string, args: string[], env: Record<string, string>): Child {
-  const proc = spawn(command, args, { cwd: ROOT, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  // Its own process group, so stopping `npm start` also stops the server npm started.
+  const proc = spawn(command, args, { cwd: ROOT, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
   let out = '';
   proc.stdout!.on('data', (d: Buffer) => (out += d.toString()));
   proc.stderr!.on('data', (d: Buffer) => (out += d.toString()));
@@ -60,8 +61,15 @@ function start(command: string, args: string[], env: Record<string, string>): Ch
     async stop() {
       running.delete(child);
       if (proc.exitCode === null && proc.signalCode === null) {
-        proc.kill('SIGTERM');
-        const timer = setTimeout(() => proc.kill('SIGKILL'), 10_000);
+        const signalGroup = (signal: NodeJS.Signals) => {
+          try {
+            process.kill(-proc.pid!, signal);
+          } catch {
+            /* already gone */
+          }
+        };
+        signalGroup('SIGTERM');
+        const timer = setTimeout(() => signalGroup('SIGKILL'), 10_000);
         const code = await exited;
         clearTimeout(timer);
         return code;
