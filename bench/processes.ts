@@ -98,6 +98,14 @@ export interface Service extends Child {
   startMs: number;
 }
 
+/** The node arguments of package.json's start script, so the measured server runs exactly as `npm start` runs it. */
+function startScriptArgs(): string[] {
+  const pkg = JSON.parse(readFileSync(new URL('package.json', `file://${ROOT}`), 'utf8')) as { scripts: { start: string } };
+  const [command, ...args] = pkg.scripts.start.trim().split(/\s+/);
+  if (command !== 'node') throw new Error(`the start script no longer runs node directly: ${pkg.scripts.start}`);
+  return args;
+}
+
 /** Builds dist/ as `npm start` does before it runs. */
 export async function buildService(): Promise<void> {
   const child = start(process.execPath, ['scripts/build.mjs'], {});
@@ -114,7 +122,7 @@ export async function buildService(): Promise<void> {
 export async function startService(env: Record<string, string>, via: 'npm' | 'node' = 'node'): Promise<Service> {
   const port = await freePort();
   const begun = performance.now();
-  const [command, args] = via === 'npm' ? ['npm', ['start', '--silent']] : [process.execPath, ['--enable-source-maps', 'dist/roster.js', 'serve']];
+  const [command, args] = via === 'npm' ? ['npm', ['start', '--silent']] : [process.execPath, startScriptArgs()];
   const child = start(command as string, args as string[], { ...env, HOST: '127.0.0.1', PORT: String(port) });
   const url = `http://127.0.0.1:${port}`;
   await waitFor(async () => (await fetch(`${url}/readyz`)).status === 200, child, 'the service');

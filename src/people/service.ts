@@ -7,7 +7,7 @@ import type { Deps } from '../deps.ts';
 import type { PaperPubs } from '../db/tables.ts';
 import { hasRole, type Role } from '../http/auth.ts';
 import { AppError } from '../http/errors.ts';
-import { preferredName, toListEntry, toPerson, type Person } from './person.ts';
+import { listEntryJson, preferredName, toPerson, type Person } from './person.ts';
 import {
   changePersonIfUnchanged,
   findExactLookupHits,
@@ -218,7 +218,7 @@ async function* peopleJson(pages: AsyncIterable<PersonRow[]>, padded: boolean): 
           }
         }
       }
-      chunk += (next === 0 ? '' : ',') + JSON.stringify(padded ? toListEntry(row) : toPerson(row));
+      chunk += (next === 0 ? '' : ',') + (padded ? listEntryJson(row) : JSON.stringify(toPerson(row)));
       next = padded ? row.id + 1 : next + 1;
     }
     yield chunk;

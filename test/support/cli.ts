@@ -120,7 +120,7 @@ function buildOnce(): Promise<void> {
 export async function startRoster(env: Record<string, string>): Promise<RunningRoster> {
   await buildOnce();
   const port = await freePort();
-  const child = spawn(process.execPath, ['--enable-source-maps', 'dist/roster.js', 'serve'], {
+  const child = spawn(process.execPath, ['--enable-source-maps', '--max-old-space-size=128', 'dist/roster.js', 'serve'], {
     cwd: ROOT,
     env: childEnv({ LOG_LEVEL: 'warn', ...env, HOST: '127.0.0.1', PORT: String(port) }),
     stdio: ['ignore', 'pipe', 'pipe'],
