@@ -2,7 +2,7 @@ import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
-  { ignores: ['node_modules/', 'data/', '.cache/'] },
+  { ignores: ['node_modules/', 'data/', '.cache/', 'dist/', 'dist.*/'] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {
@@ -12,6 +12,7 @@ export default tseslint.config(
     },
   },
   { files: ['src/config/env.ts', 'test/**', 'bench/**', 'bin/**'], rules: { 'no-restricted-properties': 'off' } },
+  { files: ['scripts/**', 'bin/**'], languageOptions: { globals: { process: 'readonly', console: 'readonly', URL: 'readonly' } } },
   // Tests read loosely-typed JSON replies.
   { files: ['**/*.test.ts', 'test/**'], rules: { '@typescript-eslint/no-explicit-any': 'off' } },
 );

@@ -15,6 +15,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { pino, type DestinationStream, type Logger } from 'pino';
 import { createRateLimiter } from './auth/rate-limit.ts';
 import { authRoutes } from './auth/routes.ts';
+import { createSessionCache, relaySessionNotifications } from './auth/session-cache.ts';
 import { systemClock, type Clock } from './clock.ts';
 import type { Env } from './config/env.ts';
 import { loadOrganisation } from './config/org.ts';
@@ -65,15 +66,16 @@ export function createLogger(env: Pick<Env, 'logLevel'>, destination?: Destinati
 }
 
 /** PostgreSQL at DATABASE_URL, or the embedded PGlite database in DATA_DIR/pglite. */
-export async function openDatabase(env: Pick<Env, 'databaseUrl' | 'dataDir'>): Promise<Database> {
-  return env.databaseUrl ? connectPostgres(env.databaseUrl) : openPglite({ dataDir: path.join(env.dataDir, 'pglite') });
+export async function openDatabase(env: Pick<Env, 'databaseUrl' | 'dataDir'>, log?: Logger): Promise<Database> {
+  if (!env.databaseUrl) return openPglite({ dataDir: path.join(env.dataDir, 'pglite') });
+  return connectPostgres(env.databaseUrl, 10, (msg, err) => log?.warn({ err }, msg));
 }
 
 /** Opens the database (PGlite in DATA_DIR unless DATABASE_URL is set), migrates, builds Deps. */
 export async function openRoster(env: Env, overrides: { log?: Logger; clock?: Clock; mailer?: Mailer; database?: Database } = {}): Promise<Deps> {
   const log = overrides.log ?? createLogger(env);
   const org = await loadOrganisation(env.orgFile);
-  const database = overrides.database ?? (await openDatabase(env));
+  const database = overrides.database ?? (await openDatabase(env, log));
   try {
     const applied = await migrate(database.db);
     if (applied.length > 0) log.info({ applied }, 'migrations applied');
@@ -83,6 +85,8 @@ export async function openRoster(env: Env, overrides: { log?: Logger; clock?: Cl
   }
   const peopleChanges = createPeopleChanges();
   await relayPeopleNotifications(database, peopleChanges);
+  const sessionCache = createSessionCache();
+  await relaySessionNotifications(database, sessionCache);
   const clock = overrides.clock ?? systemClock;
   const mailer =
     overrides.mailer ?? (env.smtpUrl ? createSmtpMailer(env.smtpUrl, env.mailFrom) : createDevMailbox(path.join(env.dataDir, 'mail'), log));
@@ -94,6 +98,7 @@ export async function openRoster(env: Env, overrides: { log?: Logger; clock?: Cl
     mailer,
     log,
     rateLimiter: createRateLimiter(env.rateLimit, clock),
+    sessionCache,
     peopleChanges,
     publicUrl: env.publicUrl,
   };

@@ -4,6 +4,7 @@
  */
 import type { Logger } from 'pino';
 import type { RateLimiter } from './auth/rate-limit.ts';
+import type { SessionCache } from './auth/session-cache.ts';
 import type { Clock } from './clock.ts';
 import type { Organisation } from './config/org.ts';
 import type { Database, Db } from './db/connect.ts';
@@ -18,6 +19,8 @@ export interface Deps {
   mailer: Mailer;
   log: Logger;
   rateLimiter: RateLimiter;
+  /** Sessions resolved recently; emptied per address by logouts and role changes (here or in another process). */
+  sessionCache: SessionCache;
   /** Fires after a change to people commits (here, or in another process sharing the database). */
   peopleChanges: PeopleChanges;
   /** Base URL for links in mail, without a trailing slash. */

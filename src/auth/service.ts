@@ -9,18 +9,17 @@ import type { Deps } from '../deps.ts';
 import { AppError } from '../http/errors.ts';
 import { renderMail } from '../mail/templates.ts';
 import { addPerson } from '../people/service.ts';
-import { findPeopleByEmail } from '../people/store.ts';
 import {
   deleteAdmin,
   deleteKeysByEmail,
   deleteSession,
   deleteSessionsByEmail,
+  findKeyRecipient,
   findKeysByEmail,
   findRolesByEmail,
-  insertKey,
+  insertKeyPruning,
   insertSession,
-  isKnownEmail,
-  pruneKeys,
+  notifySessionsChanged,
   upsertAdmin,
   type SessionUser,
 } from './store.ts';
@@ -28,7 +27,7 @@ import {
 export type { SessionUser };
 
 /** Live keys kept per address; older ones are dropped when a new one is made. */
-const KEYS_KEPT_PER_EMAIL = 5;
+export const KEYS_KEPT_PER_EMAIL = 5;
 
 export function hashSecret(secret: string): string {
   return createHash('sha256').update(secret).digest('hex');
@@ -58,25 +57,28 @@ export function loginLink(publicUrl: string, email: string, key: string, next?: 
 
 type KeyDeps = Pick<Deps, 'db' | 'org' | 'clock' | 'mailer' | 'publicUrl' | 'peopleChanges'>;
 
-/** Makes a new key for the address (admins get the shorter admin lifetime) and stores its hash. */
-export async function issueKey(deps: Pick<Deps, 'db' | 'org' | 'clock'>, email: string, opts: { reset?: boolean } = {}): Promise<{ key: string; expires: Date }> {
+/**
+ * Makes a new key for the address (admins get the shorter admin lifetime) and stores its hash;
+ * `reset` drops every earlier key of the address. `roles`, when the caller already read them,
+ * saves a query.
+ */
+export async function issueKey(
+  deps: Pick<Deps, 'db' | 'org' | 'clock'>,
+  email: string,
+  opts: { reset?: boolean; roles?: string[] } = {},
+): Promise<{ key: string; expires: Date }> {
   const key = randomBytes(18).toString('base64url');
   const now = deps.clock.now();
-  const isAdmin = (await findRolesByEmail(deps.db, email)).length > 0;
+  const isAdmin = (opts.roles ?? (await findRolesByEmail(deps.db, email))).length > 0;
   const expires = new Date(now.getTime() + (isAdmin ? deps.org.keyLifetimeMs.admin : deps.org.keyLifetimeMs.member));
-  await deps.db.transaction().execute(async (tx) => {
-    if (opts.reset) await deleteKeysByEmail(tx, email);
-    else await pruneKeys(tx, email, KEYS_KEPT_PER_EMAIL - 1);
-    await insertKey(tx, { key_hash: hashSecret(key), email, created: now, expires });
-  });
+  await insertKeyPruning(deps.db, { key_hash: hashSecret(key), email, created: now, expires }, opts.reset ? 0 : KEYS_KEPT_PER_EMAIL - 1);
   return { key, expires };
 }
 
-async function mailLoginLink(deps: KeyDeps, email: string, key: string, expires: Date, next?: string): Promise<void> {
-  const people = await findPeopleByEmail(deps.db, email);
-  const name = people[0]?.legal_name ?? email;
+/** Mails the link, greeting the address's first person by name (or the address itself). */
+async function mailLoginLink(deps: KeyDeps, email: string, name: string | null, key: string, expires: Date, next?: string): Promise<void> {
   const mail = await renderMail(deps.org, 'login-link', {
-    name,
+    name: name ?? email,
     email,
     link: loginLink(deps.publicUrl, email, key, next),
     expires: expires.toISOString().slice(0, 10),
@@ -99,15 +101,17 @@ export async function requestKey(deps: KeyDeps & Pick<Deps, 'rateLimiter'>, inpu
   const email = normaliseEmail(input.email);
   deps.rateLimiter.hit('key', email, ctx.clientIp ?? '');
   const next = safeNextPath(input.path);
-  if (!(await isKnownEmail(deps.db, email))) {
+  const recipient = await findKeyRecipient(deps.db, email);
+  let greeting = recipient.name;
+  if (!recipient.known) {
     const name = input.name?.trim();
     if (!name) {
       throw new AppError('bad_input', `No account uses ${email}. To create one, send your name with the email address.`);
     }
-    await addPerson(deps, { membership: NON_MEMBER, legal_name: name, email }, { ...ctx, author: email });
+    greeting = (await addPerson(deps, { membership: NON_MEMBER, legal_name: name, email }, { ...ctx, author: email })).legal_name;
   }
-  const { key, expires } = await issueKey(deps, email, { reset: input.reset });
-  await mailLoginLink(deps, email, key, expires, next);
+  const { key, expires } = await issueKey(deps, email, { reset: input.reset, roles: recipient.roles });
+  await mailLoginLink(deps, email, greeting, key, expires, next);
   return { email };
 }
 
@@ -126,8 +130,9 @@ export async function login(deps: KeyDeps & Pick<Deps, 'rateLimiter'>, input: { 
   if (!match) throw new AppError('unauthenticated', 'That email and key do not match. Request a new login link.');
   const now = deps.clock.now();
   if (match.expires <= now) {
-    const fresh = await issueKey(deps, email, { reset: true });
-    await mailLoginLink(deps, email, fresh.key, fresh.expires);
+    const recipient = await findKeyRecipient(deps.db, email);
+    const fresh = await issueKey(deps, email, { reset: true, roles: recipient.roles });
+    await mailLoginLink(deps, email, recipient.name, fresh.key, fresh.expires);
     throw new AppError('key_expired', `That login key has expired. A new login link has been sent to ${email}.`);
   }
   const sessionId = randomBytes(32).toString('base64url');
@@ -151,7 +156,7 @@ export interface LogoutResult {
 }
 
 export async function logout(
-  deps: Pick<Deps, 'db' | 'clock'>,
+  deps: Pick<Deps, 'db' | 'clock' | 'sessionCache'>,
   user: SessionUser,
   sessionIdHash: string,
   input: LogoutRequest,
@@ -161,7 +166,7 @@ export async function logout(
   if (target !== user.email && !user.roles.includes('admin_admin')) {
     throw new AppError('forbidden', "Logging out another person's sessions requires admin_admin");
   }
-  return deps.db.transaction().execute(async (tx) => {
+  const result = await deps.db.transaction().execute(async (tx): Promise<LogoutResult> => {
     let sessions: number | undefined;
     let endedOwnSession: boolean;
     if (input.all || input.reset || target !== user.email) {
@@ -172,35 +177,46 @@ export async function logout(
       endedOwnSession = true;
     }
     if (input.reset) await deleteKeysByEmail(tx, target);
+    await notifySessionsChanged(tx, target);
     const opt = input.reset ? 'reset' : input.all ? 'all' : undefined;
     if (opt || target !== user.email) {
       await recordChange(tx, deps.clock, ctx, { subject: null, action: 'logout', parameters: { email: target, opt, sessions } });
     }
     return { email: target, opt, sessions, endedOwnSession };
   });
+  deps.sessionCache.dropEmail(target);
+  return result;
 }
 
 const KNOWN_ROLES = ['admin_admin', 'member_admin', 'member_list'];
 
 /** Grants roles (added to any the address already has). */
-export async function addAdmin(deps: Pick<Deps, 'db' | 'clock'>, email: string, roles: string[], ctx: ChangeContext): Promise<string[]> {
+export async function addAdmin(deps: Pick<Deps, 'db' | 'clock' | 'sessionCache'>, email: string, roles: string[], ctx: ChangeContext): Promise<string[]> {
   const address = normaliseEmail(email);
   const unknown = roles.filter((r) => !KNOWN_ROLES.includes(r));
   if (roles.length === 0) throw new AppError('bad_input', `Give at least one role: ${KNOWN_ROLES.join(', ')}`);
   if (unknown.length > 0) throw new AppError('bad_input', `Unknown role ${unknown.join(', ')}; use ${KNOWN_ROLES.join(', ')}`);
-  return deps.db.transaction().execute(async (tx) => {
-    const merged = [...new Set([...(await findRolesByEmail(tx, address)), ...roles])].sort();
-    await upsertAdmin(tx, address, merged);
+  const merged = await deps.db.transaction().execute(async (tx) => {
+    const all = [...new Set([...(await findRolesByEmail(tx, address)), ...roles])].sort();
+    await upsertAdmin(tx, address, all);
     await recordChange(tx, deps.clock, ctx, { subject: null, action: 'admin-add', parameters: { email: address, roles } });
-    return merged;
+    await notifySessionsChanged(tx, address);
+    return all;
   });
+  deps.sessionCache.dropEmail(address);
+  return merged;
 }
 
-export async function removeAdmin(deps: Pick<Deps, 'db' | 'clock'>, email: string, ctx: ChangeContext): Promise<boolean> {
+export async function removeAdmin(deps: Pick<Deps, 'db' | 'clock' | 'sessionCache'>, email: string, ctx: ChangeContext): Promise<boolean> {
   const address = normaliseEmail(email);
-  return deps.db.transaction().execute(async (tx) => {
-    const removed = (await deleteAdmin(tx, address)) > 0;
-    if (removed) await recordChange(tx, deps.clock, ctx, { subject: null, action: 'admin-remove', parameters: { email: address } });
-    return removed;
+  const removed = await deps.db.transaction().execute(async (tx) => {
+    const deleted = (await deleteAdmin(tx, address)) > 0;
+    if (deleted) {
+      await recordChange(tx, deps.clock, ctx, { subject: null, action: 'admin-remove', parameters: { email: address } });
+      await notifySessionsChanged(tx, address);
+    }
+    return deleted;
   });
+  if (removed) deps.sessionCache.dropEmail(address);
+  return removed;
 }

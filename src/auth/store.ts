@@ -2,12 +2,12 @@
 import { sql } from 'kysely';
 import type { Executor } from '../audit/store.ts';
 
-export async function insertKey(db: Executor, row: { key_hash: string; email: string; created: Date; expires: Date }): Promise<void> {
-  await db.insertInto('keys').values(row).execute();
+export async function findKeysByEmail(db: Executor, email: string): Promise<{ key_hash: string; expires: Date }[]> {
+  return findKeysByEmailQuery(db, email).execute();
 }
 
-export async function findKeysByEmail(db: Executor, email: string): Promise<{ key_hash: string; expires: Date }[]> {
-  return db.selectFrom('keys').select(['key_hash', 'expires']).where('email', '=', email).execute();
+export function findKeysByEmailQuery(db: Executor, email: string) {
+  return db.selectFrom('keys').select(['key_hash', 'expires']).where('email', '=', email);
 }
 
 export async function deleteKeysByEmail(db: Executor, email: string): Promise<number> {
@@ -15,16 +15,45 @@ export async function deleteKeysByEmail(db: Executor, email: string): Promise<nu
   return Number(result.numDeletedRows);
 }
 
-/** Keeps the newest `keep` keys of an address, so repeated requests cannot pile up rows. */
-export async function pruneKeys(db: Executor, email: string, keep: number): Promise<void> {
-  await sql`
-    DELETE FROM keys WHERE email = ${email} AND key_hash NOT IN (
-      SELECT key_hash FROM keys WHERE email = ${email} ORDER BY created DESC LIMIT ${keep}
-    )`.execute(db);
+/**
+ * Stores a new key and, in the same statement, drops all but the newest `keep` earlier keys of its
+ * address (keep 0 drops them all), so repeated requests cannot pile up rows. The new row is not
+ * visible to the DELETE (one snapshot), so it is never pruned itself.
+ */
+export async function insertKeyPruning(db: Executor, row: KeyRow, keep: number): Promise<void> {
+  await db.executeQuery(insertKeyPruningQuery(db, row, keep));
 }
 
-export async function insertSession(db: Executor, row: { id_hash: string; email: string; created: Date; expires: Date }): Promise<void> {
-  await db.insertInto('sessions').values(row).execute();
+export interface KeyRow {
+  key_hash: string;
+  email: string;
+  created: Date;
+  expires: Date;
+}
+
+export function insertKeyPruningQuery(db: Executor, row: KeyRow, keep: number) {
+  return sql`
+    WITH pruned AS (
+      DELETE FROM keys WHERE email = ${row.email} AND key_hash NOT IN (
+        SELECT key_hash FROM keys WHERE email = ${row.email} ORDER BY created DESC LIMIT ${keep}
+      )
+    )
+    INSERT INTO keys (key_hash, email, created, expires) VALUES (${row.key_hash}, ${row.email}, ${row.created}, ${row.expires})`.compile(db);
+}
+
+export async function insertSession(db: Executor, row: SessionRow): Promise<void> {
+  await insertSessionQuery(db, row).execute();
+}
+
+export interface SessionRow {
+  id_hash: string;
+  email: string;
+  created: Date;
+  expires: Date;
+}
+
+export function insertSessionQuery(db: Executor, row: SessionRow) {
+  return db.insertInto('sessions').values(row);
 }
 
 export interface SessionUser {
@@ -32,15 +61,24 @@ export interface SessionUser {
   roles: string[];
 }
 
-export async function findSessionUser(db: Executor, idHash: string, now: Date): Promise<SessionUser | undefined> {
+/** The user of a live session, and when the session expires. */
+export async function findSessionUser(db: Executor, idHash: string, now: Date): Promise<(SessionUser & { expires: Date }) | undefined> {
   const row = await db
     .selectFrom('sessions as s')
     .leftJoin('admins as a', 'a.email', 's.email')
-    .select(['s.email', 'a.roles'])
+    .select(['s.email', 'a.roles', 's.expires'])
     .where('s.id_hash', '=', idHash)
     .where('s.expires', '>', now)
     .executeTakeFirst();
-  return row && { email: row.email, roles: row.roles ?? [] };
+  return row && { email: row.email, roles: row.roles ?? [], expires: row.expires };
+}
+
+/** Channel of the NOTIFY sent, with the email as payload, when an address's sessions or roles change. */
+export const SESSIONS_CHANNEL = 'sessions_changed';
+
+/** Tells every process sharing the database (at commit of `tx`) to forget cached sessions of `email`. */
+export async function notifySessionsChanged(tx: Executor, email: string): Promise<void> {
+  await sql`SELECT pg_notify(${SESSIONS_CHANNEL}, ${email})`.execute(tx);
 }
 
 export async function deleteSession(db: Executor, idHash: string): Promise<number> {
@@ -80,10 +118,26 @@ export async function listAdmins(db: Executor): Promise<{ email: string; roles: 
   return db.selectFrom('admins').select(['email', 'roles']).orderBy('email').execute();
 }
 
-/** True when the address belongs to a person or an admin. */
-export async function isKnownEmail(db: Executor, email: string): Promise<boolean> {
-  const row = await sql<{ known: boolean }>`
-    SELECT EXISTS (SELECT 1 FROM people WHERE lower(email) = ${email})
-        OR EXISTS (SELECT 1 FROM admins WHERE email = ${email}) AS known`.execute(db);
-  return row.rows[0]?.known ?? false;
+export interface KeyRecipient {
+  /** True when the address belongs to a person or an admin. */
+  known: boolean;
+  /** Roles of the address (empty when it has none). */
+  roles: string[];
+  /** Legal name of the address's first person (lowest id), if any: the mail's greeting. */
+  name: string | null;
+}
+
+/** What a login-key request needs to know about an address, in one statement. */
+export function keyRecipientQuery(db: Executor, email: string) {
+  return sql<{ name: string | null; roles: string[] | null }>`
+    SELECT (SELECT legal_name FROM people WHERE lower(email) = ${email} ORDER BY id LIMIT 1) AS name,
+           (SELECT roles FROM admins WHERE email = ${email}) AS roles`.compile(db);
+}
+
+export async function findKeyRecipient(db: Executor, email: string): Promise<KeyRecipient> {
+  const result = await db.executeQuery(keyRecipientQuery(db, email));
+  const row = result.rows[0];
+  const name = row?.name ?? null;
+  const roles = row?.roles ?? null;
+  return { known: name !== null || roles !== null, roles: roles ?? [], name };
 }

@@ -16,7 +16,11 @@ export type Listener = (payload: string) => void;
 export interface Database {
   kind: 'postgres' | 'pglite';
   db: Db;
-  /** Calls `listener` for each NOTIFY on `channel` (from any process sharing the database). */
+  /**
+   * Calls `listener` for each NOTIFY on `channel` (from any process sharing the database). After a
+   * lost connection is reopened, each listener is called once with '' — notifications may have
+   * been missed, so caches should drop everything.
+   */
   listen(channel: string, listener: Listener): Promise<() => Promise<void>>;
   ping(): Promise<void>;
   close(): Promise<void>;
@@ -25,32 +29,61 @@ export interface Database {
 // bigint (count(*), bigserial) as JS numbers: every value we count stays far below 2^53.
 pg.types.setTypeParser(20, (v) => Number(v));
 
-export async function connectPostgres(connectionString: string, poolSize = 10): Promise<Database> {
+/** Delay before a lost LISTEN connection is opened again. */
+const RELISTEN_DELAY_MS = 1000;
+
+export async function connectPostgres(connectionString: string, poolSize = 10, log?: (msg: string, err?: unknown) => void): Promise<Database> {
   const pool = new pg.Pool({ connectionString, max: poolSize });
+  // An idle pooled connection the server ends (restart, admin command) must not crash the process;
+  // the pool replaces it, and queries report their own errors.
+  pool.on('error', (err) => log?.('an idle database connection was lost', err));
   const db = new Kysely<Tables>({ dialect: new PostgresDialect({ pool }) });
-  let listenClient: pg.Client | undefined;
   const listeners = new Map<string, Set<Listener>>();
   let closed = false;
+  // One LISTEN connection for all channels; concurrent first calls share its opening.
+  let listenClient: Promise<pg.Client> | undefined;
 
-  async function ensureListenClient(): Promise<pg.Client> {
-    if (listenClient) return listenClient;
+  function openListenClient(): Promise<pg.Client> {
     const client = new pg.Client({ connectionString });
-    await client.connect();
     client.on('notification', (msg) => {
       for (const l of listeners.get(msg.channel) ?? []) l(msg.payload ?? '');
     });
-    client.on('error', () => {
-      /* the pool's own errors are reported by queries; a lost LISTEN connection shows in readyz */
-    });
-    listenClient = client;
-    return client;
+    const lost = (err?: unknown) => {
+      if (closed || listenClient === undefined) return;
+      log?.('the LISTEN connection was lost; opening it again', err);
+      listenClient = undefined;
+      setTimeout(() => void relisten(), RELISTEN_DELAY_MS).unref();
+    };
+    client.on('error', lost);
+    client.on('end', () => lost());
+    return client.connect().then(() => client);
+  }
+
+  /** Opens a new LISTEN connection for every channel, then tells each listener (payload '') that notifications may have been missed. */
+  async function relisten(): Promise<void> {
+    if (closed || listenClient) return;
+    try {
+      const opening = openListenClient();
+      listenClient = opening;
+      const client = await opening;
+      for (const channel of listeners.keys()) await client.query(`LISTEN ${pg.escapeIdentifier(channel)}`);
+      for (const set of listeners.values()) for (const l of set) l('');
+    } catch (err) {
+      listenClient = undefined;
+      log?.('could not open the LISTEN connection; trying again', err);
+      if (!closed) setTimeout(() => void relisten(), RELISTEN_DELAY_MS).unref();
+    }
   }
 
   return {
     kind: 'postgres',
     db,
     async listen(channel, listener) {
-      const client = await ensureListenClient();
+      listenClient ??= openListenClient().catch((err: unknown) => {
+        listenClient = undefined;
+        throw err;
+      });
+      const client = await listenClient;
       let set = listeners.get(channel);
       if (!set) {
         set = new Set();
@@ -68,7 +101,9 @@ export async function connectPostgres(connectionString: string, poolSize = 10): 
     },
     async close() {
       closed = true;
-      await listenClient?.end().catch(() => {});
+      const client = await listenClient?.catch(() => undefined);
+      listenClient = undefined;
+      await client?.end().catch(() => {});
       await db.destroy();
     },
   };

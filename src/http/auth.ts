@@ -36,13 +36,24 @@ export function clearSessionCookie(reply: FastifyReply, cookie: SessionCookie): 
   reply.clearCookie(cookie.name, { path: '/', httpOnly: true, sameSite: 'lax', secure: cookie.secure });
 }
 
-/** Resolves the session cookie of `request` (once) and returns the user, or null. */
-export async function loadUser(deps: Pick<Deps, 'db' | 'clock'>, cookie: SessionCookie, request: FastifyRequest): Promise<SessionUser | null> {
+/**
+ * Resolves the session cookie of `request` (once) and returns the user, or null. A session this
+ * process resolved recently comes from `deps.sessionCache` (see src/auth/README.md) without a query.
+ */
+export async function loadUser(deps: Pick<Deps, 'db' | 'clock' | 'sessionCache'>, cookie: SessionCookie, request: FastifyRequest): Promise<SessionUser | null> {
   if (request.user !== null || request.sessionIdHash !== null) return request.user;
   const id = request.cookies[cookie.name];
   if (!id) return null;
-  request.sessionIdHash = hashSecret(id);
-  request.user = (await findSessionUser(deps.db, request.sessionIdHash, deps.clock.now())) ?? null;
+  const idHash = hashSecret(id);
+  request.sessionIdHash = idHash;
+  const now = deps.clock.now();
+  const cached = deps.sessionCache.get(idHash, now);
+  if (cached) return (request.user = cached);
+  const generation = deps.sessionCache.generation();
+  const found = await findSessionUser(deps.db, idHash, now);
+  if (!found) return (request.user = null);
+  deps.sessionCache.set(idHash, found, generation);
+  request.user = { email: found.email, roles: found.roles };
   return request.user;
 }
 
@@ -55,7 +66,7 @@ export interface Guards {
   optionalUser: preHandlerAsyncHookHandler;
 }
 
-export function createGuards(deps: Pick<Deps, 'db' | 'clock' | 'org' | 'publicUrl'>): Guards {
+export function createGuards(deps: Pick<Deps, 'db' | 'clock' | 'org' | 'publicUrl' | 'sessionCache'>): Guards {
   const cookie = sessionCookie(deps);
   const requireUser: preHandlerAsyncHookHandler = async (request) => {
     if (!(await loadUser(deps, cookie, request))) throw new AppError('unauthenticated', 'Log in first: this needs a session');

@@ -47,6 +47,8 @@ export async function startPeopleUpdates(deps: Pick<Deps, 'database' | 'db' | 'l
   }
 
   const unlisten = await deps.database.listen(PEOPLE_CHANNEL, (payload) => {
+    // '' follows a reopened LISTEN connection: there is no one person to send.
+    if (payload === '') return;
     const id = Number(payload);
     if (!Number.isSafeInteger(id) || id <= 0) {
       deps.log.warn({ payload }, `ignoring a ${PEOPLE_CHANNEL} notification that is not a person id`);

@@ -1,7 +1,7 @@
 /**
  * Mail templates: `<name>.txt` files whose first line is `Subject: …`, then a blank line, then the
  * body. `{{variable}}` is replaced. A file of the same name in the organisation's `templates/`
- * folder overrides the built-in one.
+ * folder overrides the built-in one. Each is read once per process.
  */
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
@@ -26,6 +26,23 @@ async function readTemplate(org: Organisation, name: TemplateName): Promise<stri
   }
 }
 
+/**
+ * Templates are read once per process and organisation folder (a changed template takes effect on
+ * restart, like the organisation file). A failed read is not kept, so it is retried next time.
+ */
+const templates = new Map<string, Promise<string>>();
+
+function cachedTemplate(org: Organisation, name: TemplateName): Promise<string> {
+  const cacheKey = `${org.folder}\0${name}`;
+  let template = templates.get(cacheKey);
+  if (!template) {
+    template = readTemplate(org, name);
+    templates.set(cacheKey, template);
+    template.catch(() => templates.delete(cacheKey));
+  }
+  return template;
+}
+
 export function fillTemplate(template: string, vars: Record<string, string>): RenderedMail {
   const filled = template.replace(/\{\{\s*(\w+)\s*\}\}/g, (_, key: string) => vars[key] ?? '');
   const match = /^Subject:[ \t]*(.*)\r?\n\r?\n([\s\S]*)$/.exec(filled);
@@ -34,5 +51,5 @@ export function fillTemplate(template: string, vars: Record<string, string>): Re
 }
 
 export async function renderMail(org: Organisation, name: TemplateName, vars: Record<string, string>): Promise<RenderedMail> {
-  return fillTemplate(await readTemplate(org, name), { org_name: org.name, ...vars });
+  return fillTemplate(await cachedTemplate(org, name), { org_name: org.name, ...vars });
 }

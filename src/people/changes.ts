@@ -29,7 +29,10 @@ export function createPeopleChanges(): PeopleChanges {
   };
 }
 
-/** Forwards every `people_updates` notification (from any process) to `changes`. */
+/**
+ * Forwards every `people_updates` notification (from any process) to `changes`. After a reopened
+ * LISTEN connection the payload is '' and the id 0: "someone may have changed", which drops caches.
+ */
 export function relayPeopleNotifications(database: Database, changes: PeopleChanges): Promise<() => Promise<void>> {
   return database.listen(PEOPLE_CHANNEL, (payload) => changes.committed(Number(payload)));
 }
