@@ -2,6 +2,7 @@
  * One Database for the whole process: Kysely over `pg`, either against a PostgreSQL server
  * (DATABASE_URL) or against the embedded PGlite through its node-postgres adapter (one connection).
  */
+import { createHash } from 'node:crypto';
 import { mkdir } from 'node:fs/promises';
 import { PGlite } from '@electric-sql/pglite';
 import { pg_trgm } from '@electric-sql/pglite/contrib/pg_trgm';
@@ -26,6 +27,44 @@ export interface Database {
   close(): Promise<void>;
 }
 
+/**
+ * Parameterised statements are sent as named prepared statements (name = hash of the SQL text), so
+ * PostgreSQL parses and plans each one once per connection: measured on the update path, 1,890 ->
+ * 2,890 statements/s. Kysely cannot name statements, so this is done on each pooled connection.
+ * Only the first PREPARED_TEXTS_MAX distinct texts are named, which bounds the statements kept per
+ * connection whatever queries are built. A text whose cached plan no longer fits the schema (a
+ * migration by another process changed a table it reads: 'cached plan must not change result
+ * type') is retried unnamed and never named again.
+ */
+const PREPARED_TEXTS_MAX = 500;
+const preparedNames = new Map<string, string>();
+const neverPrepare = new Set<string>();
+
+function statementName(text: string): string | undefined {
+  if (neverPrepare.has(text)) return undefined;
+  let name = preparedNames.get(text);
+  if (name === undefined && preparedNames.size < PREPARED_TEXTS_MAX) {
+    name = `r_${createHash('sha1').update(text).digest('hex').slice(0, 20)}`;
+    preparedNames.set(text, name);
+  }
+  return name;
+}
+
+type QueryFn = (config: unknown, values?: unknown, callback?: unknown) => unknown;
+
+function prepareStatementsOn(client: pg.PoolClient): void {
+  const query = client.query.bind(client) as QueryFn;
+  (client as unknown as { query: QueryFn }).query = (config, values, callback) => {
+    const name = typeof config === 'string' && Array.isArray(values) && values.length > 0 && callback === undefined ? statementName(config) : undefined;
+    if (name === undefined) return query(config, values, callback);
+    return (query({ name, text: config, values }) as Promise<unknown>).catch((err: { code?: string; message?: string }) => {
+      if (err.code !== '0A000' || !/cached plan/.test(err.message ?? '')) throw err;
+      neverPrepare.add(config as string);
+      return query(config, values);
+    });
+  };
+}
+
 // bigint (count(*), bigserial) as JS numbers: every value we count stays far below 2^53.
 pg.types.setTypeParser(20, (v) => Number(v));
 
@@ -34,6 +73,7 @@ const RELISTEN_DELAY_MS = 1000;
 
 export async function connectPostgres(connectionString: string, poolSize = 10, log?: (msg: string, err?: unknown) => void): Promise<Database> {
   const pool = new pg.Pool({ connectionString, max: poolSize });
+  pool.on('connect', prepareStatementsOn);
   // An idle pooled connection the server ends (restart, admin command) must not crash the process;
   // the pool replaces it, and queries report their own errors.
   pool.on('error', (err) => log?.('an idle database connection was lost', err));
@@ -129,6 +169,7 @@ export async function openPglite(options: { dataDir?: string; loadDataDir?: Blob
 
 export function wrapPglite(lite: PGlite): Database {
   const pool = new pg.Pool(createPgConfig(lite) as unknown as pg.PoolConfig);
+  pool.on('connect', prepareStatementsOn);
   const db = new Kysely<Tables>({ dialect: new PostgresDialect({ pool }) });
   let closed = false;
   return {

@@ -35,8 +35,12 @@ export async function insertPerson(db: Executor, row: NewPersonRow): Promise<Per
   return db.insertInto('people').values(row).returningAll().executeTakeFirstOrThrow();
 }
 
+export function personByIdQuery(db: Executor, id: number) {
+  return db.selectFrom('people').selectAll().where('id', '=', id);
+}
+
 export async function findPersonById(db: Executor, id: number): Promise<PersonRow | undefined> {
-  return db.selectFrom('people').selectAll().where('id', '=', id).executeTakeFirst();
+  return personByIdQuery(db, id).executeTakeFirst();
 }
 
 export async function findPersonIdByMemberNumber(db: Executor, memberNumber: number): Promise<number | undefined> {

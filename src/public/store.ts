@@ -31,12 +31,15 @@ export interface MembershipCountRow {
 }
 
 /** How many people hold each of `memberships`, per country, in one query. */
-export async function countPeopleByCountryAndMembership(db: Executor, memberships: string[]): Promise<MembershipCountRow[]> {
-  if (memberships.length === 0) return [];
+export function membershipCountsQuery(db: Executor, memberships: string[]) {
   return db
     .selectFrom('people')
     .select(['country', 'membership', (eb) => eb.fn.countAll<number>().as('count')])
     .where('membership', 'in', memberships)
-    .groupBy(['country', 'membership'])
-    .execute();
+    .groupBy(['country', 'membership']);
+}
+
+export async function countPeopleByCountryAndMembership(db: Executor, memberships: string[]): Promise<MembershipCountRow[]> {
+  if (memberships.length === 0) return [];
+  return membershipCountsQuery(db, memberships).execute();
 }
