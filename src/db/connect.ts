@@ -52,16 +52,20 @@ function statementName(text: string): string | undefined {
 
 type QueryFn = (config: unknown, values?: unknown, callback?: unknown) => unknown;
 
-function prepareStatementsOn(client: pg.PoolClient): void {
+export function prepareStatementsOn(client: pg.PoolClient): void {
   const query = client.query.bind(client) as QueryFn;
   (client as unknown as { query: QueryFn }).query = (config, values, callback) => {
-    const name = typeof config === 'string' && Array.isArray(values) && values.length > 0 && callback === undefined ? statementName(config) : undefined;
+    const name = typeof config === 'string' && Array.isArray(values) && values.length > 0 ? statementName(config) : undefined;
     if (name === undefined) return query(config, values, callback);
-    return (query({ name, text: config, values }) as Promise<unknown>).catch((err: { code?: string; message?: string }) => {
+    const result = (query({ name, text: config, values }) as Promise<unknown>).catch((err: { code?: string; message?: string }) => {
       if (err.code !== '0A000' || !/cached plan/.test(err.message ?? '')) throw err;
       neverPrepare.add(config as string);
       return query(config, values);
     });
+    if (typeof callback !== 'function') return result;
+    // pg-pool's own query() passes a callback.
+    result.then((res) => callback(null, res), (err: unknown) => callback(err));
+    return undefined;
   };
 }
 
