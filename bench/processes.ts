@@ -122,7 +122,9 @@ export async function buildService(): Promise<void> {
 export async function startService(env: Record<string, string>, via: 'npm' | 'node' = 'node'): Promise<Service> {
   const port = await freePort();
   const begun = performance.now();
-  const [command, args] = via === 'npm' ? ['npm', ['start', '--silent']] : [process.execPath, startScriptArgs()];
+  // BENCH_CPU_PROFILE=DIR: the server under load writes a V8 CPU profile into DIR when it stops.
+  const profile = process.env.BENCH_CPU_PROFILE ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_CPU_PROFILE}`] : [];
+  const [command, args] = via === 'npm' ? ['npm', ['start', '--silent']] : [process.execPath, [...profile, ...startScriptArgs()]];
   const child = start(command as string, args as string[], { ...env, HOST: '127.0.0.1', PORT: String(port) });
   const url = `http://127.0.0.1:${port}`;
   await waitFor(async () => (await fetch(`${url}/readyz`)).status === 200, child, 'the service');

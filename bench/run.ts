@@ -1,0 +1,384 @@
+/**
+ * npm run bench -- [--people 100000] [--scenario NAME…] [--db postgres|pglite] [--duration 10] [--connections 50]
+ *
+ * Makes a fresh database with generated people, starts the service as a separate process, measures
+ * each scenario beside its HTTP and database ceilings, writes bench/results/ and BENCHMARKS.md, and
+ * cleans up (database, data directory, processes) even when interrupted.
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdtemp, rm } from 'node:fs/promises';
+import http from 'node:http';
+import os from 'node:os';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import { PGlite } from '@electric-sql/pglite';
+import { pg_trgm } from '@electric-sql/pglite/contrib/pg_trgm';
+import pg from 'pg';
+import { SMTPServer } from 'smtp-server';
+import { connectPostgres, prepareStatementsOn, wrapPglite } from '../src/db/connect.ts';
+import { migrate } from '../src/db/migrate.ts';
+import { generatePeople, insertPeople } from './generate.ts';
+import { runAutocannon, runLoop, type LoadResult } from './load.ts';
+import { buildService, memoryOf, resetPeak, startHttpCeiling, startService, stopAll, type Service } from './processes.ts';
+import { machine, saveResult, writeBenchmarks, type RunResult, type ScenarioResult } from './report.ts';
+import { benchRandom, SCENARIOS, type BenchContext, type SqlRunner } from './scenarios.ts';
+
+const { values } = parseArgs({
+  options: {
+    people: { type: 'string', default: '100000' },
+    scenario: { type: 'string', multiple: true },
+    db: { type: 'string', default: 'postgres' },
+    duration: { type: 'string', default: '10' },
+    connections: { type: 'string', default: '50' },
+  },
+});
+const peopleCount = Number(values.people);
+const durationS = Number(values.duration);
+const connections = Number(values.connections);
+const dbKind = values.db as 'postgres' | 'pglite';
+const chosen = values.scenario?.length ? values.scenario : SCENARIOS.map((s) => s.name);
+const unknown = chosen.filter((n) => !SCENARIOS.some((s) => s.name === n));
+if (!['postgres', 'pglite'].includes(dbKind) || unknown.length || !(peopleCount > 0) || !(durationS > 0) || !(connections > 0)) {
+  console.error(`Usage: npm run bench -- [--people N] [--scenario ${SCENARIOS.map((s) => s.name).join('|')}]… [--db postgres|pglite] [--duration S] [--connections N]`);
+  if (unknown.length) console.error(`Unknown scenario: ${unknown.join(', ')}`);
+  process.exit(2);
+}
+
+const cleanups: (() => Promise<unknown>)[] = [];
+let cleaning: Promise<void> | undefined;
+function cleanup(): Promise<void> {
+  cleaning ??= (async () => {
+    await stopAll();
+    for (const c of cleanups.reverse()) await c().catch((err: Error) => console.error(`cleanup: ${err.message}`));
+  })();
+  return cleaning;
+}
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.on(signal, () => {
+    console.error(`\n${signal}: cleaning up…`);
+    void cleanup().then(() => process.exit(130));
+  });
+}
+
+const say = (text: string) => process.stderr.write(`${text}\n`);
+const progress = (text: string) => process.stderr.write(`\r${text}\x1b[K`);
+
+/**
+ * The login key in a raw message. Parsing MIME fully (mailparser) costs the bench process CPU that
+ * the service under test would otherwise get, so this only undoes the body's transfer encoding:
+ * nodemailer sends the text quoted-printable (soft line breaks `=\r\n`, `=` as `=3D`) or base64.
+ */
+function keyInRawMail(raw: string): string | undefined {
+  const split = raw.indexOf('\r\n\r\n');
+  const headers = split < 0 ? '' : raw.slice(0, split);
+  let body = split < 0 ? raw : raw.slice(split + 4);
+  if (/^content-transfer-encoding:\s*base64/im.test(headers)) body = Buffer.from(body.replace(/\s+/g, ''), 'base64').toString('latin1');
+  else body = body.replace(/=\r?\n/g, '').replace(/=3D/gi, '=');
+  return /[?&]key=([\w-]+)/.exec(body)?.[1];
+}
+
+/** An SMTP server that hands each login key to whoever waits for that address. */
+async function startMailSink() {
+  const waiting = new Map<string, ((key: string) => void)[]>();
+  const early = new Map<string, string[]>();
+  let unreadable = 0;
+  const server = new SMTPServer({
+    authOptional: true,
+    disabledCommands: ['STARTTLS'],
+    disableReverseLookup: true,
+    logger: false,
+    onData(stream, session, done) {
+      const chunks: Buffer[] = [];
+      stream.on('data', (chunk: Buffer) => chunks.push(chunk));
+      stream.on('error', done);
+      stream.on('end', () => {
+        const key = keyInRawMail(Buffer.concat(chunks).toString('latin1'));
+        if (!key) unreadable += 1;
+        for (const r of session.envelope.rcptTo) {
+          const to = r.address.toLowerCase();
+          if (!key) continue;
+          const w = waiting.get(to)?.shift();
+          if (w) w(key);
+          else early.set(to, [...(early.get(to) ?? []), key]);
+        }
+        done();
+      });
+    },
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  cleanups.push(() => new Promise<void>((resolve) => server.close(() => resolve())));
+  return {
+    url: `smtp://127.0.0.1:${(server.server.address() as { port: number }).port}/?pool=true&maxConnections=20`,
+    keyFor(email: string): Promise<string> {
+      const keys = early.get(email);
+      const ready = keys?.shift();
+      if (keys?.length === 0) early.delete(email);
+      if (ready) return Promise.resolve(ready);
+      return new Promise((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error(`no mail for ${email} within 10 s (${unreadable} mails without a key so far)`)), 10_000);
+        waiting.set(email, [...(waiting.get(email) ?? []), (k) => (clearTimeout(timer), resolve(k))]);
+      });
+    },
+  };
+}
+
+function pgRunner(pool: pg.Pool): SqlRunner {
+  return {
+    query: (text, v) => pool.query(text, v as unknown[]),
+    async transaction(statements) {
+      const client = await pool.connect();
+      try {
+        await client.query('BEGIN');
+        for (const [text, v] of statements) await client.query(text, v);
+        await client.query('COMMIT');
+      } finally {
+        client.release();
+      }
+    },
+  };
+}
+
+function pgliteRunner(lite: PGlite): SqlRunner {
+  return {
+    query: (text, v) => lite.query(text, v),
+    transaction: (statements) =>
+      lite.transaction(async (tx) => {
+        for (const [text, v] of statements) await tx.query(text, v);
+      }),
+  };
+}
+
+const fmt = (n: number) => Math.round(n).toLocaleString('en');
+
+async function main(): Promise<void> {
+  const date = new Date().toISOString();
+  say(`Roster bench: ${dbKind}, ${fmt(peopleCount)} people, ${connections} connections, ${durationS} s; scenarios: ${chosen.join(', ')}`);
+  const people = [...generatePeople(peopleCount)];
+  const ceilingSessionId = randomBytes(32).toString('base64url');
+  const ctx: BenchContext = { people, adminCookie: '', adminSessionHash: createHash('sha256').update(ceilingSessionId).digest('hex'), random: benchRandom() };
+  const serviceEnv: Record<string, string> = {
+    LOG_LEVEL: 'warn',
+    ROSTER_ADMIN_EMAIL: 'bench-admin@example.org',
+    RATE_LIMIT_PER_EMAIL: '1000000000',
+    RATE_LIMIT_PER_IP: '1000000000',
+  };
+
+  // 1. A fresh database with the people, and the database ceilings.
+  const dbCeilings = new Map<string, LoadResult>();
+  const measureDbCeilings = async (runner: SqlRunner) => {
+    await runner.query(`INSERT INTO admins (email, roles) VALUES ('bench-ceiling@example.org', '{member_admin}') ON CONFLICT DO NOTHING`);
+    await runner.query(`INSERT INTO sessions (id_hash, email, created, expires) VALUES ($1, 'bench-ceiling@example.org', now(), now() + interval '1 day')`, [ctx.adminSessionHash]);
+    for (const s of SCENARIOS.filter((s) => chosen.includes(s.name) && s.dbCeiling)) {
+      progress(`database ceiling: ${s.name}…`);
+      const op = s.dbCeiling!(ctx, runner);
+      // people-all reads the whole registry per operation: one at a time, as its figure is timed.
+      dbCeilings.set(s.name, await runLoop(op, s.name === 'people-all' ? 1 : connections, durationS));
+    }
+    progress('');
+  };
+  const insertProgress = (done: number) => progress(`generating people: ${fmt(done)} / ${fmt(peopleCount)}`);
+
+  if (dbKind === 'postgres') {
+    const serverUrl = process.env.BENCH_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
+    const name = `roster_bench_${process.pid}_${randomBytes(3).toString('hex')}`;
+    const admin = new pg.Client({ connectionString: serverUrl });
+    await admin.connect();
+    await admin.query(`CREATE DATABASE ${name}`);
+    cleanups.push(async () => {
+      await admin.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+      await admin.end();
+      say(`dropped database ${name}`);
+    });
+    const url = new URL(serverUrl);
+    url.pathname = `/${name}`;
+    const database = await connectPostgres(url.toString(), connections);
+    await migrate(database.db);
+    await insertPeople(database.db, peopleCount, insertProgress);
+    say('');
+    const pool = new pg.Pool({ connectionString: url.toString(), max: connections });
+    // Named prepared statements, as the service's own pool sends them.
+    pool.on('connect', prepareStatementsOn);
+    await measureDbCeilings(pgRunner(pool));
+    await pool.end();
+    await database.close();
+    serviceEnv.DATABASE_URL = url.toString();
+  } else {
+    const dataDir = await mkdtemp(path.join(os.tmpdir(), 'roster-bench-'));
+    cleanups.push(() => rm(dataDir, { recursive: true, force: true }));
+    const lite = await PGlite.create({ dataDir: path.join(dataDir, 'pglite'), extensions: { pg_trgm } });
+    const database = wrapPglite(lite);
+    await migrate(database.db);
+    await insertPeople(database.db, peopleCount, insertProgress);
+    say('');
+    await measureDbCeilings(pgliteRunner(lite));
+    await database.close();
+    serviceEnv.DATA_DIR = dataDir;
+  }
+
+  // 2. The service as a separate process; start-up is timed on the second start (existing data).
+  const mail = await startMailSink();
+  serviceEnv.SMTP_URL = mail.url;
+  progress('building and starting the service (first start)…');
+  await buildService();
+  let service: Service = await startService(serviceEnv);
+  await service.stop();
+  progress('`npm start` on the existing data…');
+  service = await startService(serviceEnv, 'npm');
+  const startupMs = service.startMs;
+  await service.stop();
+  service = await startService(serviceEnv);
+  say(`\`npm start\` ready in ${fmt(startupMs)} ms; service under test: pid ${service.pid}`);
+  const loginRes = await fetch(service.adminLink, { redirect: 'manual' });
+  ctx.adminCookie = (loginRes.headers.get('set-cookie') ?? '').split(';')[0]!;
+  if (loginRes.status !== 200 || !ctx.adminCookie) throw new Error(`admin login failed: ${loginRes.status}`);
+
+  const ceilingServer = await startHttpCeiling();
+  progress('HTTP ceiling…');
+  const httpCeiling = await runAutocannon(ceilingServer.url, { next: () => ({ path: '/' }) }, connections, durationS);
+  await ceilingServer.stop();
+  say(`HTTP ceiling: ${fmt(httpCeiling.perSecond)} req/s`);
+
+  // 3. The scenarios.
+  const results: ScenarioResult[] = [];
+  for (const s of SCENARIOS.filter((s) => chosen.includes(s.name))) {
+    progress(`scenario ${s.name}…`);
+    resetPeak(service.pid);
+    const dbCeiling = dbCeilings.get(s.name);
+    let r: ScenarioResult;
+    if (s.name === 'people-all') {
+      r = await measurePeopleAll(service, ctx, dbCeiling);
+    } else {
+      const load =
+        s.name === 'login'
+          ? await runLoop(loginOnce(service.url, ctx, mail.keyFor, connections), connections, durationS)
+          : await runAutocannon(service.url, s.http!(ctx), connections, durationS);
+      const ratio = [`${(load.perSecond / httpCeiling.perSecond).toFixed(2)} of HTTP`];
+      if (dbCeiling) ratio.push(`${(load.perSecond / dbCeiling.perSecond).toFixed(2)} of DB`);
+      r = {
+        scenario: s.name,
+        description: s.description,
+        figure: `${fmt(load.perSecond)} ${s.name === 'login' ? 'logins' : 'req'}/s, p50 ${load.p50Ms.toFixed(1)} ms, p99 ${load.p99Ms.toFixed(1)} ms`,
+        perSecond: load.perSecond,
+        p50Ms: load.p50Ms,
+        p99Ms: load.p99Ms,
+        errors: load.errors,
+        non2xx: load.non2xx,
+        httpCeiling: httpCeiling.perSecond,
+        dbCeiling: dbCeiling?.perSecond,
+        ceiling: `HTTP ${fmt(httpCeiling.perSecond)}/s${dbCeiling ? `; DB ${fmt(dbCeiling.perSecond)}/s` : ''}`,
+        ratio: ratio.join('; '),
+        target: s.target.text,
+        met: s.target.met(load) && load.errors === 0 && load.non2xx === 0,
+      };
+    }
+    r.peakRssMb = memoryOf(service.pid).peakMb;
+    results.push(r);
+    say(`${s.name}: ${r.figure} (errors ${r.errors + r.non2xx}, peak RSS ${r.peakRssMb.toFixed(0)} MB) — target ${r.target}: ${r.met ? 'met' : 'NOT met'}`);
+  }
+
+  const memoryCeiling = dbKind === 'postgres' ? 250 : 450;
+  const peak = Math.max(...results.map((r) => r.peakRssMb ?? 0));
+  results.push({
+    scenario: 'memory',
+    description: 'server peak RSS under load (VmHWM)',
+    figure: `${peak.toFixed(0)} MB`,
+    errors: 0,
+    non2xx: 0,
+    peakRssMb: peak,
+    ceiling: '–',
+    ratio: '–',
+    target: `≤ ${memoryCeiling} MB`,
+    met: peak <= memoryCeiling,
+  });
+  results.push({
+    scenario: 'start-up',
+    description: '`npm start` (build included) to /readyz 200 on an existing data directory',
+    figure: `${fmt(startupMs)} ms`,
+    errors: 0,
+    non2xx: 0,
+    ceiling: '–',
+    ratio: '–',
+    target: '≤ 3,000 ms',
+    met: startupMs <= 3000,
+  });
+
+  const result: RunResult = { date, db: dbKind, people: peopleCount, connections, durationS, machine: machine(), startupMs, scenarios: results };
+  const file = await saveResult(result);
+  await writeBenchmarks();
+  say(`\nwrote ${path.relative(process.cwd(), file)} and BENCHMARKS.md`);
+}
+
+/** One HTTP exchange on a keep-alive agent: lighter for the bench process than fetch, which competes with the service for CPU. */
+function httpCall(agent: http.Agent, method: 'GET' | 'POST', url: URL, body?: string): Promise<{ status: number; cookie: boolean; text: string }> {
+  return new Promise((resolve, reject) => {
+    const headers: http.OutgoingHttpHeaders = body === undefined ? {} : { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) };
+    const req = http.request(url, { method, agent, headers }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('error', reject);
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, cookie: !!res.headers['set-cookie'], text: Buffer.concat(chunks).toString() }));
+    });
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+
+/** One login as a member does it: ask for a key, take it from the mail, open the link. */
+function loginOnce(base: string, ctx: BenchContext, keyFor: (email: string) => Promise<string>, connections: number) {
+  const agent = new http.Agent({ keepAlive: true, maxSockets: connections });
+  const keyUrl = new URL('/api/key', base);
+  let next = 0;
+  return async () => {
+    const p = ctx.people[next++ % ctx.people.length]!;
+    const keyRes = await httpCall(agent, 'POST', keyUrl, JSON.stringify({ email: p.email }));
+    if (keyRes.status !== 200) throw new Error(`POST key ${keyRes.status}: ${keyRes.text}`);
+    const key = await keyFor(p.email);
+    const res = await httpCall(agent, 'GET', new URL(`/api/login?email=${encodeURIComponent(p.email)}&key=${key}`, base));
+    if (res.status !== 200 || !res.cookie) throw new Error(`login ${res.status}: ${res.text}`);
+  };
+}
+
+async function measurePeopleAll(service: Service, ctx: BenchContext, dbCeiling: LoadResult | undefined): Promise<ScenarioResult> {
+  const fetchAll = async () => {
+    const t0 = performance.now();
+    const res = await fetch(`${service.url}/api/people`, { headers: { cookie: ctx.adminCookie } });
+    const body = await res.text();
+    const ms = performance.now() - t0;
+    if (res.status !== 200) throw new Error(`GET people ${res.status}: ${body.slice(0, 200)}`);
+    return { ms, bytes: body.length };
+  };
+  const single: number[] = [];
+  let bytes = 0;
+  for (let i = 0; i < 3; i++) {
+    const r = await fetchAll();
+    single.push(r.ms);
+    bytes = r.bytes;
+  }
+  single.sort((a, b) => a - b);
+  const median = single[1]!;
+  await new Promise((r) => setTimeout(r, 500));
+  const before = memoryOf(service.pid).rssMb;
+  resetPeak(service.pid);
+  await Promise.all([fetchAll(), fetchAll(), fetchAll(), fetchAll()]);
+  const growth = memoryOf(service.pid).peakMb - before;
+  return {
+    scenario: 'people-all',
+    description: 'GET /api/people, admin session, whole registry',
+    figure: `${fmt(median)} ms for ${(bytes / 1e6).toFixed(1)} MB (median of 3); RSS +${growth.toFixed(0)} MB with 4 at once`,
+    errors: 0,
+    non2xx: 0,
+    dbCeiling: dbCeiling?.perSecond,
+    ceiling: dbCeiling ? `DB ${fmt(dbCeiling.p50Ms)} ms to read all rows` : '–',
+    ratio: dbCeiling ? `${(median / dbCeiling.p50Ms).toFixed(2)}× DB time` : '–',
+    target: 'whole body ≤ 1.5 s; RSS growth ≤ 100 MB with 4 at once',
+    met: median <= 1500 && growth <= 100,
+    extra: { medianMs: median, rssGrowthMb: growth, bytes },
+  };
+}
+
+main()
+  .catch((err: unknown) => {
+    console.error(err);
+    process.exitCode = 1;
+  })
+  .finally(() => cleanup());

@@ -1,0 +1,208 @@
+/** The bench scenarios: the HTTP request each sends, the SQL of its database ceiling, and its target. */
+import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { DummyDriver, Kysely, PostgresAdapter, PostgresIntrospector, PostgresQueryCompiler, type CompiledQuery } from 'kysely';
+import type { ChangeContext } from '../src/audit/service.ts';
+import { logEntryValues } from '../src/audit/service.ts';
+import { KEYS_KEPT_PER_EMAIL } from '../src/auth/service.ts';
+import { findKeysByEmailQuery, insertKeyPruningQuery, insertSessionQuery, keyRecipientQuery } from '../src/auth/store.ts';
+import { systemClock } from '../src/clock.ts';
+import { NON_MEMBER, parseOrganisation } from '../src/config/org.ts';
+import type { Tables } from '../src/db/tables.ts';
+import { LOOKUP_MIN_SIMILARITY, PEOPLE_PAGE_SIZE } from '../src/people/service.ts';
+import {
+  changePersonQuery,
+  exactLookupQuery,
+  findVersionedPersonQuery,
+  fuzzyLookupQuery,
+  peoplePageQuery,
+  personByIdQuery,
+  setLookupThreshold,
+} from '../src/people/store.ts';
+import { countedMembershipTypes } from '../src/public/service.ts';
+import { membershipCountsQuery } from '../src/public/store.ts';
+import type { HttpRequestSpec } from './load.ts';
+import { seededRandom, type GeneratedPerson } from './generate.ts';
+
+export interface BenchContext {
+  people: GeneratedPerson[];
+  adminCookie: string;
+  adminSessionHash: string;
+  random: () => number;
+}
+
+/** A database the ceiling runs its SQL on: pg.Pool against PostgreSQL, or the PGlite instance. */
+export interface SqlRunner {
+  query(text: string, values?: unknown[]): Promise<unknown>;
+  /** Runs the statements in one transaction on one connection. */
+  transaction(statements: [string, unknown[]][]): Promise<void>;
+}
+
+export interface Target {
+  text: string;
+  met(r: { perSecond: number; p99Ms: number }): boolean;
+}
+
+export interface Scenario {
+  name: string;
+  description: string;
+  target: Target;
+  http?: (ctx: BenchContext) => HttpRequestSpec;
+  dbCeiling?: (ctx: BenchContext, sql: SqlRunner) => () => Promise<void>;
+}
+
+const atLeast = (n: number, unit = 'req/s', p99?: number): Target => ({
+  text: `≥ ${n.toLocaleString('en')} ${unit}${p99 ? `, p99 ≤ ${p99} ms` : ''}`,
+  met: (r) => r.perSecond >= n && (p99 === undefined || r.p99Ms <= p99),
+});
+
+const randomId = (ctx: BenchContext) => 1 + Math.floor(ctx.random() * ctx.people.length);
+const randomPerson = (ctx: BenchContext) => ctx.people[Math.floor(ctx.random() * ctx.people.length)]!;
+
+/** Compiles the stores' Kysely queries to the SQL and parameters the service sends; never connects. */
+const compiler = new Kysely<Tables>({
+  dialect: {
+    createAdapter: () => new PostgresAdapter(),
+    createDriver: () => new DummyDriver(),
+    createIntrospector: (db) => new PostgresIntrospector(db),
+    createQueryCompiler: () => new PostgresQueryCompiler(),
+  },
+});
+
+type QueryRows<R = unknown> = { rows: R[] };
+const run = (sql: SqlRunner, q: CompiledQuery) => sql.query(q.sql, [...q.parameters]);
+
+const BENCH_CONTEXT: ChangeContext = { author: 'bench-admin@example.org', clientIp: '127.0.0.1', clientUa: null };
+
+/** The demo organisation the bench's service runs with. */
+const DEMO_ORG = (() => {
+  const file = new URL('../config/organisation.example.yaml', import.meta.url);
+  return parseOrganisation(readFileSync(file, 'utf8'), file.pathname);
+})();
+
+/** The membership types lookups consider in the demo organisation. */
+function demoLookupMemberships(): string[] {
+  return DEMO_ORG.membershipTypes.filter((t) => t.allow_lookup && t.key !== NON_MEMBER).map((t) => t.key);
+}
+
+/** The types the demo organisation's stats count (configured, NonMember excluded). */
+const STATS_MEMBERSHIPS = countedMembershipTypes(DEMO_ORG);
+
+export const SCENARIOS: Scenario[] = [
+  {
+    name: 'config',
+    description: 'GET /api/config',
+    target: atLeast(20_000),
+    http: () => ({ next: () => ({ path: '/api/config' }) }),
+  },
+  {
+    name: 'person',
+    description: 'GET /api/people/:id, admin session, random id',
+    target: atLeast(10_000, 'req/s', 20),
+    http: (ctx) => ({ headers: { cookie: ctx.adminCookie }, next: () => ({ path: `/api/people/${randomId(ctx)}` }) }),
+    // The service's one statement: the session comes from its in-process cache.
+    dbCeiling: (ctx, sql) => async () => {
+      await run(sql, personByIdQuery(compiler, randomId(ctx)).compile());
+    },
+  },
+  {
+    name: 'stats',
+    description: 'GET /api/public/stats',
+    target: atLeast(10_000),
+    http: () => ({ next: () => ({ path: '/api/public/stats' }) }),
+    // The query behind a cache miss (a hit sends none).
+    dbCeiling: (_ctx, sql) => async () => {
+      await run(sql, membershipCountsQuery(compiler, STATS_MEMBERSHIPS).compile());
+    },
+  },
+  {
+    name: 'stats-csv',
+    description: 'GET /api/public/stats?csv=1',
+    target: atLeast(10_000),
+    http: () => ({ next: () => ({ path: '/api/public/stats?csv=1' }) }),
+    // The query behind a cache miss (a hit sends none).
+    dbCeiling: (_ctx, sql) => async () => {
+      await run(sql, membershipCountsQuery(compiler, STATS_MEMBERSHIPS).compile());
+    },
+  },
+  {
+    name: 'lookup',
+    description: 'POST /api/people/lookup, by email or by name',
+    target: atLeast(2_000),
+    http: (ctx) => ({
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      next: () => {
+        const p = randomPerson(ctx);
+        return { path: '/api/people/lookup', body: JSON.stringify(ctx.random() < 0.5 ? { email: p.email } : { name: p.legal_name }) };
+      },
+    }),
+    // The service's statements: the exact-name (or email) query, and the trigram one only when it finds no one.
+    dbCeiling: (ctx, sql) => {
+      const memberships = demoLookupMemberships();
+      return async () => {
+        const p = randomPerson(ctx);
+        const byEmail = ctx.random() < 0.5;
+        const criteria = byEmail
+          ? { memberships, email: p.email.toLowerCase(), minSimilarity: LOOKUP_MIN_SIMILARITY }
+          : { memberships, name: p.legal_name.toLowerCase().replace(/\s+/g, ' '), minSimilarity: LOOKUP_MIN_SIMILARITY };
+        const exact = (await run(sql, exactLookupQuery(compiler, criteria, 2).compile())) as QueryRows;
+        if (exact.rows.length === 0 && criteria.name !== undefined) {
+          await run(sql, setLookupThreshold(compiler, LOOKUP_MIN_SIMILARITY));
+          await run(sql, fuzzyLookupQuery(compiler, { ...criteria, name: criteria.name }, 2).compile());
+        }
+      };
+    },
+  },
+  {
+    name: 'update',
+    description: 'POST /api/people/:id (city), admin session: audit row + live notification',
+    target: atLeast(3_000),
+    http: (ctx) => ({
+      method: 'POST',
+      headers: { cookie: ctx.adminCookie, 'content-type': 'application/json' },
+      next: () => ({ path: `/api/people/${randomId(ctx)}`, body: JSON.stringify({ city: `City ${Math.floor(ctx.random() * 1e9)}` }) }),
+    }),
+    // The service's two statements: the versioned read, then the change + audit row + NOTIFY in one.
+    dbCeiling: (ctx, sql) => async () => {
+      const id = randomId(ctx);
+      const read = (await run(sql, findVersionedPersonQuery(compiler, id).compile())) as QueryRows<{ version: string }>;
+      const city = `City ${Math.floor(ctx.random() * 1e9)}`;
+      const { subject: _subject, ...log } = logEntryValues(systemClock, BENCH_CONTEXT, { subject: id, action: 'update', parameters: { city } });
+      await run(sql, changePersonQuery(compiler, id, read.rows[0]!.version, { city, last_modified: new Date() }, log));
+    },
+  },
+  {
+    name: 'people-all',
+    description: 'GET /api/people, admin session, whole registry',
+    target: { text: 'whole body ≤ 1.5 s; RSS growth ≤ 100 MB with 4 at once', met: () => false },
+    // One operation reads the whole registry with the service's keyset pages.
+    dbCeiling: (_ctx, sql) => async () => {
+      for (let after = 0; ; ) {
+        const page = (await run(sql, peoplePageQuery(compiler, undefined, after, PEOPLE_PAGE_SIZE).compile())) as QueryRows<{ id: number }>;
+        if (page.rows.length < PEOPLE_PAGE_SIZE) return;
+        after = page.rows[page.rows.length - 1]!.id;
+      }
+    },
+  },
+  {
+    name: 'login',
+    description: 'POST /api/key, then GET /api/login with the key from the mail',
+    target: atLeast(1_000, 'logins/s'),
+    // The service's four statements: who the address is and the new key (POST key), then the
+    // address's keys and the new session (GET login).
+    dbCeiling: (ctx, sql) => async () => {
+      const email = randomPerson(ctx).email.toLowerCase();
+      const created = new Date();
+      const expires = new Date(created.getTime() + 86_400_000);
+      await run(sql, keyRecipientQuery(compiler, email));
+      await run(sql, insertKeyPruningQuery(compiler, { key_hash: randomBytes(32).toString('hex'), email, created, expires }, KEYS_KEPT_PER_EMAIL - 1));
+      await run(sql, findKeysByEmailQuery(compiler, email).compile());
+      await run(sql, insertSessionQuery(compiler, { id_hash: randomBytes(32).toString('hex'), email, created, expires }).compile());
+    },
+  },
+];
+
+export function benchRandom(): () => number {
+  return seededRandom(2026);
+}
