@@ -83,7 +83,7 @@ export async function openRoster(env: Env, overrides: { log?: Logger; clock?: Cl
     await database.close();
     throw err;
   }
-  const peopleChanges = createPeopleChanges();
+  const peopleChanges = createPeopleChanges(database.db, (err) => log.warn({ err }, 'could not announce a change to people'));
   await relayPeopleNotifications(database, peopleChanges);
   const sessionCache = createSessionCache();
   await relaySessionNotifications(database, sessionCache);

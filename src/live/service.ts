@@ -1,13 +1,13 @@
 /**
- * Fan-out of person changes to the WebSockets connected to this process. Every change does
- * `pg_notify('people_updates', id)` in its own transaction, so a notification means a committed
- * change, made by any process sharing the database. Each process fetches the person once per
+ * Fan-out of person changes to the WebSockets connected to this process. After a change commits,
+ * its process sends `pg_notify('people_updates', ids)` (see people/changes.ts), so a notification
+ * means committed changes, made by any process sharing the database. Each process fetches the person once per
  * notification and sends the same JSON to all of its sockets.
  */
 import type { WebSocket } from '@fastify/websocket';
 import type { Deps } from '../deps.ts';
 import { toPerson } from '../people/person.ts';
-import { findPersonById, PEOPLE_CHANNEL } from '../people/store.ts';
+import { findPersonById, parsePeopleChanged, PEOPLE_CHANNEL } from '../people/store.ts';
 
 /** A client this far behind is dropped rather than buffered without bound. */
 const MAX_BUFFERED_BYTES = 4 * 1024 * 1024;
@@ -46,17 +46,13 @@ export async function startPeopleUpdates(deps: Pick<Deps, 'database' | 'db' | 'l
     }
   }
 
+  // The payload lists the changed people's ids ('' after a reopened LISTEN connection: none known).
   const unlisten = await deps.database.listen(PEOPLE_CHANNEL, (payload) => {
-    // '' follows a reopened LISTEN connection: there is no one person to send.
-    if (payload === '') return;
-    const id = Number(payload);
-    if (!Number.isSafeInteger(id) || id <= 0) {
-      deps.log.warn({ payload }, `ignoring a ${PEOPLE_CHANNEL} notification that is not a person id`);
-      return;
+    for (const id of parsePeopleChanged(payload)) {
+      if (sockets.size === 0 || queued.has(id)) continue;
+      queued.add(id);
+      deliveries = deliveries.then(() => deliver(id)).catch((err: unknown) => deps.log.warn({ err, id }, 'could not send a person update'));
     }
-    if (sockets.size === 0 || queued.has(id)) return;
-    queued.add(id);
-    deliveries = deliveries.then(() => deliver(id)).catch((err: unknown) => deps.log.warn({ err, id }, 'could not send a person update'));
   });
 
   return {

@@ -19,7 +19,6 @@ import {
   insertPerson,
   isUniqueViolation,
   nextMemberNumber,
-  notifyPersonChanged,
   TEXT_FILTER_FIELDS,
   type PeopleFilter,
   type PersonChanges,
@@ -122,7 +121,6 @@ export async function addPerson(deps: Pick<Deps, 'db' | 'org' | 'clock' | 'peopl
       paper_pubs: JSON.stringify(values.paper_pubs),
     });
     await recordChange(tx, deps.clock, ctx, { subject: row.id, action: 'new', parameters: { ...values, member_number: row.member_number } });
-    await notifyPersonChanged(tx, row.id);
     return toPerson(row);
   });
   deps.peopleChanges.committed(person.id);
@@ -321,7 +319,7 @@ interface Decision<T> {
 
 /**
  * Reads person `id`, lets `decide` apply the rules to the row as read, and writes the change with
- * its audit row and notification as one statement that applies only if the row is still as read.
+ * its audit row as one statement that applies only if the row is still as read.
  * When someone else changed it in between, nothing was written: it is read and decided again. After
  * OPTIMISTIC_ATTEMPTS lost races, the last attempt locks the row in a transaction, so a person under
  * a storm of changes still gets theirs through. Two round trips for a change, instead of six in a

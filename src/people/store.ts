@@ -8,7 +8,7 @@ export type PersonRow = Selectable<Tables['people']>;
 export type NewPersonRow = Insertable<Tables['people']>;
 export type PersonChanges = Updateable<Tables['people']>;
 
-/** NOTIFY channel carrying the id of each changed person, sent only when the change commits. */
+/** NOTIFY channel carrying the ids of changed people, sent after their changes commit. */
 export const PEOPLE_CHANNEL = 'people_updates';
 
 export const TEXT_FILTER_FIELDS = ['membership', 'legal_name', 'email', 'public_first_name', 'public_last_name', 'city', 'state', 'country'] as const;
@@ -205,8 +205,8 @@ export type PersonLogValues = Omit<Insertable<Tables['log']>, 'subject'>;
 /**
  * Applies `changes` to person `id` only while the row still has `version` (xmin changes with every
  * update, and an update that waited for a concurrent one is re-checked against the committed row),
- * inserts the audit row from the update's RETURNING and calls pg_notify for it. One statement, so
- * the change, its audit row and its notification commit together or not at all.
+ * and inserts the audit row from the update's RETURNING. One statement, so the change and its audit
+ * row commit together or not at all. (The live notification follows the commit: see changes.ts.)
  */
 function buildChangePersonQuery(db: Executor, id: number, version: string, changes: PersonChanges, log: PersonLogValues) {
   return db
@@ -230,10 +230,10 @@ function buildChangePersonQuery(db: Executor, id: number, version: string, chang
       ),
     )
     .selectFrom('changed')
-    .select(['changed.member_number', sql<string>`pg_notify(${sql.lit(PEOPLE_CHANNEL)}, changed.id::text)::text`.as('notified')]);
+    .select(['changed.member_number']);
 }
 
-type ChangedPersonRow = { member_number: number | null; notified: string };
+type ChangedPersonRow = { member_number: number | null };
 
 /**
  * The statement's text for each set of changed columns: compiling the query builder costs more
@@ -271,7 +271,7 @@ export function changePersonQuery(db: Executor, id: number, version: string, cha
 }
 
 /**
- * Applies `changes` with their audit row and notification (see buildChangePersonQuery); returns the
+ * Applies `changes` with their audit row (see buildChangePersonQuery); returns the
  * person's member number after the change, or undefined when the row no longer has `version`
  * (changed or deleted since it was read), in which case nothing was written.
  */
@@ -296,8 +296,14 @@ export async function nextMemberNumber(db: Executor): Promise<number> {
   }
 }
 
-export async function notifyPersonChanged(db: Executor, id: number): Promise<void> {
-  await sql`SELECT pg_notify(${PEOPLE_CHANNEL}, ${String(id)})`.execute(db);
+/** Announces committed changes to people on PEOPLE_CHANNEL: the payload is their ids, comma-separated. */
+export async function notifyPeopleChanged(db: Executor, ids: number[]): Promise<void> {
+  await sql`SELECT pg_notify(${PEOPLE_CHANNEL}, ${ids.join(',')})`.execute(db);
+}
+
+/** The person ids in a PEOPLE_CHANNEL payload ('' after a reopened LISTEN connection: none known). */
+export function parsePeopleChanged(payload: string): number[] {
+  return payload.split(',').map(Number).filter((id) => Number.isSafeInteger(id) && id > 0);
 }
 
 export function isUniqueViolation(err: unknown): boolean {
