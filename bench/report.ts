@@ -19,7 +19,8 @@ export interface ScenarioResult {
   ceiling: string;
   ratio: string;
   target: string;
-  met: boolean;
+  /** null: the issue sets no target for this scenario on this database. */
+  met: boolean | null;
   extra?: Record<string, number>;
 }
 
@@ -54,7 +55,7 @@ export async function saveResult(result: RunResult): Promise<string> {
 function table(result: RunResult): string {
   const rows = result.scenarios.map(
     (s) =>
-      `| ${s.scenario} | ${s.figure} | ${s.ceiling} | ${s.ratio} | ${s.target} | ${s.met ? 'yes' : '**no**'} | ${s.errors + s.non2xx} | ${s.peakRssMb?.toFixed(0) ?? '–'} |`,
+      `| ${s.scenario} | ${s.figure} | ${s.ceiling} | ${s.ratio} | ${s.target} | ${s.met === null ? '–' : s.met ? 'yes' : '**no**'} | ${s.errors + s.non2xx} | ${s.peakRssMb?.toFixed(0) ?? '–'} |`,
   );
   return [
     `### ${result.db === 'postgres' ? 'PostgreSQL 15' : 'PGlite (embedded)'} — ${result.date.slice(0, 16).replace('T', ' ')} UTC`,

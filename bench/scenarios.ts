@@ -46,7 +46,10 @@ export interface Target {
 export interface Scenario {
   name: string;
   description: string;
+  /** The target on PostgreSQL 15. */
   target: Target;
+  /** The target with the embedded PGlite; without one, PGlite figures are for information. */
+  pgliteTarget?: Target;
   http?: (ctx: BenchContext) => HttpRequestSpec;
   dbCeiling?: (ctx: BenchContext, sql: SqlRunner) => () => Promise<void>;
 }
@@ -99,6 +102,7 @@ export const SCENARIOS: Scenario[] = [
     name: 'person',
     description: 'GET /api/people/:id, admin session, random id',
     target: atLeast(10_000, 'req/s', 20),
+    pgliteTarget: atLeast(3_000),
     http: (ctx) => ({ headers: { cookie: ctx.adminCookie }, next: () => ({ path: `/api/people/${randomId(ctx)}` }) }),
     // The service's one statement: the session comes from its in-process cache.
     dbCeiling: (ctx, sql) => async () => {
