@@ -46,8 +46,13 @@ export function machine(): RunResult['machine'] {
 
 const RESULTS = path.join(ROOT, 'bench/results');
 
-export async function saveResult(result: RunResult): Promise<string> {
-  const file = path.join(RESULTS, `${result.date.slice(0, 10)}-${result.db}.json`);
+/**
+ * A complete run (every scenario, 100,000 people) is saved as <date>-<db>.json and feeds
+ * BENCHMARKS.md; any other run as <date>-<db>-partial.json, so trying one scenario never replaces
+ * the figures of a whole run.
+ */
+export async function saveResult(result: RunResult, complete: boolean): Promise<string> {
+  const file = path.join(RESULTS, `${result.date.slice(0, 10)}-${result.db}${complete ? '' : '-partial'}.json`);
   await writeFile(file, JSON.stringify(result, null, 2) + '\n');
   return file;
 }
@@ -72,7 +77,7 @@ function table(result: RunResult): string {
 
 /** Rebuilds BENCHMARKS.md from the newest result of each database kind. */
 export async function writeBenchmarks(): Promise<void> {
-  const files = (await readdir(RESULTS)).filter((f) => f.endsWith('.json')).sort();
+  const files = (await readdir(RESULTS)).filter((f) => f.endsWith('.json') && !f.endsWith('-partial.json')).sort();
   const newest = new Map<string, RunResult>();
   for (const f of files) {
     const r = JSON.parse(await readFile(path.join(RESULTS, f), 'utf8')) as RunResult;

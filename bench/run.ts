@@ -305,9 +305,10 @@ async function main(): Promise<void> {
   });
 
   const result: RunResult = { date, db: dbKind, people: peopleCount, connections, durationS, machine: machine(), startupMs, scenarios: results };
-  const file = await saveResult(result);
-  await writeBenchmarks();
-  say(`\nwrote ${path.relative(process.cwd(), file)} and BENCHMARKS.md`);
+  const complete = chosen.length === SCENARIOS.length && peopleCount === 100_000;
+  const file = await saveResult(result, complete);
+  if (complete) await writeBenchmarks();
+  say(`\nwrote ${path.relative(process.cwd(), file)}${complete ? ' and BENCHMARKS.md' : ' (a partial run: BENCHMARKS.md is left as it was)'}`);
 }
 
 /** One HTTP exchange on a keep-alive agent: lighter for the bench process than fetch, which competes with the service for CPU. */
