@@ -58,17 +58,22 @@ export const PeopleReply = Type.Array(Type.Union([Type.Null(), Type.Partial(Pers
     'Without parameters: every person at the index equal to their id (null where there is none), without null fields. With parameters: the matching people.',
 });
 
+/** The person fields anyone editing a record may send (email only as member_admin). */
+const PersonTextFields = {
+  public_first_name: Type.Optional(Text(200)),
+  public_last_name: Type.Optional(Text(200)),
+  city: Type.Optional(Text(200)),
+  state: Type.Optional(Text(200)),
+  country: Type.Optional(Text(200)),
+  paper_pubs: Type.Optional(PaperPubsInput),
+};
+
 export const NewPersonBody = Type.Object(
   {
     membership: Type.String({ maxLength: 64, description: 'A membership type of the organisation' }),
     legal_name: Type.String({ maxLength: 200 }),
     email: Type.Optional(Text(320)),
-    public_first_name: Type.Optional(Text(200)),
-    public_last_name: Type.Optional(Text(200)),
-    city: Type.Optional(Text(200)),
-    state: Type.Optional(Text(200)),
-    country: Type.Optional(Text(200)),
-    paper_pubs: Type.Optional(PaperPubsInput),
+    ...PersonTextFields,
   },
   { additionalProperties: false },
 );
@@ -96,12 +101,7 @@ export const PersonUpdateBody = Type.Object(
     membership: Type.Optional(Type.String({ maxLength: 64, description: 'member_admin only' })),
     email: Type.Optional(Text(320, 'member_admin only')),
     legal_name: Type.Optional(Text(200)),
-    public_first_name: Type.Optional(Text(200)),
-    public_last_name: Type.Optional(Text(200)),
-    city: Type.Optional(Text(200)),
-    state: Type.Optional(Text(200)),
-    country: Type.Optional(Text(200)),
-    paper_pubs: Type.Optional(PaperPubsInput),
+    ...PersonTextFields,
   },
   { additionalProperties: false },
 );

@@ -262,17 +262,8 @@ export async function getPersonLog(deps: Pick<Deps, 'db'>, user: SessionUser, id
   return rows.map((r) => ({ ...r, id: Number(r.id), timestamp: r.timestamp.toISOString() }));
 }
 
-export interface PersonUpdate {
-  membership?: string;
-  email?: string | null;
-  legal_name?: string | null;
-  public_first_name?: string | null;
-  public_last_name?: string | null;
-  city?: string | null;
-  state?: string | null;
-  country?: string | null;
-  paper_pubs?: unknown;
-}
+/** The fields sent to change a person: any of a new person's, and legal_name may come as null (refused). */
+export type PersonUpdate = Partial<Omit<NewPerson, 'legal_name'>> & { legal_name?: string | null };
 
 const UPDATE_FIELDS = ['membership', 'email', 'legal_name', 'public_first_name', 'public_last_name', 'city', 'state', 'country', 'paper_pubs'] as const;
 type UpdateField = (typeof UPDATE_FIELDS)[number];
