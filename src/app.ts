@@ -15,6 +15,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { pino, type DestinationStream, type Logger } from 'pino';
 import { createRateLimiter } from './auth/rate-limit.ts';
 import { authRoutes } from './auth/routes.ts';
+import { removeExpiredSessions, SESSION_SWEEP_INTERVAL_MS } from './auth/service.ts';
 import { createSessionCache, relaySessionNotifications } from './auth/session-cache.ts';
 import { systemClock, type Clock } from './clock.ts';
 import type { Env } from './config/env.ts';
@@ -148,6 +149,15 @@ export async function buildApp(deps: Deps, options: { trustProxy?: boolean | str
     },
     { prefix: '/api' },
   );
+
+  // Expired sessions are swept hourly while the service runs (any process may do it).
+  let sweep: NodeJS.Timeout | undefined;
+  app.addHook('onReady', async () => {
+    sweep = setInterval(() => {
+      removeExpiredSessions(deps).catch((err: unknown) => deps.log.warn({ err }, 'could not remove expired sessions'));
+    }, SESSION_SWEEP_INTERVAL_MS).unref();
+  });
+  app.addHook('onClose', async () => clearInterval(sweep));
 
   app.get('/healthz', { schema: { hide: true } }, async () => ({ status: 'ok' }));
   app.get('/readyz', { schema: { hide: true } }, async (_request, reply) => {

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { call, linkIn, startTestApp, type TestApp } from '../../test/support/app.ts';
 import { DAY } from '../../test/support/clock.ts';
+import { removeExpiredSessions } from './service.ts';
 
 let t: TestApp;
 before(async () => {
@@ -242,6 +243,24 @@ describe('lookup rate limit', () => {
       assert.match(res.body.message, /Too many lookups.*try again in/);
     } finally {
       await limited.close();
+    }
+  });
+});
+
+describe('expired sessions', () => {
+  test('the sweep removes sessions past their expiry and keeps live ones', async () => {
+    await t.login('mia@example.org');
+    const count = async () => Number((await t.deps.db.selectFrom('sessions').select((eb) => eb.fn.countAll().as('n')).executeTakeFirstOrThrow()).n);
+    assert.ok((await count()) > 0);
+    t.clock.advance(31 * DAY);
+    try {
+      const fresh = await t.login('mia@example.org');
+      const removed = await removeExpiredSessions(t.deps);
+      assert.ok(removed > 0);
+      assert.equal(await count(), 1);
+      assert.equal((await t.api('user', { cookie: fresh })).status, 200);
+    } finally {
+      t.clock.advance(-31 * DAY);
     }
   });
 });

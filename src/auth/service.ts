@@ -11,6 +11,7 @@ import { renderMail } from '../mail/templates.ts';
 import { addPerson } from '../people/service.ts';
 import {
   deleteAdmin,
+  deleteExpiredSessions,
   deleteKeysByEmail,
   deleteSession,
   deleteSessionsByEmail,
@@ -219,4 +220,15 @@ export async function removeAdmin(deps: Pick<Deps, 'db' | 'clock' | 'sessionCach
   });
   if (removed) deps.sessionCache.dropEmail(address);
   return removed;
+}
+
+/** How often a running service removes expired sessions. */
+export const SESSION_SWEEP_INTERVAL_MS = 3_600_000;
+
+/**
+ * Removes sessions past their expiry. Only logout deletes sessions otherwise, and every login adds
+ * one, so without this the table grows for ever. Expired rows are already refused at lookup.
+ */
+export async function removeExpiredSessions(deps: Pick<Deps, 'db' | 'clock'>): Promise<number> {
+  return deleteExpiredSessions(deps.db, deps.clock.now());
 }
