@@ -60,7 +60,7 @@ export async function loadUser(deps: Pick<Deps, 'db' | 'clock' | 'sessionCache'>
 export interface Guards {
   /** preHandler: a logged-in user, or 401. */
   requireUser: preHandlerAsyncHookHandler;
-  /** preHandler: a logged-in user holding one of `roles`, or 401/403. */
+  /** preHandler: a logged-in user holding one of `roles`, or 401 (kansa answers a missing role with 401 too). */
   requireRole(...roles: Role[]): preHandlerAsyncHookHandler;
   /** preHandler: loads the user if there is a session, but lets anonymous requests through. */
   optionalUser: preHandlerAsyncHookHandler;

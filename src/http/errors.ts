@@ -18,7 +18,7 @@ export type ErrorCode =
 const STATUS: Record<ErrorCode, number> = {
   bad_input: 400,
   unauthenticated: 401,
-  forbidden: 403,
+  forbidden: 401, // kansa answers a session without the right role with 401 (see src/http/README.md)
   key_expired: 403,
   not_found: 404,
   conflict: 409,

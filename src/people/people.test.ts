@@ -115,12 +115,12 @@ describe('GET people', () => {
     assert.equal((await t.api('people?name=a%00b', { cookie: admin })).status, 400);
   });
 
-  test('401 without a session, 403 for a member without the role', async () => {
+  test('401 without a session, 401 for a member without the role', async () => {
     const anonymous = await t.api('people');
     assert.equal(anonymous.status, 401);
     assert.equal(anonymous.body.status, 'unauthorized');
     const member = await t.api('people', { cookie: mia });
-    assert.equal(member.status, 403);
+    assert.equal(member.status, 401);
     assert.equal(member.body.status, 'unauthorized');
     assert.equal(JSON.stringify(member.body).includes('bob@example.org'), false);
   });
@@ -187,11 +187,11 @@ describe('POST people', () => {
     assert.equal((await t.api('people', { cookie: admin })).body.length, before);
   });
 
-  test('needs member_admin: 401 without a session, 403 for member_list and members', async () => {
+  test('needs member_admin: 401 without a session, 401 for member_list and members', async () => {
     const body = { membership: 'Adult', legal_name: 'Sneaky' };
     assert.equal((await t.api('people', { json: body })).status, 401);
-    assert.equal((await t.api('people', { json: body, cookie: lister })).status, 403);
-    assert.equal((await t.api('people', { json: body, cookie: mia })).status, 403);
+    assert.equal((await t.api('people', { json: body, cookie: lister })).status, 401);
+    assert.equal((await t.api('people', { json: body, cookie: mia })).status, 401);
     const found = await t.api('people?legal_name=Sneaky', { cookie: admin });
     assert.deepEqual(found.body, []);
   });
@@ -215,10 +215,10 @@ describe('GET people/:id', () => {
     assert.equal(res.body.preferred_name, 'Bobby');
   });
 
-  test("someone else's record is a 403 without data; an unknown id looks the same to a member", async () => {
+  test("someone else's record is a 401 without data; an unknown id looks the same to a member", async () => {
     for (const path of [`people/${ids.bob}`, 'people/99999', `people/${ids.bob}/log`, 'people/99999/log']) {
       const res = await t.api(path, { cookie: mia });
-      assert.equal(res.status, 403, path);
+      assert.equal(res.status, 401, path);
       assert.equal(res.body.status, 'unauthorized');
       assert.equal(res.text.includes('Bob'), false);
     }

@@ -25,7 +25,7 @@ const security = [{ session: [] }];
 
 /**
  * The session guards run in onRequest, before the body is read: a request without the right session
- * gets 401/403 whatever it carries.
+ * gets 401 whatever it carries.
  */
 export function peopleRoutes(deps: Deps, guards: Guards): FastifyPluginAsyncTypebox {
   const listers = guards.requireRole('member_admin', 'member_list');

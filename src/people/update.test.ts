@@ -70,7 +70,7 @@ describe('POST people/:id', () => {
       await hearUntil(() => heard.at(-1) === String(sentinel.id));
       assert.equal(heard.at(-1), String(sentinel.id));
       heard.length = 0;
-      assert.equal((await t.api(`people/${refused.id}`, { cookie: mia, json: { city: 'X' } })).status, 403);
+      assert.equal((await t.api(`people/${refused.id}`, { cookie: mia, json: { city: 'X' } })).status, 401);
       assert.equal((await t.api(`people/${refused.id}/upgrade`, { cookie: admin, json: { membership: 'NonMember' } })).status, 400);
       assert.equal((await t.api(`people/${changed.id}`, { cookie: admin, json: { city: 'Vaasa' } })).status, 200);
       assert.equal((await t.api(`people/${changed.id}/upgrade`, { cookie: admin, json: { paper_pubs: PAPER } })).status, 200);
@@ -112,7 +112,7 @@ describe('POST people/:id', () => {
   test('membership and email need member_admin, even on your own record', async () => {
     for (const json of [{ membership: 'Adult' }, { email: 'me@elsewhere.org' }, { email: 'mia@example.org', city: 'Espoo' }]) {
       const res = await t.api('people/1', { cookie: mia, json });
-      assert.equal(res.status, 403, JSON.stringify(json));
+      assert.equal(res.status, 401, JSON.stringify(json));
       assert.match(res.body.message, /member_admin/);
     }
     const person = await read(1);
@@ -120,21 +120,21 @@ describe('POST people/:id', () => {
     assert.equal(person.email, 'mia@example.org');
   });
 
-  test("someone else's record needs member_admin: members and member_list get 403 and change nothing", async () => {
+  test("someone else's record needs member_admin: members and member_list get 401 and change nothing", async () => {
     const { id } = await newPerson({ city: 'Oulu' });
     for (const cookie of [mia, lister]) {
       const res = await t.api(`people/${id}`, { cookie, json: { city: 'Hacked' } });
-      assert.equal(res.status, 403);
+      assert.equal(res.status, 401);
       assert.equal(res.body.status, 'unauthorized');
     }
-    assert.equal((await t.api('people/99999', { cookie: mia, json: { city: 'X' } })).status, 403);
+    assert.equal((await t.api('people/99999', { cookie: mia, json: { city: 'X' } })).status, 401);
     assert.equal((await read(id)).city, 'Oulu');
     assert.equal((await logOf(id)).length, 1);
   });
 
   test('paper_pubs: a member must buy them first, may then change the address, may not remove them', async () => {
     const first = await t.api('people/1', { cookie: mia, json: { paper_pubs: PAPER } });
-    assert.equal(first.status, 403);
+    assert.equal(first.status, 401);
     assert.match(first.body.message, /bought first/);
     assert.equal((await read(1)).paper_pubs, null);
 
@@ -145,7 +145,7 @@ describe('POST people/:id', () => {
     assert.deepEqual((await read(2)).paper_pubs, moved);
 
     const remove = await t.api('people/2', { cookie: paula, json: { paper_pubs: null } });
-    assert.equal(remove.status, 403);
+    assert.equal(remove.status, 401);
     assert.deepEqual((await read(2)).paper_pubs, moved);
   });
 
@@ -248,7 +248,7 @@ describe('POST people/:id/upgrade', () => {
   test('member_number: admin_admin only, and never one that someone else has', async () => {
     const { id } = await newPerson({ membership: 'NonMember' });
     const forbidden = await t.api(`people/${id}/upgrade`, { cookie: admin, json: { membership: 'Adult', member_number: 5000 } });
-    assert.equal(forbidden.status, 403);
+    assert.equal(forbidden.status, 401);
     assert.match(forbidden.body.message, /admin_admin/);
     assert.equal((await read(id)).membership, 'NonMember');
 
@@ -287,11 +287,11 @@ describe('POST people/:id/upgrade', () => {
     assert.equal((await t.api('people/x/upgrade', { cookie: admin, json: { membership: 'Adult' } })).status, 400);
   });
 
-  test('needs member_admin: 401 without a session, 403 for members, on their own record too', async () => {
+  test('needs member_admin: 401 without a session, 401 for members, on their own record too', async () => {
     assert.equal((await t.api('people/1/upgrade', { json: { membership: 'Adult' } })).status, 401);
     for (const cookie of [mia, lister]) {
       const res = await t.api('people/1/upgrade', { cookie, json: { membership: 'Adult' } });
-      assert.equal(res.status, 403);
+      assert.equal(res.status, 401);
       assert.equal(res.body.status, 'unauthorized');
     }
     assert.equal((await read(1)).membership, 'Adult');
