@@ -202,7 +202,7 @@ export const SCENARIOS: Scenario[] = [
       await run(sql, keyRecipientQuery(compiler, email));
       await run(sql, insertKeyPruningQuery(compiler, { key_hash: randomBytes(32).toString('hex'), email, created, expires }, KEYS_KEPT_PER_EMAIL - 1));
       await run(sql, findKeysByEmailQuery(compiler, email).compile());
-      await run(sql, insertSessionQuery(compiler, { id_hash: randomBytes(32).toString('hex'), email, created, expires }).compile());
+      await run(sql, insertSessionQuery(compiler, { id_hash: randomBytes(32).toString('hex'), email, created, expires }));
     },
   },
 ];

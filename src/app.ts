@@ -98,7 +98,7 @@ export async function openRoster(env: Env, overrides: { log?: Logger; clock?: Cl
     clock,
     mailer,
     log,
-    rateLimiter: createRateLimiter(env.rateLimit, clock),
+    rateLimiter: createRateLimiter(database.db, env.rateLimit, clock),
     sessionCache,
     peopleChanges,
     publicUrl: env.publicUrl,
@@ -150,11 +150,12 @@ export async function buildApp(deps: Deps, options: { trustProxy?: boolean | str
     { prefix: '/api' },
   );
 
-  // Expired sessions are swept hourly while the service runs (any process may do it).
+  // Expired sessions and finished rate-limit windows are swept hourly while the service runs (any process may do it).
   let sweep: NodeJS.Timeout | undefined;
   app.addHook('onReady', async () => {
     sweep = setInterval(() => {
       removeExpiredSessions(deps).catch((err: unknown) => deps.log.warn({ err }, 'could not remove expired sessions'));
+      deps.rateLimiter.sweep().catch((err: unknown) => deps.log.warn({ err }, 'could not remove finished rate-limit windows'));
     }, SESSION_SWEEP_INTERVAL_MS).unref();
   });
   app.addHook('onClose', async () => clearInterval(sweep));

@@ -1,5 +1,5 @@
 /**
- * The `roster` command: serve | migrate | admin add|list|remove.
+ * The `roster` command: serve | migrate | admin add|link|list|remove.
  * Only the environment parser is loaded up front; each command imports what it needs, so `--help`
  * and mistakes on the command line answer at once.
  */
@@ -13,14 +13,21 @@ Commands:
   serve                                 Run the HTTP service (the default)
   migrate                               Apply database migrations and exit
   admin add EMAIL --role ROLE [--role ROLE…]
-                                        Grant roles: admin_admin, member_admin, member_list
+                                        Grant roles declared in the organisation file
+                                        (admin_roles; by default admin_admin, hugo_admin,
+                                        member_admin, member_list, raami_admin, siteselection)
+  admin link EMAIL                      Print a fresh login link for EMAIL (valid as long as
+                                        a mailed one: 5 days for an admin by default)
   admin list                            List admins and their roles
   admin remove EMAIL                    Remove all roles from EMAIL
   help                                  Show this text
 
 Configuration comes from the environment (see README.md): DATABASE_URL, DATA_DIR, ROSTER_ORG,
 ROSTER_ADMIN_EMAIL, PUBLIC_URL, SMTP_URL, MAIL_FROM, HOST, PORT, LOG_LEVEL, TRUST_PROXY,
-RATE_LIMIT_WINDOW_SECONDS, RATE_LIMIT_PER_EMAIL, RATE_LIMIT_PER_IP.`;
+RATE_LIMIT_WINDOW_SECONDS, RATE_LIMIT_PER_EMAIL, RATE_LIMIT_PER_IP.
+
+\`serve\` prints an admin login link for ROSTER_ADMIN_EMAIL only on a terminal, and only until an
+admin has logged in; after that, or when stdout is a file or a pipe, run \`roster admin link EMAIL\`.`;
 
 /** After SIGTERM, requests in flight get this long to finish before their connections are cut. */
 const SHUTDOWN_GRACE_MS = 10_000;
@@ -34,10 +41,14 @@ async function serve(env: Env): Promise<void> {
   const { buildApp, openRoster } = await import('./app.ts');
   const { SYSTEM_CONTEXT } = await import('./audit/service.ts');
   const { addAdmin, issueKey, loginLink } = await import('./auth/service.ts');
+  const { hasAnyAdminLoggedIn } = await import('./auth/store.ts');
   const deps = await openRoster(env);
   const app = await buildApp(deps, { trustProxy: env.trustProxy });
   await addAdmin(deps, env.adminEmail, ['admin_admin', 'member_admin'], SYSTEM_CONTEXT);
-  const { key } = await issueKey(deps, env.adminEmail);
+  // A link is made only for an operator at a terminal, and only until an admin has logged in:
+  // stdout is also where the JSON log goes, and every printed link stays valid for days.
+  const printLink = process.stdout.isTTY === true && !(await hasAnyAdminLoggedIn(deps.db));
+  const startLink = printLink ? loginLink(env.publicUrl, env.adminEmail, (await issueKey(deps, env.adminEmail)).key) : undefined;
   try {
     await app.listen({ host: env.host, port: env.port });
   } catch (err) {
@@ -51,8 +62,9 @@ async function serve(env: Env): Promise<void> {
   // Printed to the terminal, not the JSON log: the link is a secret for the operator alone.
   process.stdout.write(
     `\nRoster is running for ${deps.org.name} at ${env.publicUrl} (database: ${deps.database.kind}).\n` +
-      `Admin login for ${env.adminEmail} (valid ${Math.round(deps.org.keyLifetimeMs.admin / 86_400_000)} days):\n` +
-      `  ${loginLink(env.publicUrl, env.adminEmail, key)}\n` +
+      (startLink
+        ? `Admin login for ${env.adminEmail} (valid ${Math.round(deps.org.keyLifetimeMs.admin / 86_400_000)} days):\n  ${startLink}\n`
+        : `For an admin login link, run: roster admin link ${env.adminEmail}\n`) +
       `API documentation: ${env.publicUrl}/api/docs\n\n`,
   );
 
@@ -120,19 +132,30 @@ function parseAdminArgs(args: string[]): { action?: string; email?: string; role
 async function admin(env: Env, args: string[]): Promise<void> {
   const { action, email, roles } = parseAdminArgs(args);
   const { SYSTEM_CONTEXT } = await import('./audit/service.ts');
-  const { addAdmin, normaliseEmail, removeAdmin } = await import('./auth/service.ts');
+  const { addAdmin, checkDeclaredRoles, issueKey, loginLink, normaliseEmail, removeAdmin } = await import('./auth/service.ts');
   const { listAdmins } = await import('./auth/store.ts');
-  const { ROLES } = await import('./http/auth.ts');
   switch (action) {
     case 'add': {
       if (!email) throw new UsageError('Usage: roster admin add EMAIL --role ROLE [--role ROLE…]');
-      if (roles.length === 0) throw new UsageError(`Give at least one --role: ${ROLES.join(', ')}`);
-      const unknown = roles.filter((r) => !(ROLES as readonly string[]).includes(r));
-      if (unknown.length > 0) throw new UsageError(`Unknown role ${unknown.join(', ')}; the roles are ${ROLES.join(', ')}`);
+      // Checked before the database is opened: the roles are declared in the organisation file.
+      const { loadOrganisation } = await import('./config/org.ts');
+      const org = await loadOrganisation(env.orgFile);
+      if (roles.length === 0) throw new UsageError(`Give at least one --role: ${org.adminRoles.join(', ')}`);
+      checkDeclaredRoles(org, roles);
       const address = normaliseEmail(email);
       return withRoster(env, async (deps) => {
         const all = await addAdmin(deps, address, roles, SYSTEM_CONTEXT);
         console.log(`${address}: ${all.join(', ')}`);
+      });
+    }
+    case 'link': {
+      if (!email) throw new UsageError('Usage: roster admin link EMAIL');
+      if (roles.length > 0) throw new UsageError('admin link takes no --role');
+      const address = normaliseEmail(email);
+      return withRoster(env, async (deps) => {
+        const { key, expires } = await issueKey(deps, address);
+        console.log(loginLink(env.publicUrl, address, key));
+        console.error(`Login link for ${address}, valid until ${expires.toISOString()}. Anyone holding it can log in as ${address}.`);
       });
     }
     case 'remove': {
@@ -153,7 +176,7 @@ async function admin(env: Env, args: string[]): Promise<void> {
       });
     }
     default:
-      throw new UsageError(action ? `Unknown admin command "${action}"` : 'Usage: roster admin add|list|remove …');
+      throw new UsageError(action ? `Unknown admin command "${action}"` : 'Usage: roster admin add|link|list|remove …');
   }
 }
 

@@ -2,7 +2,8 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { call, linkIn, startTestApp, type TestApp } from '../../test/support/app.ts';
 import { DAY } from '../../test/support/clock.ts';
-import { removeExpiredSessions } from './service.ts';
+import { SYSTEM_CONTEXT } from '../audit/service.ts';
+import { addAdmin, removeExpiredSessions } from './service.ts';
 
 let t: TestApp;
 before(async () => {
@@ -79,17 +80,68 @@ describe('POST key', () => {
     }
   });
 
-  test('reset makes earlier keys stop working', async () => {
+  test('reset is deferred: a stranger asking for it cancels nothing; logging in with the new link ends the earlier links', async () => {
     await t.api('key', { json: { email: 'mia@example.org' } });
     const old = linkIn((await t.mail.nextMailTo('mia@example.org')).text);
-    await t.api('key', { json: { email: 'mia@example.org', reset: 'true' } });
+    assert.equal((await t.api('key', { json: { email: 'mia@example.org', reset: 'true' } })).status, 200);
     const fresh = linkIn((await t.mail.nextMailTo('mia@example.org')).text);
-    assert.equal((await call(t.url, old.pathname + old.search)).status, 401);
+    // Anyone may send that request: the member's link still works…
+    assert.equal((await call(t.url, old.pathname + old.search)).status, 200);
+    // …until the resetting link itself is used.
     assert.equal((await call(t.url, fresh.pathname + fresh.search)).status, 200);
+    assert.equal((await call(t.url, old.pathname + old.search)).status, 401);
+    // Used again, it cancels nothing more: a link mailed after it keeps working.
+    await t.api('key', { json: { email: 'mia@example.org' } });
+    const later = linkIn((await t.mail.nextMailTo('mia@example.org')).text);
+    assert.equal((await call(t.url, fresh.pathname + fresh.search)).status, 200);
+    assert.equal((await call(t.url, later.pathname + later.search)).status, 200);
+  });
+
+  test("a new account's name is not echoed in the mail; a plain name of a known person is", async () => {
+    const res = await t.api('key', { json: { email: 'phish@example.org', name: 'Your account is locked, call +1 555 0100 or visit https://evil.example/' } });
+    assert.equal(res.status, 200);
+    const first = await t.mail.nextMailTo('phish@example.org');
+    assert.doesNotMatch(first.text, /evil|locked|555/);
+    assert.match(first.text, /Hello phish@example\.org/);
+    // Later links for that account do not echo it either: it is not a plain name.
+    await t.api('key', { json: { email: 'phish@example.org' } });
+    assert.doesNotMatch((await t.mail.nextMailTo('phish@example.org')).text, /evil|locked|555/);
+    await t.addPerson({ legal_name: 'Zoë D\'Arcy-Smith', email: 'zoe@example.org' });
+    await t.api('key', { json: { email: 'zoe@example.org' } });
+    assert.match((await t.mail.nextMailTo('zoe@example.org')).text, /Hello Zoë D'Arcy-Smith,/);
+  });
+
+  test('a path that is not a plain path on this site is a 400, and no link is mailed', async () => {
+    const before = t.mail.messages.length;
+    for (const path of ['//evil.example/', '/\t/evil.example', '/\n/evil.example', '/ /evil.example', '/\\evil.example', '/a\u0000b', '/caf\u00e9', '/\u2028x', 'evil.example', '/x\u007f']) {
+      const res = await t.api('key', { json: { email: 'mia@example.org', path } });
+      assert.equal(res.status, 400, `${JSON.stringify(path)}: ${res.text}`);
+      assert.match(res.body.message, /path must be a path on this site/);
+    }
+    assert.equal(t.mail.messages.length, before);
+    // Percent-encoded, the same characters are a plain path.
+    assert.equal((await t.api('key', { json: { email: 'mia@example.org', path: '/caf%C3%A9?q=a%09b#top' } })).status, 200);
+    assert.equal(linkIn((await t.mail.nextMailTo('mia@example.org')).text).searchParams.get('next'), '/caf%C3%A9?q=a%09b#top');
   });
 });
 
 describe('login', () => {
+  test('next must be a plain path on this site: tab, NUL, non-Latin-1 and other sites are a 400, never a redirect or a 500', async () => {
+    await t.api('key', { json: { email: 'mia@example.org' } });
+    const link = linkIn((await t.mail.nextMailTo('mia@example.org')).text);
+    for (const next of ['/\t/evil.example', '/\u0000', '/\u0100', '/\u{1F600}', '//evil.example', '/\r\nSet-Cookie: x=1', 'https://evil.example/']) {
+      const query = new URLSearchParams({ email: 'mia@example.org', key: link.searchParams.get('key')!, next });
+      const res = await call(t.url, `/api/login?${query}`);
+      assert.equal(res.status, 400, `${JSON.stringify(next)}: ${res.text}`);
+      assert.equal(res.headers.get('location'), null);
+      assert.equal(res.headers.get('set-cookie'), null);
+      assert.doesNotMatch(res.text, new RegExp(link.searchParams.get('key')!));
+    }
+    const ok = await call(t.url, `/api/login?${new URLSearchParams({ email: 'mia@example.org', key: link.searchParams.get('key')!, next: '/x%09y' })}`);
+    assert.equal(ok.status, 303);
+    assert.equal(ok.headers.get('location'), '/x%09y');
+  });
+
   test('sets an HttpOnly SameSite=Lax session cookie named by the organisation', async () => {
     await t.api('key', { json: { email: 'mia@example.org' } });
     const link = linkIn((await t.mail.nextMailTo('mia@example.org')).text);
@@ -173,6 +225,24 @@ describe('logout', () => {
     assert.equal((await call(t.url, link.pathname + link.search)).status, 401);
   });
 
+  test('GET logout with all, reset or email is refused with advice to use POST, and ends nothing', async () => {
+    const cookie = await t.login('mia@example.org');
+    const other = await t.login('mia@example.org');
+    const admin = await t.loginAs('gatekeeper@example.org', 'admin_admin');
+    for (const [query, who] of [['all=1', cookie], ['reset=true', cookie], ['email=mia@example.org', admin], ['all=0', cookie]] as const) {
+      const res = await t.api(`logout?${query}`, { cookie: who });
+      assert.equal(res.status, 400, query);
+      assert.match(res.body.message, /use POST \/api\/logout/);
+      assert.equal(res.headers.get('set-cookie'), null);
+    }
+    for (const c of [cookie, other, admin]) assert.equal((await t.api('user', { cookie: c })).status, 200);
+    // POST does it; a plain GET still ends one's own session.
+    assert.equal((await t.api('logout', { cookie, json: { all: true } })).body.opt, 'all');
+    assert.equal((await t.api('user', { cookie: other })).status, 401);
+    assert.equal((await t.api('logout', { cookie: admin })).status, 200);
+    assert.equal((await t.api('user', { cookie: admin })).status, 401);
+  });
+
   test('email of another user needs admin_admin', async () => {
     const victim = await t.login('mia@example.org');
     const member = await t.login('eve@example.org');
@@ -217,6 +287,23 @@ describe('user', () => {
 });
 
 describe('rate limits', () => {
+  test('wrong keys are limited without locking out the right one; right keys are not counted', async () => {
+    const limited = await startTestApp({ env: { RATE_LIMIT_PER_EMAIL: '3' } });
+    try {
+      await limited.addPerson({ legal_name: 'Lou Locked', email: 'lou@example.org' });
+      await limited.api('key', { json: { email: 'lou@example.org' } });
+      const link = linkIn((await limited.mail.nextMailTo('lou@example.org')).text);
+      const statuses = [];
+      for (let i = 0; i < 6; i++) statuses.push((await limited.api('login', { json: { email: 'lou@example.org', key: `guess-${i}` } })).status);
+      assert.deepEqual(statuses, [401, 401, 401, 429, 429, 429]);
+      // The member's own link still logs in, again and again, while guesses are refused.
+      for (let i = 0; i < 5; i++) assert.equal((await call(limited.url, link.pathname + link.search)).status, 200);
+      assert.equal((await limited.api('login', { json: { email: 'lou@example.org', key: 'guess-7' } })).status, 429);
+    } finally {
+      await limited.close();
+    }
+  });
+
   test('too many key requests for one address get 429 with a message', async () => {
     const limited = await startTestApp({ env: { RATE_LIMIT_PER_EMAIL: '3' } });
     try {
@@ -262,5 +349,25 @@ describe('expired sessions', () => {
     } finally {
       t.clock.advance(-31 * DAY);
     }
+  });
+});
+
+describe('roles', () => {
+  test('re-granting roles already held writes no audit row; a new role does', async () => {
+    const grants = async () =>
+      (await t.deps.db.selectFrom('log').select('parameters').where('action', '=', 'admin-add').execute()).filter(
+        (r) => (r.parameters as { email?: string }).email === 'twice@example.org',
+      ).length;
+    assert.deepEqual(await addAdmin(t.deps, 'twice@example.org', ['member_list'], SYSTEM_CONTEXT), ['member_list']);
+    assert.deepEqual(await addAdmin(t.deps, 'Twice@example.org', ['member_list'], SYSTEM_CONTEXT), ['member_list']);
+    assert.equal(await grants(), 1);
+    assert.deepEqual(await addAdmin(t.deps, 'twice@example.org', ['member_list', 'hugo_admin'], SYSTEM_CONTEXT), ['hugo_admin', 'member_list']);
+    assert.equal(await grants(), 2);
+    const cookie = await t.login('twice@example.org');
+    assert.deepEqual((await t.api('user', { cookie })).body.roles, ['hugo_admin', 'member_list']);
+  });
+
+  test('an undeclared role is refused, naming the declared ones', async () => {
+    await assert.rejects(addAdmin(t.deps, 'boss@example.org', ['boss'], SYSTEM_CONTEXT), /Unknown role boss; the roles declared in the organisation file are admin_admin, hugo_admin, member_admin, member_list, raami_admin, siteselection/);
   });
 });

@@ -1,10 +1,13 @@
 /**
- * Fixed-window counters per email and per client IP for `key` and `login` (and per IP for the
- * public `lookup`), kept in this process.
- * With several processes each keeps its own counts, so the effective limit is per process.
+ * Fixed-window counters per client IP and per email for `key` and `login` failures (and per IP for
+ * the public `lookup`), kept in the database so every server process shares them. A process keeps
+ * nothing per client: memory does not grow with what strangers send. See src/auth/README.md.
  */
+import { createHash } from 'node:crypto';
 import type { Clock } from '../clock.ts';
+import type { Db } from '../db/connect.ts';
 import { AppError } from '../http/errors.ts';
+import { countHits, deleteFinishedWindows, type WindowCount } from './store.ts';
 
 export interface RateLimitSettings {
   windowSeconds: number;
@@ -12,55 +15,47 @@ export interface RateLimitSettings {
   perIp: number;
 }
 
+export type AccountAction = 'key' | 'login';
+
 export interface RateLimiter {
-  /** Counts one attempt; throws rate_limited when the email or the IP is over its limit. */
-  hit(action: 'key' | 'login', email: string, ip: string): void;
+  /** Counts one attempt; throws rate_limited when the IP or the email is over its limit. One statement. */
+  hit(action: AccountAction, email: string, ip: string): Promise<void>;
   /** Counts one attempt of an action that names no account; throws rate_limited when the IP is over. */
-  hitIp(action: 'lookup', ip: string): void;
+  hitIp(action: 'lookup', ip: string): Promise<void>;
+  /** Deletes counters whose window is over; returns how many. */
+  sweep(): Promise<number>;
 }
 
-export function createRateLimiter(settings: RateLimitSettings, clock: Clock): RateLimiter {
+const WHAT = { key: 'login link requests', login: 'failed logins', lookup: 'lookups from this address' };
+
+/** Rows are keyed by a hash, so their size is fixed whatever email a stranger sends. */
+function bucket(action: string, kind: 'ip' | 'email', subject: string): string {
+  return createHash('sha256').update(`${action}\0${kind}\0${subject}`).digest('base64url').slice(0, 32);
+}
+
+export function createRateLimiter(db: Db, settings: RateLimitSettings, clock: Clock): RateLimiter {
   const windowMs = settings.windowSeconds * 1000;
-  const counts = new Map<string, { start: number; count: number }>();
-  let lastSweep = 0;
 
-  function count(key: string, now: number): { count: number; resetAt: number } {
-    let entry = counts.get(key);
-    if (!entry || now - entry.start >= windowMs) {
-      entry = { start: now, count: 0 };
-      counts.set(key, entry);
-    }
-    entry.count += 1;
-    return { count: entry.count, resetAt: entry.start + windowMs };
-  }
-
-  function sweep(now: number): void {
-    if (now - lastSweep <= windowMs) return;
-    for (const [k, v] of counts) if (now - v.start >= windowMs) counts.delete(k);
-    lastSweep = now;
-  }
-
-  function refuse(what: string, resetAt: number, now: number): never {
-    const minutes = Math.max(1, Math.ceil((resetAt - now) / 60_000));
+  function refuse(what: string, over: WindowCount, now: Date): never {
+    const minutes = Math.max(1, Math.ceil((over.window_start.getTime() + windowMs - now.getTime()) / 60_000));
     throw new AppError('rate_limited', `Too many ${what}; try again in ${minutes} minute${minutes === 1 ? '' : 's'}`);
   }
 
-  const WHAT = { key: 'login link requests', login: 'login attempts', lookup: 'lookups from this address' };
+  async function count(action: AccountAction | 'lookup', ip: string, email?: string): Promise<void> {
+    const now = clock.now();
+    const counts = await countHits(db, {
+      now,
+      windowOver: new Date(now.getTime() - windowMs),
+      ip: { bucket: bucket(action, 'ip', ip), limit: settings.perIp },
+      email: email === undefined ? undefined : { bucket: bucket(action, 'email', email), limit: settings.perEmail },
+    });
+    if (counts.ip.hits > settings.perIp) refuse(WHAT[action], counts.ip, now);
+    if (counts.email && counts.email.hits > settings.perEmail) refuse(WHAT[action], counts.email, now);
+  }
 
   return {
-    hit(action, email, ip) {
-      const now = clock.now().getTime();
-      sweep(now);
-      const byEmail = count(`${action}:email:${email}`, now);
-      const byIp = count(`${action}:ip:${ip}`, now);
-      const over = byEmail.count > settings.perEmail ? byEmail : byIp.count > settings.perIp ? byIp : undefined;
-      if (over) refuse(WHAT[action], over.resetAt, now);
-    },
-    hitIp(action, ip) {
-      const now = clock.now().getTime();
-      sweep(now);
-      const byIp = count(`${action}:ip:${ip}`, now);
-      if (byIp.count > settings.perIp) refuse(WHAT[action], byIp.resetAt, now);
-    },
+    hit: (action, email, ip) => count(action, ip, email),
+    hitIp: (action, ip) => count(action, ip),
+    sweep: () => deleteFinishedWindows(db, new Date(clock.now().getTime() - windowMs)),
   };
 }

@@ -12,6 +12,9 @@ import { KeyBody, KeyReply, LoginInput, LoginReply, LogoutInput, LogoutReply, Us
 import { login, logout, normaliseEmail, requestKey, safeNextPath } from './service.ts';
 import { findRolesByEmail, type SessionUser } from './store.ts';
 
+/** Logout options that act beyond the caller's own session, and so need POST. */
+const LOGOUT_OPTIONS = ['all', 'reset', 'email'] as const;
+
 export function authRoutes(deps: Deps, guards: Guards): FastifyPluginAsyncTypebox {
   const cookie = sessionCookie(deps);
   return async (app) => {
@@ -43,6 +46,11 @@ export function authRoutes(deps: Deps, guards: Guards): FastifyPluginAsyncTypebo
         schema: { tags: ['auth'], summary: 'End this session, or all of a user’s sessions', [source]: LogoutInput, response: { 200: LogoutReply } },
         handler: async (request, reply) => {
           const input = ((method === 'GET' ? request.query : request.body) ?? {}) as Static<typeof LogoutInput>;
+          // A GET can be a cross-site navigation (a link, an <img>): it may end only this session.
+          const options = LOGOUT_OPTIONS.filter((o) => input[o] !== undefined);
+          if (method === 'GET' && options.length > 0) {
+            throw new AppError('bad_input', `logout with ${options.join(', ')} changes more than this session: use POST /api/logout`);
+          }
           const result = await logout(
             deps,
             request.user!,

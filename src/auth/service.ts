@@ -4,7 +4,7 @@
  */
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { recordChange, type ChangeContext } from '../audit/service.ts';
-import { NON_MEMBER } from '../config/org.ts';
+import { NON_MEMBER, type Organisation } from '../config/org.ts';
 import type { Deps } from '../deps.ts';
 import { AppError } from '../http/errors.ts';
 import { renderMail } from '../mail/templates.ts';
@@ -34,18 +34,33 @@ export function hashSecret(secret: string): string {
   return createHash('sha256').update(secret).digest('hex');
 }
 
+/** Whitespace, control and format characters, and lone surrogates: never part of an address. */
+const NOT_IN_AN_ADDRESS = /[\s\p{Cc}\p{Cf}\p{Cs}@]/u;
+
 export function normaliseEmail(email: string | undefined): string {
   const e = (email ?? '').trim().toLowerCase();
   if (!e) throw new AppError('bad_input', 'email is required');
-  if (!/^[^\s@]+@[^\s@]+$/.test(e) || e.length > 320) throw new AppError('bad_input', `"${email}" is not an email address`);
+  const [local, domain, ...rest] = e.split('@');
+  if (!local || !domain || rest.length > 0 || NOT_IN_AN_ADDRESS.test(local) || NOT_IN_AN_ADDRESS.test(domain) || e.length > 320) {
+    throw new AppError('bad_input', `${JSON.stringify(e.slice(0, 100))} is not an email address`);
+  }
   return e;
 }
 
-/** Only a same-site path may be carried as `next`, so a login link cannot redirect elsewhere. */
+/**
+ * Only a plain path on this site may be carried as `next` (and mailed as `path`), so a login link
+ * cannot redirect elsewhere: it starts with one "/" (not "//" or "/\\"), and every character is
+ * printable ASCII. Whitespace anywhere is refused because browsers drop tabs and newlines from a
+ * Location ("/\t/evil.example" becomes "//evil.example"), and a NUL or a non-Latin-1 character
+ * cannot be sent in a header at all. Anything else is sent percent-encoded.
+ */
 export function safeNextPath(path: string | undefined): string | undefined {
   if (!path) return undefined;
-  if (!path.startsWith('/') || path.startsWith('//') || path.includes('\\') || /[\r\n]/.test(path)) {
-    throw new AppError('bad_input', 'path must be a path on this site, starting with a single "/"');
+  if (!/^\/(?![/\\])[\x21-\x7e]*$/.test(path) || path.includes('\\')) {
+    throw new AppError(
+      'bad_input',
+      'path must be a path on this site: start with a single "/", with no spaces or control characters (percent-encode anything else)',
+    );
   }
   return path;
 }
@@ -59,9 +74,10 @@ export function loginLink(publicUrl: string, email: string, key: string, next?: 
 type KeyDeps = Pick<Deps, 'db' | 'org' | 'clock' | 'mailer' | 'publicUrl' | 'peopleChanges'>;
 
 /**
- * Makes a new key for the address (admins get the shorter admin lifetime) and stores its hash;
- * `reset` drops every earlier key of the address. `roles`, when the caller already read them,
- * saves a query.
+ * Makes a new key for the address (admins get the shorter admin lifetime) and stores its hash.
+ * With `reset`, the address's other keys are deleted when this key is used to log in, not now: a
+ * stranger may ask for a reset, and must not cancel the links the member already holds.
+ * `roles`, when the caller already read them, saves a query.
  */
 export async function issueKey(
   deps: Pick<Deps, 'db' | 'org' | 'clock'>,
@@ -72,14 +88,28 @@ export async function issueKey(
   const now = deps.clock.now();
   const isAdmin = (opts.roles ?? (await findRolesByEmail(deps.db, email))).length > 0;
   const expires = new Date(now.getTime() + (isAdmin ? deps.org.keyLifetimeMs.admin : deps.org.keyLifetimeMs.member));
-  await insertKeyPruning(deps.db, { key_hash: hashSecret(key), email, created: now, expires }, opts.reset ? 0 : KEYS_KEPT_PER_EMAIL - 1);
+  await insertKeyPruning(deps.db, { key_hash: hashSecret(key), email, created: now, expires, resets_others: opts.reset ?? false }, KEYS_KEPT_PER_EMAIL - 1);
   return { key, expires };
 }
 
-/** Mails the link, greeting the address's first person by name (or the address itself). */
-async function mailLoginLink(deps: KeyDeps, email: string, name: string | null, key: string, expires: Date, next?: string): Promise<void> {
+/** Longest name a mail greets by; a longer one is not echoed at all. */
+const GREETING_NAME_MAX = 60;
+
+/**
+ * A name fit to put in a mail from the organisation: letters, spaces and . ' - only, at most
+ * GREETING_NAME_MAX characters. Anyone can create an account with any name, so a name with a
+ * link, digits or other punctuation is not echoed (the mail greets the address instead).
+ */
+export function greetingName(name: string | null): string | null {
+  const plain = name?.trim();
+  if (!plain || plain.length > GREETING_NAME_MAX || !/^[\p{L}\p{M}][\p{L}\p{M} .'-]*$/u.test(plain)) return null;
+  return plain;
+}
+
+/** Mails the link, greeting `name` if it is a plain name (see greetingName), or else the address. */
+export async function mailLoginLink(deps: KeyDeps, email: string, name: string | null, key: string, expires: Date, next?: string): Promise<void> {
   const mail = await renderMail(deps.org, 'login-link', {
-    name: name ?? email,
+    name: greetingName(name) ?? email,
     email,
     link: loginLink(deps.publicUrl, email, key, next),
     expires: expires.toISOString().slice(0, 10),
@@ -87,7 +117,9 @@ async function mailLoginLink(deps: KeyDeps, email: string, name: string | null, 
   try {
     await deps.mailer.send({ to: email, ...mail });
   } catch (err) {
-    throw new AppError('bad_input', `The login link could not be sent to ${email}: ${(err as Error).message}`);
+    // The mail server's answer helps the sender, but must not carry the key back to them.
+    const reason = (err as Error).message.split(key).join('[key]');
+    throw new AppError('bad_input', `The login link could not be sent to ${email}: ${reason}`);
   }
 }
 
@@ -98,10 +130,15 @@ export interface KeyRequest {
   reset?: boolean;
 }
 
+/**
+ * Mails a login link. Checked before anything is counted or stored: the address and the path. A
+ * new account's name is never echoed in its first mail (anyone can ask for any address), and
+ * `reset` is deferred to the login (see issueKey).
+ */
 export async function requestKey(deps: KeyDeps & Pick<Deps, 'rateLimiter'>, input: KeyRequest, ctx: ChangeContext): Promise<{ email: string }> {
   const email = normaliseEmail(input.email);
-  deps.rateLimiter.hit('key', email, ctx.clientIp ?? '');
   const next = safeNextPath(input.path);
+  await deps.rateLimiter.hit('key', email, ctx.clientIp ?? '');
   const recipient = await findKeyRecipient(deps.db, email);
   let greeting = recipient.name;
   if (!recipient.known) {
@@ -109,7 +146,8 @@ export async function requestKey(deps: KeyDeps & Pick<Deps, 'rateLimiter'>, inpu
     if (!name) {
       throw new AppError('bad_input', `No account uses ${email}. To create one, send your name with the email address.`);
     }
-    greeting = (await addPerson(deps, { membership: NON_MEMBER, legal_name: name, email }, { ...ctx, author: email })).legal_name;
+    await addPerson(deps, { membership: NON_MEMBER, legal_name: name, email }, { ...ctx, author: email });
+    greeting = null;
   }
   const { key, expires } = await issueKey(deps, email, { reset: input.reset, roles: recipient.roles });
   await mailLoginLink(deps, email, greeting, key, expires, next);
@@ -122,15 +160,24 @@ export interface NewSession {
   expires: Date;
 }
 
+/**
+ * Logs in with an emailed key. Only failures are counted against the rate limits: a right key
+ * always logs in, so wrong guesses for someone's address (hopeless against 144-bit keys) cannot
+ * lock them out. Wrong keys beyond the per-email or per-IP limit get 429 instead of 401.
+ */
 export async function login(deps: KeyDeps & Pick<Deps, 'rateLimiter'>, input: { email?: string; key?: string }, ctx: ChangeContext): Promise<NewSession> {
   if (!input.email || !input.key) throw new AppError('bad_input', 'Both email and key are required');
   const email = normaliseEmail(input.email);
-  deps.rateLimiter.hit('login', email, ctx.clientIp ?? '');
   const presented = Buffer.from(hashSecret(input.key), 'hex');
   const match = (await findKeysByEmail(deps.db, email)).find((k) => timingSafeEqual(Buffer.from(k.key_hash, 'hex'), presented));
-  if (!match) throw new AppError('unauthenticated', 'That email and key do not match. Request a new login link.');
+  if (!match) {
+    await deps.rateLimiter.hit('login', email, ctx.clientIp ?? '');
+    throw new AppError('unauthenticated', 'That email and key do not match. Request a new login link.');
+  }
   const now = deps.clock.now();
   if (match.expires <= now) {
+    // Mails a new link, so it is counted like a failure.
+    await deps.rateLimiter.hit('login', email, ctx.clientIp ?? '');
     const recipient = await findKeyRecipient(deps.db, email);
     const fresh = await issueKey(deps, email, { reset: true, roles: recipient.roles });
     await mailLoginLink(deps, email, recipient.name, fresh.key, fresh.expires);
@@ -138,7 +185,7 @@ export async function login(deps: KeyDeps & Pick<Deps, 'rateLimiter'>, input: { 
   }
   const sessionId = randomBytes(32).toString('base64url');
   const expires = new Date(now.getTime() + deps.org.sessionLifetimeMs);
-  await insertSession(deps.db, { id_hash: hashSecret(sessionId), email, created: now, expires });
+  await insertSession(deps.db, { id_hash: hashSecret(sessionId), email, created: now, expires }, match);
   return { email, sessionId, expires };
 }
 
@@ -189,23 +236,35 @@ export async function logout(
   return result;
 }
 
-const KNOWN_ROLES = ['admin_admin', 'member_admin', 'member_list'];
+/** Refuses roles the organisation file does not declare, naming the declared ones. */
+export function checkDeclaredRoles(org: Pick<Organisation, 'adminRoles'>, roles: string[]): void {
+  const declared = org.adminRoles.join(', ');
+  if (roles.length === 0) throw new AppError('bad_input', `Give at least one role: ${declared}`);
+  const unknown = roles.filter((r) => !org.adminRoles.includes(r));
+  if (unknown.length > 0) {
+    throw new AppError('bad_input', `Unknown role ${unknown.join(', ')}; the roles declared in the organisation file are ${declared}`);
+  }
+}
 
-/** Grants roles (added to any the address already has). */
-export async function addAdmin(deps: Pick<Deps, 'db' | 'clock' | 'sessionCache'>, email: string, roles: string[], ctx: ChangeContext): Promise<string[]> {
+/**
+ * Grants roles (added to any the address already has). Re-granting roles already held changes
+ * nothing, so it writes no audit row and invalidates no session.
+ */
+export async function addAdmin(deps: Pick<Deps, 'db' | 'clock' | 'sessionCache' | 'org'>, email: string, roles: string[], ctx: ChangeContext): Promise<string[]> {
   const address = normaliseEmail(email);
-  const unknown = roles.filter((r) => !KNOWN_ROLES.includes(r));
-  if (roles.length === 0) throw new AppError('bad_input', `Give at least one role: ${KNOWN_ROLES.join(', ')}`);
-  if (unknown.length > 0) throw new AppError('bad_input', `Unknown role ${unknown.join(', ')}; use ${KNOWN_ROLES.join(', ')}`);
-  const merged = await deps.db.transaction().execute(async (tx) => {
-    const all = [...new Set([...(await findRolesByEmail(tx, address)), ...roles])].sort();
-    await upsertAdmin(tx, address, all);
+  checkDeclaredRoles(deps.org, roles);
+  const { all, changed } = await deps.db.transaction().execute(async (tx) => {
+    const held = await findRolesByEmail(tx, address);
+    const added = [...new Set(roles)].filter((r) => !held.includes(r));
+    const merged = [...held, ...added].sort();
+    if (added.length === 0) return { all: merged, changed: false };
+    await upsertAdmin(tx, address, merged);
     await recordChange(tx, deps.clock, ctx, { subject: null, action: 'admin-add', parameters: { email: address, roles } });
     await notifySessionsChanged(tx, address);
-    return all;
+    return { all: merged, changed: true };
   });
-  deps.sessionCache.dropEmail(address);
-  return merged;
+  if (changed) deps.sessionCache.dropEmail(address);
+  return all;
 }
 
 export async function removeAdmin(deps: Pick<Deps, 'db' | 'clock' | 'sessionCache'>, email: string, ctx: ChangeContext): Promise<boolean> {

@@ -37,6 +37,7 @@ const OrgFileSchema = Type.Object(
       ),
     ),
     session_lifetime_days: Type.Optional(Type.Number({ exclusiveMinimum: 0 })),
+    admin_roles: Type.Optional(Type.Array(Type.String({ pattern: '^[a-z][a-z0-9_]{0,63}$' }), { minItems: 1 })),
   },
   { additionalProperties: false },
 );
@@ -59,11 +60,19 @@ export interface Organisation {
   membershipTypes: MembershipType[];
   keyLifetimeMs: { member: number; admin: number };
   sessionLifetimeMs: number;
+  /** Roles an admin may be granted (kansa's `admin_roles`). */
+  adminRoles: string[];
   /** Folder the file was read from: its `templates/` overrides the built-in mail templates. */
   folder: string;
 }
 
 export const NON_MEMBER = 'NonMember';
+
+/** Roles Roster's own code checks: every organisation file declares them. */
+export const ROLES_CHECKED_BY_ROSTER = ['admin_admin', 'member_admin', 'member_list'];
+
+/** kansa's admin_roles, declared when the organisation file lists none. */
+export const DEFAULT_ADMIN_ROLES = ['admin_admin', 'hugo_admin', 'member_admin', 'member_list', 'raami_admin', 'siteselection'];
 const DAY_MS = 86_400_000;
 
 export class OrgFileError extends Error {
@@ -108,6 +117,10 @@ export function parseOrganisation(text: string, file: string): Organisation {
   });
   const nonMemberAt = raw.membership_types.findIndex((t) => t.key === NON_MEMBER);
   if (nonMemberAt > 0) problems.push(`/membership_types/${nonMemberAt}/key: ${NON_MEMBER} must be listed first (it is the lowest type)`);
+  const adminRoles = raw.admin_roles ?? DEFAULT_ADMIN_ROLES;
+  const missingRoles = ROLES_CHECKED_BY_ROSTER.filter((r) => !adminRoles.includes(r));
+  if (missingRoles.length > 0) problems.push(`/admin_roles: must include ${missingRoles.join(', ')} (Roster's own checks use them)`);
+  if (new Set(adminRoles).size !== adminRoles.length) problems.push('/admin_roles: a role is listed twice');
   if (problems.length > 0) throw new OrgFileError(file, problems);
 
   const types: MembershipType[] = raw.membership_types.map((t) => ({
@@ -132,6 +145,7 @@ export function parseOrganisation(text: string, file: string): Organisation {
       admin: (raw.key_lifetime_days?.admin ?? 5) * DAY_MS,
     },
     sessionLifetimeMs: (raw.session_lifetime_days ?? 30) * DAY_MS,
+    adminRoles,
     folder: path.dirname(file),
   };
 }

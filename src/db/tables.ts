@@ -31,6 +31,8 @@ export interface KeysTable {
   key_hash: string;
   created: Timestamp;
   expires: Timestamp;
+  /** Set by a `reset` request: logging in with this key deletes the address's other keys. */
+  resets_others: ColumnType<boolean, boolean | undefined, boolean>;
 }
 
 export interface SessionsTable {
@@ -43,6 +45,13 @@ export interface SessionsTable {
 export interface AdminsTable {
   email: string;
   roles: string[];
+  last_login: ColumnType<Date | null, Date | string | null | undefined, Date | string | null>;
+}
+
+export interface RateLimitsTable {
+  bucket: string;
+  window_start: Timestamp;
+  hits: number;
 }
 
 export interface LogTable {
@@ -63,4 +72,5 @@ export interface Tables {
   sessions: SessionsTable;
   admins: AdminsTable;
   log: LogTable;
+  rate_limits: RateLimitsTable;
 }

@@ -467,7 +467,7 @@ export const LOOKUP_MIN_SIMILARITY = 0.57;
  */
 export async function lookupPerson(deps: Pick<Deps, 'db' | 'org' | 'rateLimiter'>, input: LookupInput, clientIp: string): Promise<LookupResult> {
   // Public and answering "is this address a member?": limited per client IP like key and login.
-  deps.rateLimiter.hitIp('lookup', clientIp);
+  await deps.rateLimiter.hitIp('lookup', clientIp);
   const email = cleanText(input.email, 'email')?.toLowerCase() ?? undefined;
   const name = cleanText(input.name, 'name')?.toLowerCase().replace(/\s+/g, ' ') ?? undefined;
   const memberNumber = input.member_number;
