@@ -4,8 +4,11 @@
  * one process per data folder, so the commands run one after another.
  */
 import assert from 'node:assert/strict';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { createScratch, killRosterProcesses, runRoster, type Scratch } from './support/cli.ts';
+import { createScratch, killRosterProcesses, ROOT, runRoster, type Scratch } from './support/cli.ts';
 
 let scratch: Scratch;
 before(async () => {
@@ -38,14 +41,60 @@ describe('roster CLI on a database (one command at a time)', () => {
     assert.equal(list.stdout.trim(), 'a@x.org\tmember_list');
   });
 
+  test('admin add grants any role declared in the organisation file, and re-granting changes nothing', async () => {
+    const hugo = await roster('admin', 'add', 'A@X.org', '--role', 'hugo_admin,siteselection');
+    assert.equal(hugo.code, 0, hugo.stderr);
+    assert.equal(hugo.stdout.trim(), 'a@x.org: hugo_admin, member_list, siteselection');
+    const again = await roster('admin', 'add', 'a@x.org', '--role', 'hugo_admin');
+    assert.equal(again.code, 0, again.stderr);
+    assert.equal(again.stdout.trim(), 'a@x.org: hugo_admin, member_list, siteselection');
+
+    // An organisation declaring its own roles.
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'roster-org-'));
+    const orgFile = path.join(dir, 'organisation.yaml');
+    const demo = await readFile(path.join(ROOT, 'config/organisation.example.yaml'), 'utf8');
+    await writeFile(orgFile, `${demo}\nadmin_roles: [admin_admin, member_admin, member_list, treasurer]\n`);
+    const treasurer = await runRoster(['admin', 'add', 'c@x.org', '--role', 'treasurer'], { ...scratch.env, ROSTER_ORG: orgFile });
+    assert.equal(treasurer.code, 0, treasurer.stderr);
+    assert.equal(treasurer.stdout.trim(), 'c@x.org: treasurer');
+    const hugoThere = await runRoster(['admin', 'add', 'c@x.org', '--role', 'hugo_admin'], { ...scratch.env, ROSTER_ORG: orgFile });
+    assert.equal(hugoThere.code, 1);
+    assert.match(hugoThere.stderr, /Unknown role hugo_admin; the roles declared in the organisation file are admin_admin, member_admin, member_list, treasurer/);
+    assert.equal((await roster('admin', 'remove', 'c@x.org')).code, 0);
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  test('admin link prints a fresh login link for the address on stdout, alone', async () => {
+    const first = await roster('admin', 'link', 'Someone@X.org');
+    assert.equal(first.code, 0, first.stderr);
+    const link = new URL(first.stdout.trim());
+    assert.equal(link.pathname, '/api/login');
+    assert.equal(link.searchParams.get('email'), 'someone@x.org');
+    assert.match(link.searchParams.get('key')!, /^[\w-]{24}$/);
+    assert.match(first.stderr, /valid until/);
+    const second = await roster('admin', 'link', 'someone@x.org');
+    assert.notEqual(new URL(second.stdout.trim()).searchParams.get('key'), link.searchParams.get('key'));
+
+    const noEmail = await roster('admin', 'link');
+    assert.equal(noEmail.code, 2);
+    assert.match(noEmail.stderr, /Usage: roster admin link EMAIL/);
+    const bad = await roster('admin', 'link', 'nobody');
+    assert.equal(bad.code, 1);
+    assert.match(bad.stderr, /"nobody" is not an email address/);
+    assert.equal(bad.stdout, '');
+  });
+
   test('admin add refuses an unknown role, a missing role and a bad address, changing nothing', async () => {
     const unknown = await roster('admin', 'add', 'b@x.org', '--role', 'boss');
     assert.notEqual(unknown.code, 0);
-    assert.match(unknown.stderr, /Unknown role boss; the roles are admin_admin, member_admin, member_list/);
+    assert.match(
+      unknown.stderr,
+      /Unknown role boss; the roles declared in the organisation file are admin_admin, hugo_admin, member_admin, member_list, raami_admin, siteselection/,
+    );
 
     const noRole = await roster('admin', 'add', 'b@x.org');
     assert.notEqual(noRole.code, 0);
-    assert.match(noRole.stderr, /Give at least one --role: admin_admin, member_admin, member_list/);
+    assert.match(noRole.stderr, /Give at least one --role: admin_admin, hugo_admin, member_admin, member_list, raami_admin, siteselection/);
 
     const badEmail = await roster('admin', 'add', 'nobody', '--role', 'member_list');
     assert.equal(badEmail.code, 1);
@@ -71,7 +120,7 @@ describe('roster CLI without a database', { concurrency: true }, () => {
     const res = await runRoster(['--help'], { PORT: 'not-a-port' });
     assert.equal(res.code, 0, res.stderr);
     assert.match(res.stdout, /^Usage: roster <command>/);
-    for (const command of ['serve', 'migrate', 'admin add EMAIL --role ROLE', 'admin list', 'admin remove EMAIL']) {
+    for (const command of ['serve', 'migrate', 'admin add EMAIL --role ROLE', 'admin link EMAIL', 'admin list', 'admin remove EMAIL', 'roster admin link EMAIL']) {
       assert.ok(res.stdout.includes(command), `help lacks "${command}"`);
     }
   });

@@ -1,7 +1,8 @@
 /**
  * `npm start` as a user runs it: the real CLI in its own process on the embedded database (or, with
  * TEST_DATABASE_URL, on a freshly created PostgreSQL database), stopped with SIGTERM while a
- * request is in flight, then started again on the same data.
+ * request is in flight, then started again on the same data. The admin logs in with a link from
+ * `roster admin link` (run while the server is stopped: PGlite allows one process per database).
  */
 import assert from 'node:assert/strict';
 import { readdir, readFile } from 'node:fs/promises';
@@ -9,7 +10,7 @@ import http from 'node:http';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { call } from './support/app.ts';
-import { createScratch, killRosterProcesses, startRoster, type RunningRoster, type Scratch } from './support/cli.ts';
+import { createScratch, findScriptCommand, killRosterProcesses, runRoster, startRoster, type RunningRoster, type Scratch } from './support/cli.ts';
 import { testDatabaseUrl } from './support/database.ts';
 
 let scratch: Scratch;
@@ -21,11 +22,19 @@ after(async () => {
   await scratch.remove();
 });
 
-/** Follows the printed admin link like a browser and returns the session Cookie header value. */
-async function logInWithPrintedLink(roster: RunningRoster): Promise<string> {
-  const link = await roster.loginLink();
-  assert.equal(link.origin, roster.url);
+/** A fresh login link for admin@localhost from `roster admin link`, which prints only the link on stdout. */
+async function adminLink(env: Record<string, string>): Promise<URL> {
+  const res = await runRoster(['admin', 'link', 'Admin@Localhost'], env);
+  assert.equal(res.code, 0, res.stderr);
+  assert.match(res.stdout, /^http:\/\/\S+\/api\/login\?\S+\n$/);
+  assert.match(res.stderr, /Login link for admin@localhost, valid until \d{4}-/);
+  const link = new URL(res.stdout.trim());
   assert.equal(link.searchParams.get('email'), 'admin@localhost');
+  return link;
+}
+
+/** Follows an admin login link like a browser and returns the session Cookie header value. */
+async function logInWith(roster: RunningRoster, link: URL): Promise<string> {
   const res = await call(roster.url, link.pathname + link.search);
   assert.equal(res.status, 200, res.text);
   const cookie = res.headers.get('set-cookie') ?? '';
@@ -64,19 +73,22 @@ function startSlowKeyRequest(url: string, body: string) {
 
 const databaseMode = testDatabaseUrl() ? 'a new PostgreSQL database (DATABASE_URL)' : 'the embedded PGlite database in DATA_DIR';
 
-test(`start, log in with the printed link, stop gracefully mid-request, restart on the same data — ${databaseMode}`, async () => {
+test(`start, log in with a link from roster admin link, stop gracefully mid-request, restart on the same data — ${databaseMode}`, async () => {
+  const firstLink = await adminLink(scratch.env);
   // First run at info level: its JSON log shows when the slow request arrived and when SIGTERM was handled.
   const first = await startRoster({ ...scratch.env, LOG_LEVEL: 'info' });
   await first.waitUntilReady();
   const banner = await first.waitForOutput(/Roster is running for Worldcon 75 at (\S+) \(database: (\w+)\)/);
   assert.equal(banner[1], first.url);
   assert.equal(banner[2], testDatabaseUrl() ? 'postgres' : 'pglite');
-  assert.match(first.stdout(), /Admin login for admin@localhost \(valid 5 days\)/);
+  // stdout is a pipe here (where the JSON log goes too): no link is printed, only how to get one.
+  assert.match(first.stdout(), /For an admin login link, run: roster admin link admin@localhost/);
+  assert.doesNotMatch(first.stdout(), /\/api\/login\?/);
 
   const ready = await call(first.url, '/readyz');
   assert.deepEqual(ready.body, { status: 'ok', database: banner[2] });
 
-  const admin = await logInWithPrintedLink(first);
+  const admin = await logInWith(first, firstLink);
   const user = await call(first.url, '/api/user', { cookie: admin });
   assert.equal(user.status, 200);
   assert.equal(user.body.email, 'admin@localhost');
@@ -101,17 +113,18 @@ test(`start, log in with the printed link, stop gracefully mid-request, restart 
   assert.match(samMail, /^Subject: .*Worldcon 75 login link$/m);
   assert.match(samMail, /\/api\/login\?email=sam%40example\.org&key=/);
 
-  // The login key from the printed banner is not in the JSON log lines.
-  const printedKey = (await first.loginLink()).searchParams.get('key')!;
+  // The login key is not in the JSON log lines (the login request is logged with its URL redacted).
+  const printedKey = firstLink.searchParams.get('key')!;
   const logLines = first.stdout().split('\n').filter((l) => l.startsWith('{'));
   assert.ok(logLines.length > 3, 'the first run wrote JSON log lines');
   assert.ok(logLines.every((l) => !l.includes(printedKey)), 'the admin key appears in the JSON log');
 
   // Second run on the same DATA_DIR (and DATABASE_URL): the person added above is still there.
+  const secondLink = await adminLink(scratch.env);
   const second = await startRoster(scratch.env);
   try {
     await second.waitUntilReady();
-    const admin2 = await logInWithPrintedLink(second);
+    const admin2 = await logInWith(second, secondLink);
     const sam = await call(second.url, '/api/user?email=sam@example.org', { cookie: admin2 });
     assert.equal(sam.status, 200, sam.text);
     assert.equal(sam.body.people.length, 1);
@@ -124,3 +137,35 @@ test(`start, log in with the printed link, stop gracefully mid-request, restart 
   }
   assert.equal(await second.exited, 0, `exit code; stderr:\n${second.stderr()}`);
 });
+
+const script = findScriptCommand();
+
+test(
+  'on a terminal, start prints an admin link only until an admin has logged in',
+  { skip: !script && !process.env.CI && 'needs util-linux `script` to give the server a terminal' },
+  async () => {
+    const own = await createScratch();
+    try {
+      const first = await startRoster(own.env, { terminal: true });
+      await first.waitUntilReady();
+      await first.waitForOutput(/Admin login for admin@localhost \(valid 5 days\):/);
+      const link = await first.loginLink();
+      assert.equal(link.origin, first.url);
+      await logInWith(first, link);
+      process.kill(first.pid, 'SIGTERM');
+      assert.equal(await first.exited, 0, first.stdout());
+
+      const second = await startRoster(own.env, { terminal: true });
+      try {
+        await second.waitUntilReady();
+        await second.waitForOutput(/For an admin login link, run: roster admin link admin@localhost/);
+        assert.doesNotMatch(second.stdout(), /\/api\/login\?/);
+      } finally {
+        process.kill(second.pid, 'SIGTERM');
+      }
+      assert.equal(await second.exited, 0, second.stdout());
+    } finally {
+      await own.remove();
+    }
+  },
+);

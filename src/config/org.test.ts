@@ -71,6 +71,20 @@ membership_types:
     assert.equal(membershipRank(org, 'Martian'), -1);
   });
 
+  test("admin_roles declares the roles admins may be granted; by default kansa's six", () => {
+    assert.deepEqual(parseOrganisation(MINIMAL, FILE).adminRoles, ['admin_admin', 'hugo_admin', 'member_admin', 'member_list', 'raami_admin', 'siteselection']);
+    const own = parseOrganisation(`${MINIMAL}admin_roles: [admin_admin, member_admin, member_list, treasurer]\n`, FILE);
+    assert.deepEqual(own.adminRoles, ['admin_admin', 'member_admin', 'member_list', 'treasurer']);
+  });
+
+  test('admin_roles must keep the roles Roster checks, once each, with plain names', () => {
+    assert.deepEqual(problemsOf(`${MINIMAL}admin_roles: [admin_admin, treasurer]\n`), [
+      "/admin_roles: must include member_admin, member_list (Roster's own checks use them)",
+    ]);
+    assert.deepEqual(problemsOf(`${MINIMAL}admin_roles: [admin_admin, member_admin, member_list, member_list]\n`), ['/admin_roles: a role is listed twice']);
+    assert.equal(problemsOf(`${MINIMAL}admin_roles: [admin_admin, member_admin, member_list, "Drop Table"]\n`).length, 1);
+  });
+
   test('missing required fields are each named', () => {
     assert.deepEqual(problemsOf('name: Con 2026\n'), ['/id: is required', '/currency: is required', '/membership_types: is required']);
     assert.deepEqual(problemsOf(`${MINIMAL}  - badge: true\n`), ['/membership_types/2/key: is required']);

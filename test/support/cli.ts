@@ -5,6 +5,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { existsSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import net from 'node:net';
 import os from 'node:os';
@@ -99,7 +100,7 @@ export interface RunningRoster {
   waitForOutput(pattern: RegExp, timeoutMs?: number): Promise<RegExpExecArray>;
   /** Polls `/readyz` until it answers 200. */
   waitUntilReady(timeoutMs?: number): Promise<void>;
-  /** The admin login link printed at start. */
+  /** The admin login link printed at start (only on a terminal, before any admin logged in). */
   loginLink(): Promise<URL>;
   /** Resolves with the exit code. */
   exited: Promise<number | null>;
@@ -116,11 +117,33 @@ function buildOnce(): Promise<void> {
   return built;
 }
 
-/** Starts the service as `npm start` does (the built bundle, `dist/roster.js serve`) on a free port. */
-export async function startRoster(env: Record<string, string>): Promise<RunningRoster> {
+/** The path of util-linux `script`, which runs a command on a pseudo-terminal, or undefined. */
+export function findScriptCommand(): string | undefined {
+  for (const dir of (process.env.PATH ?? '').split(path.delimiter)) {
+    const candidate = path.join(dir, 'script');
+    if (dir && existsSync(candidate)) return candidate;
+  }
+  return undefined;
+}
+
+/**
+ * Starts the service as `npm start` does (the built bundle, `dist/roster.js serve`) on a free port,
+ * with a V8 heap ceiling of `heapMb` (128 MB unless given). With `terminal`, its stdout is a
+ * pseudo-terminal (through `script`, which passes SIGTERM on), as when an operator runs it by hand.
+ */
+export async function startRoster(env: Record<string, string>, options: { heapMb?: number; terminal?: boolean } = {}): Promise<RunningRoster> {
   await buildOnce();
   const port = await freePort();
-  const child = spawn(process.execPath, ['--enable-source-maps', '--max-old-space-size=128', 'dist/roster.js', 'serve'], {
+  const nodeArgs = ['--enable-source-maps', `--max-old-space-size=${options.heapMb ?? 128}`, 'dist/roster.js', 'serve'];
+  let command = process.execPath;
+  let args = nodeArgs;
+  if (options.terminal) {
+    const script = findScriptCommand();
+    if (!script) throw new Error('util-linux `script` is needed to run roster on a terminal');
+    command = script;
+    args = ['-qfec', ['exec', process.execPath, ...nodeArgs].join(' '), '/dev/null'];
+  }
+  const child = spawn(command, args, {
     cwd: ROOT,
     env: childEnv({ LOG_LEVEL: 'warn', ...env, HOST: '127.0.0.1', PORT: String(port) }),
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -131,7 +154,8 @@ export async function startRoster(env: Record<string, string>): Promise<RunningR
   const changed = new Set<() => void>();
   const notify = () => changed.forEach((f) => f());
   child.stdout!.setEncoding('utf8').on('data', (d: string) => {
-    stdout += d;
+    // A terminal ends lines with \r\n.
+    stdout += d.replace(/\r/g, '');
     notify();
   });
   child.stderr!.setEncoding('utf8').on('data', (d: string) => (stderr += d));
