@@ -19,7 +19,7 @@ import { connectPostgres, prepareStatementsOn, wrapPglite } from '../src/db/conn
 import { migrate } from '../src/db/migrate.ts';
 import { generatePeople, insertPeople } from './generate.ts';
 import { runAutocannon, runLoop, type LoadResult } from './load.ts';
-import { buildService, memoryOf, resetPeak, startHttpCeiling, startService, stopAll, type Service } from './processes.ts';
+import { adminLoginPath, buildService, memoryOf, resetPeak, startHttpCeiling, startService, stopAll, type Service } from './processes.ts';
 import { machine, saveResult, writeBenchmarks, type RunResult, type ScenarioResult } from './report.ts';
 import { benchRandom, SCENARIOS, type BenchContext, type SqlRunner } from './scenarios.ts';
 
@@ -226,9 +226,10 @@ async function main(): Promise<void> {
   service = await startService(serviceEnv, 'npm');
   const startupMs = service.startMs;
   await service.stop();
+  const adminLogin = adminLoginPath(serviceEnv, serviceEnv.ROSTER_ADMIN_EMAIL!);
   service = await startService(serviceEnv);
   say(`\`npm start\` ready in ${fmt(startupMs)} ms; service under test: pid ${service.pid}`);
-  const loginRes = await fetch(service.adminLink, { redirect: 'manual' });
+  const loginRes = await fetch(`${service.url}${adminLogin}`, { redirect: 'manual' });
   ctx.adminCookie = (loginRes.headers.get('set-cookie') ?? '').split(';')[0]!;
   if (loginRes.status !== 200 || !ctx.adminCookie) throw new Error(`admin login failed: ${loginRes.status}`);
 
