@@ -69,7 +69,7 @@ export interface Organisation {
 export const NON_MEMBER = 'NonMember';
 
 /** Roles Roster's own code checks: every organisation file declares them. */
-export const ROLES_CHECKED_BY_ROSTER = ['admin_admin', 'member_admin', 'member_list'];
+export const ROLES_CHECKED_BY_ROSTER = ['admin_admin', 'member_admin', 'member_list'] as const;
 
 /** kansa's admin_roles, declared when the organisation file lists none. */
 export const DEFAULT_ADMIN_ROLES = ['admin_admin', 'hugo_admin', 'member_admin', 'member_list', 'raami_admin', 'siteselection'];

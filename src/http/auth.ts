@@ -6,6 +6,7 @@ import type { FastifyReply, FastifyRequest, preHandlerAsyncHookHandler } from 'f
 import type { ChangeContext } from '../audit/service.ts';
 import { hashSecret } from '../auth/service.ts';
 import { findSessionUser, type SessionUser } from '../auth/store.ts';
+import { ROLES_CHECKED_BY_ROSTER } from '../config/org.ts';
 import type { Deps } from '../deps.ts';
 import { AppError } from './errors.ts';
 
@@ -16,8 +17,9 @@ declare module 'fastify' {
   }
 }
 
-export type Role = 'admin_admin' | 'member_admin' | 'member_list';
-export const ROLES: readonly Role[] = ['admin_admin', 'member_admin', 'member_list'];
+/** Roles Roster's own checks use; the organisation file declares these and any others (`admin_roles`). */
+export type Role = (typeof ROLES_CHECKED_BY_ROSTER)[number];
+export const ROLES: readonly Role[] = ROLES_CHECKED_BY_ROSTER;
 
 export interface SessionCookie {
   name: string;
