@@ -40,7 +40,7 @@ describe('rate limits', () => {
       const perIp = 40;
       const roster = await startRoster({ ...scratch.env, RATE_LIMIT_PER_IP: String(perIp), RATE_LIMIT_PER_EMAIL: '5' }, { heapMb: 64 });
       await roster.waitUntilReady();
-      const flood = 4000;
+      const flood = 3000;
       const statuses = new Map<string, number>();
       let sent = 0;
       const client = async () => {

@@ -42,6 +42,13 @@ function childEnv(env: Record<string, string>): NodeJS.ProcessEnv {
   return { ...base, ...env };
 }
 
+/**
+ * How long a command may take, or a server to get ready, before the test gives up. Creating a
+ * PGlite database (initdb inside WebAssembly) takes several seconds, and many times that on a
+ * machine busy with other test files.
+ */
+const PROCESS_TIMEOUT_MS = 90_000;
+
 const children = new Set<ChildProcess>();
 
 /** Kills (by pid) every process started here that is still running. For `after`. */
@@ -70,8 +77,8 @@ export function runRoster(args: string[], env: Record<string, string>, options: 
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => {
       if (child.pid) process.kill(child.pid, 'SIGKILL');
-      reject(new Error(`roster ${args.join(' ')} did not finish within ${options.timeoutMs ?? 30_000} ms\n${stdout}\n${stderr}`));
-    }, options.timeoutMs ?? 30_000);
+      reject(new Error(`roster ${args.join(' ')} did not finish within ${options.timeoutMs ?? PROCESS_TIMEOUT_MS} ms\n${stdout}\n${stderr}`));
+    }, options.timeoutMs ?? PROCESS_TIMEOUT_MS);
     child.on('error', reject);
     child.on('close', (code) => {
       clearTimeout(timer);
@@ -169,7 +176,7 @@ export async function startRoster(env: Record<string, string>, options: { heapMb
   const url = `http://127.0.0.1:${port}`;
   const describe = () => `stdout:\n${stdout}\nstderr:\n${stderr}`;
 
-  const waitForOutput = (pattern: RegExp, timeoutMs = 20_000) =>
+  const waitForOutput = (pattern: RegExp, timeoutMs = PROCESS_TIMEOUT_MS) =>
     new Promise<RegExpExecArray>((resolve, reject) => {
       const check = () => {
         const match = pattern.exec(stdout);
@@ -194,7 +201,7 @@ export async function startRoster(env: Record<string, string>, options: { heapMb
     stdout: () => stdout,
     stderr: () => stderr,
     waitForOutput,
-    async waitUntilReady(timeoutMs = 20_000) {
+    async waitUntilReady(timeoutMs = PROCESS_TIMEOUT_MS) {
       const deadline = Date.now() + timeoutMs;
       for (;;) {
         if (child.exitCode !== null) throw new Error(`roster exited with ${child.exitCode} before it was ready\n${describe()}`);
