@@ -73,6 +73,9 @@ describe('POST key', () => {
       await t.api('key', { json: { email: 'not-an-address' } }),
       await t.api('key', { raw: { body: '{"email":', type: 'application/json' } }),
       await t.api('key', { json: { email: 42 } }),
+      await t.api('key', { json: { email: 'nul\u0000@example.org', name: 'Nul' } }),
+      await t.api('key', { json: { email: 'lone\ud800@example.org', name: 'Lone' } }),
+      await t.api('login', { json: { email: 'tab\t@example.org', key: 'k' } }),
     ]) {
       assert.equal(res.status, 400, res.text);
       assert.equal(res.body.status, 'error');
