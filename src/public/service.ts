@@ -79,8 +79,8 @@ export function createRenderedCache(deps: Pick<Deps, 'peopleChanges' | 'clock'>,
   };
 }
 
-/** Rows per keyset page when rendering the public list. */
-const PUBLIC_PAGE_SIZE = 1000;
+/** Rows per keyset page when rendering the public list: small, as embedded PGlite holds the event loop while it answers. */
+const PUBLIC_PAGE_SIZE = 500;
 
 /** The public list's columns, as kansa's `public_members` view has them. */
 export const PUBLIC_PEOPLE_COLUMNS = ['country', 'membership', 'last_name', 'first_name'];
@@ -103,6 +103,9 @@ export async function renderPublicPeople(deps: Pick<Deps, 'db' | 'org'>): Promis
     csv.push(toCsvRows(PUBLIC_PEOPLE_COLUMNS, people));
     if (rows.length < PUBLIC_PAGE_SIZE) break;
     after = publicListPosition(rows[rows.length - 1]!);
+    // Embedded PGlite answers on this thread and its promises resolve as microtasks: without this,
+    // a whole rendering would run without letting other requests (/healthz) in between pages.
+    await new Promise((resolve) => setImmediate(resolve));
   }
   return { json: `[${json.join(',')}]`, csv: csv.join('') };
 }
