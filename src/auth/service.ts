@@ -77,7 +77,7 @@ export async function issueKey(
 }
 
 /** Mails the link, greeting the address's first person by name (or the address itself). */
-async function mailLoginLink(deps: KeyDeps, email: string, name: string | null, key: string, expires: Date, next?: string): Promise<void> {
+export async function mailLoginLink(deps: KeyDeps, email: string, name: string | null, key: string, expires: Date, next?: string): Promise<void> {
   const mail = await renderMail(deps.org, 'login-link', {
     name: name ?? email,
     email,

@@ -79,8 +79,8 @@ export function peopleRoutes(deps: Deps, guards: Guards): FastifyPluginAsyncType
         schema: { tags, security, summary: 'Update a person (own record, or member_admin)', params: PersonIdParams, body: PersonUpdateBody, response: { 200: PersonUpdateReply } },
       },
       async (request) => {
-        const { updated } = await updatePerson(deps, request.user!, request.params.id, request.body, changeContext(request));
-        return { status: 'success' as const, updated };
+        const { updated, key_sent } = await updatePerson(deps, request.user!, request.params.id, request.body, changeContext(request));
+        return { status: 'success' as const, updated, key_sent };
       },
     );
 

@@ -98,8 +98,8 @@ export const PersonLogReply = Type.Array(LogEntry);
 
 export const PersonUpdateBody = Type.Object(
   {
-    membership: Type.Optional(Type.String({ maxLength: 64, description: 'member_admin only' })),
-    email: Type.Optional(Text(320, 'member_admin only')),
+    membership: Type.Optional(Type.String({ maxLength: 64, description: 'member_admin only; ignored for others' })),
+    email: Type.Optional(Text(320, 'member_admin only; ignored for others. A new address is mailed a login link')),
     legal_name: Type.Optional(Text(200)),
     ...PersonTextFields,
   },
@@ -109,6 +109,7 @@ export const PersonUpdateBody = Type.Object(
 export const PersonUpdateReply = Type.Object({
   status: Type.Literal('success'),
   updated: Type.Array(Type.String(), { description: 'The fields whose value changed' }),
+  key_sent: Type.Boolean({ description: 'True when the email changed and a login link was mailed to the new address' }),
 });
 
 export const UpgradeBody = Type.Object(

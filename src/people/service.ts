@@ -1,6 +1,7 @@
 /** The rules for people: adding, listing, reading, updating, upgrading, looking up. */
 import { logEntryValues, recordChange, type ChangeContext } from '../audit/service.ts';
 import { findLogBySubject, type Executor } from '../audit/store.ts';
+import { issueKey, mailLoginLink } from '../auth/service.ts';
 import type { SessionUser } from '../auth/store.ts';
 import { membershipRank, NON_MEMBER } from '../config/org.ts';
 import type { Deps } from '../deps.ts';
@@ -269,13 +270,18 @@ const UPDATE_FIELDS = ['membership', 'email', 'legal_name', 'public_first_name',
 type UpdateField = (typeof UPDATE_FIELDS)[number];
 type ChangedValues = Partial<Pick<PersonRow, UpdateField | 'member_number'>>;
 
-/** Validated new values for the fields that were sent; role rules that do not depend on the record. */
+/** The fields a member may set on their own record (kansa's `userModFields`); member_admin sets all. */
+const MEMBER_FIELDS: readonly UpdateField[] = ['legal_name', 'public_first_name', 'public_last_name', 'city', 'state', 'country', 'paper_pubs'];
+
+/**
+ * Validated new values for the fields that were sent and that the user may set; role rules that do
+ * not depend on the record. As kansa's server does, fields a member may not set (membership, email)
+ * are dropped rather than refused, and a request left with nothing is `No valid parameters`.
+ */
 function updateValues(org: Deps['org'], user: SessionUser, input: PersonUpdate): Partial<Pick<PersonRow, UpdateField>> {
-  const sent = UPDATE_FIELDS.filter((f) => input[f] !== undefined);
-  if (sent.length === 0) throw new AppError('bad_input', `Nothing to update: send at least one of ${UPDATE_FIELDS.join(', ')}`);
-  const admin = hasRole(user, 'member_admin');
-  const restricted = sent.filter((f) => f === 'membership' || f === 'email');
-  if (restricted.length > 0 && !admin) throw new AppError('forbidden', `Changing ${restricted.join(' or ')} requires the member_admin role`);
+  const allowed = hasRole(user, 'member_admin') ? UPDATE_FIELDS : MEMBER_FIELDS;
+  const sent = allowed.filter((f) => input[f] !== undefined);
+  if (sent.length === 0) throw new AppError('bad_input', `No valid parameters: send at least one of ${allowed.join(', ')}`);
   const values: Partial<Pick<PersonRow, UpdateField>> = {};
   for (const field of sent) {
     if (field === 'membership') {
@@ -354,22 +360,24 @@ async function changePerson<T>(
 }
 
 /**
- * Own record or member_admin. membership and email need member_admin; a member may change paper_pubs
- * only once they have been bought, and may not remove them.
+ * Own record or member_admin. membership and email need member_admin (a member's are ignored);
+ * where paper publications are paid for, a member may change paper_pubs only once they have been
+ * bought, and may not remove them. An email change mails a login link to the new address.
  */
 export async function updatePerson(
-  deps: Pick<Deps, 'db' | 'org' | 'clock' | 'peopleChanges'>,
+  deps: Pick<Deps, 'db' | 'org' | 'clock' | 'peopleChanges' | 'mailer' | 'publicUrl' | 'log'>,
   user: SessionUser,
   id: number,
   input: PersonUpdate,
   ctx: ChangeContext,
-): Promise<{ updated: string[] }> {
+): Promise<{ updated: string[]; key_sent: boolean }> {
   const sent: ChangedValues = updateValues(deps.org, user, input);
   const admin = hasRole(user, 'member_admin');
-  return changePerson(deps, id, 'update', ctx, async (db, found) => {
+  const { updated, newEmail, name } = await changePerson(deps, id, 'update', ctx, async (db, found) => {
     const row = assertMayAccess(found, user, id, ['member_admin'], 'change');
     const wanted = { ...sent };
-    if (wanted.paper_pubs !== undefined && !admin) {
+    // Only where paper publications are sold (paid_paper_pubs) are they a purchase a member may not make or undo here.
+    if (wanted.paper_pubs !== undefined && !admin && deps.org.paidPaperPubs) {
       if (row.paper_pubs === null) {
         throw new AppError('forbidden', 'Paper publications must be bought first (as an upgrade); after that their address can be changed here');
       }
@@ -380,8 +388,26 @@ export async function updatePerson(
       wanted.member_number = await nextMemberNumber(db);
     }
     const changed = changedValues(row, wanted);
-    return { changed, result: () => ({ updated: fieldOrder(changed) }) };
+    const newEmail = changed.email ?? null;
+    return { changed, result: () => ({ updated: fieldOrder(changed), newEmail, name: preferredName({ ...row, ...changed }) }) };
   });
+  return { updated, key_sent: newEmail !== null && (await mailLinkToNewAddress(deps, id, newEmail, name)) };
+}
+
+/**
+ * After a committed email change, a login link for the new address, so that the person can log in
+ * there. The change stands whatever happens here: a failure is logged and reported as not sent.
+ */
+async function mailLinkToNewAddress(deps: Pick<Deps, 'db' | 'org' | 'clock' | 'peopleChanges' | 'mailer' | 'publicUrl' | 'log'>, id: number, email: string, name: string): Promise<boolean> {
+  try {
+    const address = email.toLowerCase();
+    const { key, expires } = await issueKey(deps, address);
+    await mailLoginLink(deps, address, name, key, expires);
+    return true;
+  } catch (err) {
+    deps.log.warn({ err, person: id }, 'the email change is saved, but no login link could be mailed to the new address');
+    return false;
+  }
 }
 
 const REPORT_ORDER = [...UPDATE_FIELDS, 'member_number'] as const;
