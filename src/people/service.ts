@@ -114,19 +114,35 @@ export async function addPerson(deps: Pick<Deps, 'db' | 'org' | 'clock' | 'peopl
     country: cleanText(input.country, 'country'),
     paper_pubs: input.paper_pubs === undefined ? null : validatePaperPubs(input.paper_pubs),
   };
-  const person = await deps.db.transaction().execute(async (tx) => {
-    const row = await insertPerson(tx, {
-      ...values,
-      last_modified: deps.clock.now(),
-      member_number: values.membership === NON_MEMBER ? null : await nextMemberNumber(tx),
-      paper_pubs: JSON.stringify(values.paper_pubs),
+  const insert = () =>
+    deps.db.transaction().execute(async (tx) => {
+      const row = await insertPerson(tx, {
+        ...values,
+        last_modified: deps.clock.now(),
+        member_number: values.membership === NON_MEMBER ? null : await nextMemberNumber(tx),
+        paper_pubs: JSON.stringify(values.paper_pubs),
+      });
+      await recordChange(tx, deps.clock, ctx, { subject: row.id, action: 'new', parameters: { ...values, member_number: row.member_number } });
+      return toPerson(row);
     });
-    await recordChange(tx, deps.clock, ctx, { subject: row.id, action: 'new', parameters: { ...values, member_number: row.member_number } });
-    return toPerson(row);
-  });
-  deps.peopleChanges.committed(person.id);
-  return person;
+  // nextMemberNumber skips numbers in use, but an admin may give the same number to someone else
+  // between that check and the insert: the unique index refuses it, the transaction rolls back
+  // whole, and the next attempt draws the next number.
+  for (let attempt = 1; ; attempt++) {
+    try {
+      const person = await insert();
+      deps.peopleChanges.committed(person.id);
+      return person;
+    } catch (err) {
+      if (!isUniqueViolation(err)) throw err;
+      if (attempt === MEMBER_NUMBER_ATTEMPTS) throw new AppError('conflict', MEMBER_NUMBER_RACE);
+    }
+  }
 }
+
+/** Attempts at a change that draws a member number, when others keep taking the number drawn. */
+const MEMBER_NUMBER_ATTEMPTS = 3;
+const MEMBER_NUMBER_RACE = 'Other changes took each member number drawn for this person; nothing was saved, try again';
 
 export type PeopleQuery = Partial<Record<'since' | 'name' | TextFilterField, string>> & { id?: number; member_number?: number };
 
@@ -344,8 +360,11 @@ async function changePerson<T>(
       const after = await changePersonIfUnchanged(db, id, version, changes, log);
       return after && { written: true, value: result(after) };
     } catch (err) {
-      if (isUniqueViolation(err)) throw new AppError('conflict', `Member number ${changed.member_number} is already used by another person`);
-      throw err;
+      if (!isUniqueViolation(err)) throw err;
+      // The member number written was taken since it was checked (the statement wrote nothing):
+      // decided again like any lost race, which draws another number or names the holder.
+      if (!lock) return undefined;
+      throw new AppError('conflict', MEMBER_NUMBER_RACE);
     }
   };
   let outcome: Outcome;
