@@ -142,3 +142,27 @@ export const LookupReply = Type.Union([
   Type.Object({ status: Type.Literal('success'), id: Type.Integer(), membership: Type.String(), name: Type.String() }),
   Type.Object({ status: Type.Union([Type.Literal('not found'), Type.Literal('multiple')]) }),
 ]);
+
+export const PreviousNamesReply = Type.Array(
+  Type.Object({
+    prev_legal_name: Type.String(),
+    time_from: Type.String({ format: 'date-time', description: 'When this name was set' }),
+    time_to: Type.String({ format: 'date-time', description: 'When the next name replaced it' }),
+  }),
+  { description: 'Every legal name the person had before the current one, oldest first' },
+);
+
+export const AllPreviousNamesReply = Type.Array(
+  Type.Object({
+    id: Type.Integer(),
+    member_number: Type.Union([Type.Integer(), Type.Null()]),
+    prev_name: Type.String(),
+    date_from: Type.String({ format: 'date', description: 'YYYY-MM-DD (UTC) the name was set' }),
+    date_to: Type.String({ format: 'date', description: 'YYYY-MM-DD (UTC) the next name replaced it' }),
+    curr_name: Type.String({ description: 'The legal name now' }),
+    curr_email: Type.Union([Type.String(), Type.Null()]),
+  }),
+  { description: 'Every replaced legal name of everyone, by person id and time. The .csv form has these columns in this order.' },
+);
+
+export const CsvText = (description: string) => Type.String({ description, contentMediaType: 'text/csv' });

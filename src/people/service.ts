@@ -8,11 +8,14 @@ import type { Deps } from '../deps.ts';
 import type { PaperPubs } from '../db/tables.ts';
 import { hasRole, type Role } from '../http/auth.ts';
 import { AppError } from '../http/errors.ts';
+import { csvHeader, toCsvRows } from '../http/formats.ts';
 import { listEntryJson, preferredName, toPerson, type Person } from './person.ts';
 import {
   changePersonIfUnchanged,
   findExactLookupHits,
   findLookupHits,
+  findMemberEmailPage,
+  findPreviousNames,
   findPeoplePage,
   findPersonById,
   findPersonIdByMemberNumber,
@@ -21,6 +24,7 @@ import {
   isUniqueViolation,
   nextMemberNumber,
   TEXT_FILTER_FIELDS,
+  type MemberEmailRow,
   type PeopleFilter,
   type PersonChanges,
   type PersonRow,
@@ -531,4 +535,106 @@ export async function lookupPerson(deps: Pick<Deps, 'db' | 'org' | 'rateLimiter'
   // An exact name (score 1) wins over near misses; two exact ones stay ambiguous.
   if (second && !(best.score === 1 && second.score < 1)) return { status: 'multiple' };
   return { status: 'success', id: best.id, membership: best.membership, name: preferredName(best) };
+}
+
+/** A replaced legal name of one person, as kansa's `GET people/:id/prev-names` gives it. */
+export interface PreviousName {
+  prev_legal_name: string;
+  time_from: string;
+  time_to: string;
+}
+
+/** Own record, or member_admin or member_list: every legal name the person had before, oldest first. */
+export async function getPreviousNames(deps: Pick<Deps, 'db'>, user: SessionUser, id: number): Promise<PreviousName[]> {
+  assertMayAccess(await findPersonById(deps.db, id), user, id, ['member_admin', 'member_list'], 'see the previous names of');
+  const rows = await findPreviousNames(deps.db, id);
+  return rows.map((r) => ({ prev_legal_name: r.legal_name, time_from: r.time_from.toISOString(), time_to: r.time_to.toISOString() }));
+}
+
+/** A replaced legal name in kansa's `people/prev-names` list: dates as YYYY-MM-DD, the current name and email beside it. */
+// A type alias rather than an interface, so entries pass as plain records (to the CSV writer).
+export type PreviousNameEntry = {
+  id: number;
+  member_number: number | null;
+  prev_name: string;
+  date_from: string;
+  date_to: string;
+  curr_name: string;
+  curr_email: string | null;
+};
+
+export const PREVIOUS_NAMES_COLUMNS = ['id', 'member_number', 'prev_name', 'date_from', 'date_to', 'curr_name', 'curr_email'];
+
+/** Everyone's replaced legal names, by person and time. */
+export async function listPreviousNames(deps: Pick<Deps, 'db'>): Promise<PreviousNameEntry[]> {
+  const rows = await findPreviousNames(deps.db);
+  return rows.map((r) => ({
+    id: r.id,
+    member_number: r.member_number,
+    prev_name: r.legal_name,
+    date_from: r.time_from.toISOString().slice(0, 10),
+    date_to: r.time_to.toISOString().slice(0, 10),
+    curr_name: r.current_legal_name,
+    curr_email: r.email,
+  }));
+}
+
+/** The member-emails CSV's columns: kansa's `email, name`, then who they are and what they hold. */
+export const MEMBER_EMAILS_COLUMNS = ['email', 'name', 'legal_name', 'public_name', 'membership'];
+
+/** Rows per keyset page of the member-emails CSV. */
+const MEMBER_EMAILS_PAGE_SIZE = 1000;
+
+/** `A`, `A and B`, `A, B, and C`: how kansa names the people sharing an address. */
+function combinedNames(names: string[]): string {
+  if (names.length <= 2) return names.join(' and ');
+  return `${names.slice(0, -1).join(', ')}, and ${names[names.length - 1]}`;
+}
+
+function memberEmailLine(people: MemberEmailRow[]): Record<string, string> {
+  const publicNames = people.map((p) => [p.public_first_name, p.public_last_name].filter((n) => n && n.trim()).join(' ').trim()).filter((n) => n !== '');
+  return {
+    email: people[0]!.email,
+    name: combinedNames(people.map((p) => preferredName(p))),
+    legal_name: combinedNames(people.map((p) => p.legal_name)),
+    public_name: combinedNames(publicNames),
+    membership: combinedNames(people.map((p) => p.membership)),
+  };
+}
+
+/**
+ * member_admin: one CSV row per email address of a member (a type with `member: true`), for mailing
+ * lists; the people sharing an address share its row, their names combined as kansa does. Chunks of
+ * CSV text, read page by page as the consumer asks for them, so memory stays flat however large
+ * the registry. The first page is read before anything is returned, so its failure is an error
+ * reply rather than a cut-off file.
+ */
+export async function listMemberEmails(deps: Pick<Deps, 'db' | 'org'>): Promise<AsyncIterable<string>> {
+  const memberships = deps.org.membershipTypes.filter((t) => t.member).map((t) => t.key);
+  const first = await findMemberEmailPage(deps.db, memberships, undefined, MEMBER_EMAILS_PAGE_SIZE);
+  return memberEmailsCsv(deps.db, memberships, first);
+}
+
+async function* memberEmailsCsv(db: Deps['db'], memberships: string[], first: MemberEmailRow[]): AsyncGenerator<string> {
+  yield csvHeader(MEMBER_EMAILS_COLUMNS);
+  // The people of the last address read: the next page may hold more of them.
+  let sharing: MemberEmailRow[] = [];
+  for (let rows = first; ; ) {
+    const lines: Record<string, string>[] = [];
+    for (const row of rows) {
+      if (sharing.length > 0 && sharing[0]!.email !== row.email) {
+        lines.push(memberEmailLine(sharing));
+        sharing = [];
+      }
+      sharing.push(row);
+    }
+    if (rows.length < MEMBER_EMAILS_PAGE_SIZE) {
+      if (sharing.length > 0) lines.push(memberEmailLine(sharing));
+      yield toCsvRows(MEMBER_EMAILS_COLUMNS, lines);
+      return;
+    }
+    yield toCsvRows(MEMBER_EMAILS_COLUMNS, lines);
+    const last = rows[rows.length - 1]!;
+    rows = await findMemberEmailPage(db, memberships, { email: last.email, id: last.id }, MEMBER_EMAILS_PAGE_SIZE);
+  }
 }
