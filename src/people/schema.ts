@@ -165,4 +165,5 @@ export const AllPreviousNamesReply = Type.Array(
   { description: 'Every replaced legal name of everyone, by person id and time. The .csv form has these columns in this order.' },
 );
 
-export const CsvText = (description: string) => Type.String({ description, contentMediaType: 'text/csv' });
+/** A CSV reply, documented as text/csv in the OpenAPI document. */
+export const CsvText = (description: string) => ({ description, content: { 'text/csv': { schema: Type.String() } } });

@@ -1,10 +1,17 @@
 /** HTTP face of the public information: people who opted in, statistics, configuration. */
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import type { FastifyReply, FastifyRequest } from 'fastify';
+import { Type, type TSchema } from 'typebox';
 import type { Deps } from '../deps.ts';
 import { isTrueish, sendCsvText, sendJsonText } from '../http/formats.ts';
 import { ConfigReply, CsvQuery, NotModified, PublicPeopleReply, StatsReply } from './schema.ts';
 import { createPublicPeopleCache, createStatsCache, publicConfig, type RenderedBody, type RenderedCache } from './service.ts';
+
+/** A reply documented as JSON, or as CSV with `?csv=1`. */
+const jsonOrCsv = <T extends TSchema>(schema: T) => ({
+  description: (schema as { description?: string }).description ?? '',
+  content: { 'application/json': { schema }, 'text/csv': { schema: Type.String() } },
+});
 
 /** Sends the cached body in the asked format, or 304 when the client already has it. */
 async function sendRendered(cache: RenderedCache, filename: string, request: FastifyRequest, reply: FastifyReply, csv: string | undefined): Promise<FastifyReply> {
@@ -30,7 +37,7 @@ export function publicRoutes(deps: Deps): FastifyPluginAsyncTypebox {
           tags: ['public'],
           summary: 'Members who chose to be listed publicly (JSON, or CSV with ?csv=1)',
           querystring: CsvQuery,
-          response: { 200: PublicPeopleReply, 304: NotModified },
+          response: { 200: jsonOrCsv(PublicPeopleReply), 304: NotModified },
         },
       },
       async (request, reply) => sendRendered(people, 'people.csv', request, reply, request.query.csv),
@@ -43,7 +50,7 @@ export function publicRoutes(deps: Deps): FastifyPluginAsyncTypebox {
           tags: ['public'],
           summary: 'Member counts per country and membership type (JSON, or CSV with ?csv=1)',
           querystring: CsvQuery,
-          response: { 200: StatsReply, 304: NotModified },
+          response: { 200: jsonOrCsv(StatsReply), 304: NotModified },
         },
       },
       async (request, reply) => sendRendered(stats, 'stats.csv', request, reply, request.query.csv),
