@@ -7,29 +7,23 @@
  * matches nothing is trimmed and title-cased (as PostgreSQL's initcap, which kansa's country()
  * uses). No country at all is `-`, as in kansa.
  */
+import { createRequire } from 'node:module';
 import countries from 'i18n-iso-countries';
-import da from 'i18n-iso-countries/langs/da.json' with { type: 'json' };
-import de from 'i18n-iso-countries/langs/de.json' with { type: 'json' };
-import en from 'i18n-iso-countries/langs/en.json' with { type: 'json' };
-import es from 'i18n-iso-countries/langs/es.json' with { type: 'json' };
-import et from 'i18n-iso-countries/langs/et.json' with { type: 'json' };
-import fi from 'i18n-iso-countries/langs/fi.json' with { type: 'json' };
-import fr from 'i18n-iso-countries/langs/fr.json' with { type: 'json' };
-import it from 'i18n-iso-countries/langs/it.json' with { type: 'json' };
-import ja from 'i18n-iso-countries/langs/ja.json' with { type: 'json' };
-import nb from 'i18n-iso-countries/langs/nb.json' with { type: 'json' };
-import nl from 'i18n-iso-countries/langs/nl.json' with { type: 'json' };
-import pl from 'i18n-iso-countries/langs/pl.json' with { type: 'json' };
-import pt from 'i18n-iso-countries/langs/pt.json' with { type: 'json' };
-import ru from 'i18n-iso-countries/langs/ru.json' with { type: 'json' };
-import sv from 'i18n-iso-countries/langs/sv.json' with { type: 'json' };
-import zh from 'i18n-iso-countries/langs/zh.json' with { type: 'json' };
 
 /** The key for people without a country, as kansa's country('') gives. */
 export const NO_COUNTRY = '-';
 
+interface CountryLocale {
+  countries: Record<string, string | string[]>;
+}
+
+// Loaded with require: the bundle keeps packages external, and Node wants JSON imported with an
+// import attribute that esbuild does not carry over.
+const require = createRequire(import.meta.url);
+const locale = (language: string) => require(`i18n-iso-countries/langs/${language}.json`) as CountryLocale;
+
 /** Languages whose country names are recognised: those of Worldcon members' most common countries. */
-const LOCALES = [en, fi, sv, et, da, nb, de, fr, nl, es, it, pt, pl, ru, ja, zh];
+const LOCALES = ['en', 'fi', 'sv', 'et', 'da', 'nb', 'de', 'fr', 'nl', 'es', 'it', 'pt', 'pl', 'ru', 'ja', 'zh'].map(locale);
 
 /** Names shown instead of the English ISO name: kansa's own, and the short forms people use. */
 const DISPLAY_NAMES: Record<string, string> = {
@@ -92,7 +86,7 @@ function buildSpellings(): Map<string, string> {
 }
 
 const spellings = buildSpellings();
-const englishNames = en.countries as Record<string, string | string[]>;
+const englishNames = LOCALES[0]!.countries;
 
 function displayName(code: string): string {
   const names = englishNames[code]!;
