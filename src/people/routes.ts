@@ -8,6 +8,7 @@ import {
   AllPreviousNamesReply,
   CsvText,
   LookupBody,
+  NoQuery,
   LookupReply,
   NewPersonBody,
   NewPersonReply,
@@ -92,7 +93,7 @@ export function peopleRoutes(deps: Deps, guards: Guards): FastifyPluginAsyncType
       '/people/:id/prev-names',
       {
         onRequest: guards.requireUser,
-        schema: { tags, security, summary: 'Previous legal names of one person (own record, or member_admin or member_list)', params: PersonIdParams, response: { 200: PreviousNamesReply } },
+        schema: { tags, security, summary: 'Previous legal names of one person (own record, or member_admin or member_list)', params: PersonIdParams, querystring: NoQuery, response: { 200: PreviousNamesReply } },
       },
       async (request) => getPreviousNames(deps, request.user!, request.params.id),
     );
@@ -100,7 +101,7 @@ export function peopleRoutes(deps: Deps, guards: Guards): FastifyPluginAsyncType
     // Static paths, so `people/:id` (digits only) never sees them.
     app.get(
       '/people/prev-names.json',
-      { onRequest: listers, schema: { tags, security, summary: 'Everyone’s previous legal names (member_admin or member_list)', response: { 200: AllPreviousNamesReply } } },
+      { onRequest: listers, schema: { tags, security, summary: 'Everyone’s previous legal names (member_admin or member_list)', querystring: NoQuery, response: { 200: AllPreviousNamesReply } } },
       async () => listPreviousNames(deps),
     );
 
@@ -112,6 +113,7 @@ export function peopleRoutes(deps: Deps, guards: Guards): FastifyPluginAsyncType
           tags,
           security,
           summary: 'Everyone’s previous legal names as CSV (member_admin or member_list)',
+          querystring: NoQuery,
           response: { 200: CsvText(`Columns: ${PREVIOUS_NAMES_COLUMNS.join(', ')}; as people/prev-names.json`) },
         },
       },
@@ -126,6 +128,7 @@ export function peopleRoutes(deps: Deps, guards: Guards): FastifyPluginAsyncType
           tags,
           security,
           summary: 'Email addresses of all members, for mailing lists (member_admin)',
+          querystring: NoQuery,
           response: {
             200: CsvText(
               'Columns: email (lower-cased), name (preferred names), legal_name, public_name, membership. One row per address of a member (a type with member: true), by address; people sharing an address share a row, each column naming them as "A and B" or "A, B, and C"',

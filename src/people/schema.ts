@@ -167,3 +167,6 @@ export const AllPreviousNamesReply = Type.Array(
 
 /** A CSV reply, documented as text/csv in the OpenAPI document. */
 export const CsvText = (description: string) => ({ description, content: { 'text/csv': { schema: Type.String() } } });
+
+/** For endpoints that take no query parameters (others sent are ignored, e.g. a cache buster). */
+export const NoQuery = Type.Object({}, { description: 'No parameters' });
