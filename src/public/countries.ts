@@ -23,7 +23,7 @@ const require = createRequire(import.meta.url);
 const locale = (language: string) => require(`i18n-iso-countries/langs/${language}.json`) as CountryLocale;
 
 /** Languages whose country names are recognised: those of Worldcon members' most common countries. */
-const LOCALES = ['en', 'fi', 'sv', 'et', 'da', 'nb', 'de', 'fr', 'nl', 'es', 'it', 'pt', 'pl', 'ru', 'ja', 'zh'].map(locale);
+const LANGUAGES = ['en', 'fi', 'sv', 'et', 'da', 'nb', 'de', 'fr', 'nl', 'es', 'it', 'pt', 'pl', 'ru', 'ja', 'zh'];
 
 /** Names shown instead of the English ISO name: kansa's own, and the short forms people use. */
 const DISPLAY_NAMES: Record<string, string> = {
@@ -75,8 +75,8 @@ function buildSpellings(): Map<string, string> {
     // The first language listing a spelling wins (English first), so a name never changes country.
     if (key && !byKey.has(key)) byKey.set(key, code);
   };
-  for (const locale of LOCALES) {
-    for (const [code, names] of Object.entries(locale.countries)) {
+  for (const language of LANGUAGES) {
+    for (const [code, names] of Object.entries(locale(language).countries)) {
       for (const name of Array.isArray(names) ? names : [names]) add(name, code);
     }
   }
@@ -85,11 +85,11 @@ function buildSpellings(): Map<string, string> {
   return byKey;
 }
 
-const spellings = buildSpellings();
-const englishNames = LOCALES[0]!.countries;
+// Built on first use, not at start: a process that never lists people does not hold them.
+let spellings: Map<string, string> | undefined;
 
 function displayName(code: string): string {
-  const names = englishNames[code]!;
+  const names = locale('en').countries[code]!;
   return DISPLAY_NAMES[code] ?? (Array.isArray(names) ? names[0]! : names);
 }
 
@@ -102,6 +102,7 @@ function titleCase(text: string): string {
 export function foldCountry(raw: string | null): string {
   const trimmed = raw?.trim() ?? '';
   if (trimmed === '') return NO_COUNTRY;
+  spellings ??= buildSpellings();
   const code = spellings.get(spellingKey(trimmed));
   return code ? displayName(code) : titleCase(trimmed);
 }
