@@ -72,8 +72,9 @@ describe('GET public/people under load', () => {
       clearInterval(sampler);
     }
     peak = Math.max(peak, process.memoryUsage().heapUsed);
-    // 50 bodies of their own would be 50 times first.bytes; one shared body adds nothing per request.
+    // A body built per request grew the heap by 30 bodies and more (64 MB); one shared body adds
+    // nothing per request, and the bound leaves room for the collector's timing.
     const growth = peak - baseline;
-    assert.ok(growth < 5 * first.bytes, `heap grew ${Math.round(growth / 1e6)} MB for 50 requests of ${Math.round(first.bytes / 1e6)} MB`);
+    assert.ok(growth < 10 * first.bytes, `heap grew ${Math.round(growth / 1e6)} MB for 50 requests of ${Math.round(first.bytes / 1e6)} MB`);
   });
 });
