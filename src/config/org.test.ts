@@ -39,10 +39,10 @@ describe('organisation file', () => {
     assert.equal(org.id, 'w75');
     assert.equal(org.name, 'Worldcon 75');
     assert.equal(org.currency, 'EUR');
-    assert.equal(org.paidPaperPubs, true);
+    assert.equal(org.paidPaperPubs, false);
     assert.deepEqual(
       org.membershipTypes.map((t) => t.key),
-      ['NonMember', 'Supporter', 'KidInTow', 'Child', 'Youth', 'FirstWorldcon', 'Adult'],
+      ['NonMember', 'HugoNominator', 'Exhibitor', 'Helper', 'Supporter', 'KidInTow', 'Child', 'Youth', 'FirstWorldcon', 'Adult'],
     );
     assert.equal(org.membershipTypes.find((t) => t.key === 'Child')!.allow_lookup, false);
     assert.equal(org.keyLifetimeMs.admin, 5 * 86_400_000);

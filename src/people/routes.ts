@@ -3,8 +3,12 @@ import { Readable } from 'node:stream';
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import type { Deps } from '../deps.ts';
 import { changeContext, type Guards } from '../http/auth.ts';
+import { csvReply, toCsv } from '../http/formats.ts';
 import {
+  AllPreviousNamesReply,
+  CsvText,
   LookupBody,
+  NoQuery,
   LookupReply,
   NewPersonBody,
   NewPersonReply,
@@ -15,10 +19,23 @@ import {
   PersonLogReply,
   PersonUpdateBody,
   PersonUpdateReply,
+  PreviousNamesReply,
   UpgradeBody,
   UpgradeReply,
 } from './schema.ts';
-import { addPerson, getPerson, getPersonLog, listPeople, lookupPerson, updatePerson, upgradePerson } from './service.ts';
+import {
+  addPerson,
+  getPerson,
+  getPersonLog,
+  getPreviousNames,
+  listMemberEmails,
+  listPeople,
+  listPreviousNames,
+  lookupPerson,
+  PREVIOUS_NAMES_COLUMNS,
+  updatePerson,
+  upgradePerson,
+} from './service.ts';
 
 const tags = ['people'];
 const security = [{ session: [] }];
@@ -72,6 +89,59 @@ export function peopleRoutes(deps: Deps, guards: Guards): FastifyPluginAsyncType
       async (request) => getPersonLog(deps, request.user!, request.params.id),
     );
 
+    app.get(
+      '/people/:id/prev-names',
+      {
+        onRequest: guards.requireUser,
+        schema: { tags, security, summary: 'Previous legal names of one person (own record, or member_admin or member_list)', params: PersonIdParams, querystring: NoQuery, response: { 200: PreviousNamesReply } },
+      },
+      async (request) => getPreviousNames(deps, request.user!, request.params.id),
+    );
+
+    // Static paths, so `people/:id` (digits only) never sees them.
+    app.get(
+      '/people/prev-names.json',
+      { onRequest: listers, schema: { tags, security, summary: 'Everyone’s previous legal names (member_admin or member_list)', querystring: NoQuery, response: { 200: AllPreviousNamesReply } } },
+      async () => listPreviousNames(deps),
+    );
+
+    app.get(
+      '/people/prev-names.csv',
+      {
+        onRequest: listers,
+        schema: {
+          tags,
+          security,
+          summary: 'Everyone’s previous legal names as CSV (member_admin or member_list)',
+          querystring: NoQuery,
+          response: { 200: CsvText(`Columns: ${PREVIOUS_NAMES_COLUMNS.join(', ')}; as people/prev-names.json`) },
+        },
+      },
+      async (_request, reply) => csvReply(reply, 'prev-names.csv').send(toCsv(PREVIOUS_NAMES_COLUMNS, await listPreviousNames(deps))),
+    );
+
+    app.get(
+      '/members/emails',
+      {
+        onRequest: memberAdmin,
+        schema: {
+          tags,
+          security,
+          summary: 'Email addresses of all members, for mailing lists (member_admin)',
+          querystring: NoQuery,
+          response: {
+            200: CsvText(
+              'Columns: email (lower-cased), name (preferred names), legal_name, public_name, membership. One row per address of a member (a type with member: true), by address; people sharing an address share a row, each column naming them as "A and B" or "A, B, and C"',
+            ),
+          },
+        },
+      },
+      async (_request, reply) => {
+        const body = Readable.from(await listMemberEmails(deps), { highWaterMark: 1 });
+        return csvReply(reply, 'member-emails.csv').send(body as never);
+      },
+    );
+
     app.post(
       '/people/:id',
       {
@@ -79,8 +149,8 @@ export function peopleRoutes(deps: Deps, guards: Guards): FastifyPluginAsyncType
         schema: { tags, security, summary: 'Update a person (own record, or member_admin)', params: PersonIdParams, body: PersonUpdateBody, response: { 200: PersonUpdateReply } },
       },
       async (request) => {
-        const { updated } = await updatePerson(deps, request.user!, request.params.id, request.body, changeContext(request));
-        return { status: 'success' as const, updated };
+        const { updated, key_sent } = await updatePerson(deps, request.user!, request.params.id, request.body, changeContext(request));
+        return { status: 'success' as const, updated, key_sent };
       },
     );
 

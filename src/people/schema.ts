@@ -98,8 +98,8 @@ export const PersonLogReply = Type.Array(LogEntry);
 
 export const PersonUpdateBody = Type.Object(
   {
-    membership: Type.Optional(Type.String({ maxLength: 64, description: 'member_admin only' })),
-    email: Type.Optional(Text(320, 'member_admin only')),
+    membership: Type.Optional(Type.String({ maxLength: 64, description: 'member_admin only; ignored for others' })),
+    email: Type.Optional(Text(320, 'member_admin only; ignored for others. A new address is mailed a login link')),
     legal_name: Type.Optional(Text(200)),
     ...PersonTextFields,
   },
@@ -109,6 +109,7 @@ export const PersonUpdateBody = Type.Object(
 export const PersonUpdateReply = Type.Object({
   status: Type.Literal('success'),
   updated: Type.Array(Type.String(), { description: 'The fields whose value changed' }),
+  key_sent: Type.Boolean({ description: 'True when the email changed and a login link was mailed to the new address' }),
 });
 
 export const UpgradeBody = Type.Object(
@@ -141,3 +142,31 @@ export const LookupReply = Type.Union([
   Type.Object({ status: Type.Literal('success'), id: Type.Integer(), membership: Type.String(), name: Type.String() }),
   Type.Object({ status: Type.Union([Type.Literal('not found'), Type.Literal('multiple')]) }),
 ]);
+
+export const PreviousNamesReply = Type.Array(
+  Type.Object({
+    prev_legal_name: Type.String(),
+    time_from: Type.String({ format: 'date-time', description: 'When this name was set' }),
+    time_to: Type.String({ format: 'date-time', description: 'When the next name replaced it' }),
+  }),
+  { description: 'Every legal name the person had before the current one, oldest first' },
+);
+
+export const AllPreviousNamesReply = Type.Array(
+  Type.Object({
+    id: Type.Integer(),
+    member_number: Type.Union([Type.Integer(), Type.Null()]),
+    prev_name: Type.String(),
+    date_from: Type.String({ format: 'date', description: 'YYYY-MM-DD (UTC) the name was set' }),
+    date_to: Type.String({ format: 'date', description: 'YYYY-MM-DD (UTC) the next name replaced it' }),
+    curr_name: Type.String({ description: 'The legal name now' }),
+    curr_email: Type.Union([Type.String(), Type.Null()]),
+  }),
+  { description: 'Every replaced legal name of everyone, by person id and time. The .csv form has these columns in this order.' },
+);
+
+/** A CSV reply, documented as text/csv in the OpenAPI document. */
+export const CsvText = (description: string) => ({ description, content: { 'text/csv': { schema: Type.String() } } });
+
+/** For endpoints that take no query parameters (others sent are ignored, e.g. a cache buster). */
+export const NoQuery = Type.Object({}, { description: 'No parameters' });

@@ -1,17 +1,21 @@
 /** The rules for people: adding, listing, reading, updating, upgrading, looking up. */
 import { logEntryValues, recordChange, type ChangeContext } from '../audit/service.ts';
 import { findLogBySubject, type Executor } from '../audit/store.ts';
+import { issueKey, mailLoginLink } from '../auth/service.ts';
 import type { SessionUser } from '../auth/store.ts';
 import { membershipRank, NON_MEMBER } from '../config/org.ts';
 import type { Deps } from '../deps.ts';
 import type { PaperPubs } from '../db/tables.ts';
 import { hasRole, type Role } from '../http/auth.ts';
 import { AppError } from '../http/errors.ts';
+import { csvHeader, toCsvRows } from '../http/formats.ts';
 import { listEntryJson, preferredName, toPerson, type Person } from './person.ts';
 import {
   changePersonIfUnchanged,
   findExactLookupHits,
   findLookupHits,
+  findMemberEmailPage,
+  findPreviousNames,
   findPeoplePage,
   findPersonById,
   findPersonIdByMemberNumber,
@@ -20,6 +24,7 @@ import {
   isUniqueViolation,
   nextMemberNumber,
   TEXT_FILTER_FIELDS,
+  type MemberEmailRow,
   type PeopleFilter,
   type PersonChanges,
   type PersonRow,
@@ -113,19 +118,35 @@ export async function addPerson(deps: Pick<Deps, 'db' | 'org' | 'clock' | 'peopl
     country: cleanText(input.country, 'country'),
     paper_pubs: input.paper_pubs === undefined ? null : validatePaperPubs(input.paper_pubs),
   };
-  const person = await deps.db.transaction().execute(async (tx) => {
-    const row = await insertPerson(tx, {
-      ...values,
-      last_modified: deps.clock.now(),
-      member_number: values.membership === NON_MEMBER ? null : await nextMemberNumber(tx),
-      paper_pubs: JSON.stringify(values.paper_pubs),
+  const insert = () =>
+    deps.db.transaction().execute(async (tx) => {
+      const row = await insertPerson(tx, {
+        ...values,
+        last_modified: deps.clock.now(),
+        member_number: values.membership === NON_MEMBER ? null : await nextMemberNumber(tx),
+        paper_pubs: JSON.stringify(values.paper_pubs),
+      });
+      await recordChange(tx, deps.clock, ctx, { subject: row.id, action: 'new', parameters: { ...values, member_number: row.member_number } });
+      return toPerson(row);
     });
-    await recordChange(tx, deps.clock, ctx, { subject: row.id, action: 'new', parameters: { ...values, member_number: row.member_number } });
-    return toPerson(row);
-  });
-  deps.peopleChanges.committed(person.id);
-  return person;
+  // nextMemberNumber skips numbers in use, but an admin may give the same number to someone else
+  // between that check and the insert: the unique index refuses it, the transaction rolls back
+  // whole, and the next attempt draws the next number.
+  for (let attempt = 1; ; attempt++) {
+    try {
+      const person = await insert();
+      deps.peopleChanges.committed(person.id);
+      return person;
+    } catch (err) {
+      if (!isUniqueViolation(err)) throw err;
+      if (attempt === MEMBER_NUMBER_ATTEMPTS) throw new AppError('conflict', MEMBER_NUMBER_RACE);
+    }
+  }
 }
+
+/** Attempts at a change that draws a member number, when others keep taking the number drawn. */
+const MEMBER_NUMBER_ATTEMPTS = 3;
+const MEMBER_NUMBER_RACE = 'Other changes took each member number drawn for this person; nothing was saved, try again';
 
 export type PeopleQuery = Partial<Record<'since' | 'name' | TextFilterField, string>> & { id?: number; member_number?: number };
 
@@ -269,13 +290,18 @@ const UPDATE_FIELDS = ['membership', 'email', 'legal_name', 'public_first_name',
 type UpdateField = (typeof UPDATE_FIELDS)[number];
 type ChangedValues = Partial<Pick<PersonRow, UpdateField | 'member_number'>>;
 
-/** Validated new values for the fields that were sent; role rules that do not depend on the record. */
+/** The fields a member may set on their own record (kansa's `userModFields`); member_admin sets all. */
+const MEMBER_FIELDS: readonly UpdateField[] = ['legal_name', 'public_first_name', 'public_last_name', 'city', 'state', 'country', 'paper_pubs'];
+
+/**
+ * Validated new values for the fields that were sent and that the user may set; role rules that do
+ * not depend on the record. As kansa's server does, fields a member may not set (membership, email)
+ * are dropped rather than refused, and a request left with nothing is `No valid parameters`.
+ */
 function updateValues(org: Deps['org'], user: SessionUser, input: PersonUpdate): Partial<Pick<PersonRow, UpdateField>> {
-  const sent = UPDATE_FIELDS.filter((f) => input[f] !== undefined);
-  if (sent.length === 0) throw new AppError('bad_input', `Nothing to update: send at least one of ${UPDATE_FIELDS.join(', ')}`);
-  const admin = hasRole(user, 'member_admin');
-  const restricted = sent.filter((f) => f === 'membership' || f === 'email');
-  if (restricted.length > 0 && !admin) throw new AppError('forbidden', `Changing ${restricted.join(' or ')} requires the member_admin role`);
+  const allowed = hasRole(user, 'member_admin') ? UPDATE_FIELDS : MEMBER_FIELDS;
+  const sent = allowed.filter((f) => input[f] !== undefined);
+  if (sent.length === 0) throw new AppError('bad_input', `No valid parameters: send at least one of ${allowed.join(', ')}`);
   const values: Partial<Pick<PersonRow, UpdateField>> = {};
   for (const field of sent) {
     if (field === 'membership') {
@@ -338,8 +364,11 @@ async function changePerson<T>(
       const after = await changePersonIfUnchanged(db, id, version, changes, log);
       return after && { written: true, value: result(after) };
     } catch (err) {
-      if (isUniqueViolation(err)) throw new AppError('conflict', `Member number ${changed.member_number} is already used by another person`);
-      throw err;
+      if (!isUniqueViolation(err)) throw err;
+      // The member number written was taken since it was checked (the statement wrote nothing):
+      // decided again like any lost race, which draws another number or names the holder.
+      if (!lock) return undefined;
+      throw new AppError('conflict', MEMBER_NUMBER_RACE);
     }
   };
   let outcome: Outcome;
@@ -354,22 +383,24 @@ async function changePerson<T>(
 }
 
 /**
- * Own record or member_admin. membership and email need member_admin; a member may change paper_pubs
- * only once they have been bought, and may not remove them.
+ * Own record or member_admin. membership and email need member_admin (a member's are ignored);
+ * where paper publications are paid for, a member may change paper_pubs only once they have been
+ * bought, and may not remove them. An email change mails a login link to the new address.
  */
 export async function updatePerson(
-  deps: Pick<Deps, 'db' | 'org' | 'clock' | 'peopleChanges'>,
+  deps: Pick<Deps, 'db' | 'org' | 'clock' | 'peopleChanges' | 'mailer' | 'publicUrl' | 'log'>,
   user: SessionUser,
   id: number,
   input: PersonUpdate,
   ctx: ChangeContext,
-): Promise<{ updated: string[] }> {
+): Promise<{ updated: string[]; key_sent: boolean }> {
   const sent: ChangedValues = updateValues(deps.org, user, input);
   const admin = hasRole(user, 'member_admin');
-  return changePerson(deps, id, 'update', ctx, async (db, found) => {
+  const { updated, newEmail, name } = await changePerson(deps, id, 'update', ctx, async (db, found) => {
     const row = assertMayAccess(found, user, id, ['member_admin'], 'change');
     const wanted = { ...sent };
-    if (wanted.paper_pubs !== undefined && !admin) {
+    // Only where paper publications are sold (paid_paper_pubs) are they a purchase a member may not make or undo here.
+    if (wanted.paper_pubs !== undefined && !admin && deps.org.paidPaperPubs) {
       if (row.paper_pubs === null) {
         throw new AppError('forbidden', 'Paper publications must be bought first (as an upgrade); after that their address can be changed here');
       }
@@ -380,8 +411,26 @@ export async function updatePerson(
       wanted.member_number = await nextMemberNumber(db);
     }
     const changed = changedValues(row, wanted);
-    return { changed, result: () => ({ updated: fieldOrder(changed) }) };
+    const newEmail = changed.email ?? null;
+    return { changed, result: () => ({ updated: fieldOrder(changed), newEmail, name: preferredName({ ...row, ...changed }) }) };
   });
+  return { updated, key_sent: newEmail !== null && (await mailLinkToNewAddress(deps, id, newEmail, name)) };
+}
+
+/**
+ * After a committed email change, a login link for the new address, so that the person can log in
+ * there. The change stands whatever happens here: a failure is logged and reported as not sent.
+ */
+async function mailLinkToNewAddress(deps: Pick<Deps, 'db' | 'org' | 'clock' | 'peopleChanges' | 'mailer' | 'publicUrl' | 'log'>, id: number, email: string, name: string): Promise<boolean> {
+  try {
+    const address = email.toLowerCase();
+    const { key, expires } = await issueKey(deps, address);
+    await mailLoginLink(deps, address, name, key, expires);
+    return true;
+  } catch (err) {
+    deps.log.warn({ err, person: id }, 'the email change is saved, but no login link could be mailed to the new address');
+    return false;
+  }
 }
 
 const REPORT_ORDER = [...UPDATE_FIELDS, 'member_number'] as const;
@@ -486,4 +535,106 @@ export async function lookupPerson(deps: Pick<Deps, 'db' | 'org' | 'rateLimiter'
   // An exact name (score 1) wins over near misses; two exact ones stay ambiguous.
   if (second && !(best.score === 1 && second.score < 1)) return { status: 'multiple' };
   return { status: 'success', id: best.id, membership: best.membership, name: preferredName(best) };
+}
+
+/** A replaced legal name of one person, as kansa's `GET people/:id/prev-names` gives it. */
+export interface PreviousName {
+  prev_legal_name: string;
+  time_from: string;
+  time_to: string;
+}
+
+/** Own record, or member_admin or member_list: every legal name the person had before, oldest first. */
+export async function getPreviousNames(deps: Pick<Deps, 'db'>, user: SessionUser, id: number): Promise<PreviousName[]> {
+  assertMayAccess(await findPersonById(deps.db, id), user, id, ['member_admin', 'member_list'], 'see the previous names of');
+  const rows = await findPreviousNames(deps.db, id);
+  return rows.map((r) => ({ prev_legal_name: r.legal_name, time_from: r.time_from.toISOString(), time_to: r.time_to.toISOString() }));
+}
+
+/** A replaced legal name in kansa's `people/prev-names` list: dates as YYYY-MM-DD, the current name and email beside it. */
+// A type alias rather than an interface, so entries pass as plain records (to the CSV writer).
+export type PreviousNameEntry = {
+  id: number;
+  member_number: number | null;
+  prev_name: string;
+  date_from: string;
+  date_to: string;
+  curr_name: string;
+  curr_email: string | null;
+};
+
+export const PREVIOUS_NAMES_COLUMNS = ['id', 'member_number', 'prev_name', 'date_from', 'date_to', 'curr_name', 'curr_email'];
+
+/** Everyone's replaced legal names, by person and time. */
+export async function listPreviousNames(deps: Pick<Deps, 'db'>): Promise<PreviousNameEntry[]> {
+  const rows = await findPreviousNames(deps.db);
+  return rows.map((r) => ({
+    id: r.id,
+    member_number: r.member_number,
+    prev_name: r.legal_name,
+    date_from: r.time_from.toISOString().slice(0, 10),
+    date_to: r.time_to.toISOString().slice(0, 10),
+    curr_name: r.current_legal_name,
+    curr_email: r.email,
+  }));
+}
+
+/** The member-emails CSV's columns: kansa's `email, name`, then who they are and what they hold. */
+export const MEMBER_EMAILS_COLUMNS = ['email', 'name', 'legal_name', 'public_name', 'membership'];
+
+/** Rows per keyset page of the member-emails CSV. */
+const MEMBER_EMAILS_PAGE_SIZE = 1000;
+
+/** `A`, `A and B`, `A, B, and C`: how kansa names the people sharing an address. */
+function combinedNames(names: string[]): string {
+  if (names.length <= 2) return names.join(' and ');
+  return `${names.slice(0, -1).join(', ')}, and ${names[names.length - 1]}`;
+}
+
+function memberEmailLine(people: MemberEmailRow[]): Record<string, string> {
+  const publicNames = people.map((p) => [p.public_first_name, p.public_last_name].filter((n) => n && n.trim()).join(' ').trim()).filter((n) => n !== '');
+  return {
+    email: people[0]!.email,
+    name: combinedNames(people.map((p) => preferredName(p))),
+    legal_name: combinedNames(people.map((p) => p.legal_name)),
+    public_name: combinedNames(publicNames),
+    membership: combinedNames(people.map((p) => p.membership)),
+  };
+}
+
+/**
+ * member_admin: one CSV row per email address of a member (a type with `member: true`), for mailing
+ * lists; the people sharing an address share its row, their names combined as kansa does. Chunks of
+ * CSV text, read page by page as the consumer asks for them, so memory stays flat however large
+ * the registry. The first page is read before anything is returned, so its failure is an error
+ * reply rather than a cut-off file.
+ */
+export async function listMemberEmails(deps: Pick<Deps, 'db' | 'org'>): Promise<AsyncIterable<string>> {
+  const memberships = deps.org.membershipTypes.filter((t) => t.member).map((t) => t.key);
+  const first = await findMemberEmailPage(deps.db, memberships, undefined, MEMBER_EMAILS_PAGE_SIZE);
+  return memberEmailsCsv(deps.db, memberships, first);
+}
+
+async function* memberEmailsCsv(db: Deps['db'], memberships: string[], first: MemberEmailRow[]): AsyncGenerator<string> {
+  yield csvHeader(MEMBER_EMAILS_COLUMNS);
+  // The people of the last address read: the next page may hold more of them.
+  let sharing: MemberEmailRow[] = [];
+  for (let rows = first; ; ) {
+    const lines: Record<string, string>[] = [];
+    for (const row of rows) {
+      if (sharing.length > 0 && sharing[0]!.email !== row.email) {
+        lines.push(memberEmailLine(sharing));
+        sharing = [];
+      }
+      sharing.push(row);
+    }
+    if (rows.length < MEMBER_EMAILS_PAGE_SIZE) {
+      if (sharing.length > 0) lines.push(memberEmailLine(sharing));
+      yield toCsvRows(MEMBER_EMAILS_COLUMNS, lines);
+      return;
+    }
+    yield toCsvRows(MEMBER_EMAILS_COLUMNS, lines);
+    const last = rows[rows.length - 1]!;
+    rows = await findMemberEmailPage(db, memberships, { email: last.email, id: last.id }, MEMBER_EMAILS_PAGE_SIZE);
+  }
 }

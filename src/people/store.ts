@@ -309,3 +309,68 @@ export function parsePeopleChanged(payload: string): number[] {
 export function isUniqueViolation(err: unknown): boolean {
   return typeof err === 'object' && err !== null && (err as { code?: unknown }).code === '23505';
 }
+
+/** A legal name a person had, from when it was set until the next one was. */
+export interface PreviousNameRow {
+  id: number;
+  legal_name: string;
+  time_from: Date;
+  time_to: Date;
+  /** The person as they are now. */
+  member_number: number | null;
+  current_legal_name: string;
+  email: string | null;
+}
+
+/**
+ * Every legal name that was replaced, read from the audit log: each `new` or `update` row that set
+ * `legal_name` starts a name, and the next such row for the same person ends it. Per person (or
+ * everyone's), oldest first. Migration 0005's partial index holds just these rows.
+ */
+export async function findPreviousNames(db: Executor, personId?: number): Promise<PreviousNameRow[]> {
+  let names = db
+    .selectFrom('log')
+    .select([
+      'subject as id',
+      sql<string>`parameters->>'legal_name'`.as('legal_name'),
+      'timestamp as time_from',
+      sql<Date | null>`lead("timestamp") OVER (PARTITION BY subject ORDER BY "timestamp", id)`.as('time_to'),
+    ])
+    .where(sql<SqlBool>`parameters ? 'legal_name'`)
+    .where('subject', 'is not', null);
+  if (personId !== undefined) names = names.where('subject', '=', personId);
+  const rows = await db
+    .selectFrom(names.as('names'))
+    .innerJoin('people', 'people.id', 'names.id')
+    .select(['names.id', 'names.legal_name', 'names.time_from', 'names.time_to', 'people.member_number', 'people.legal_name as current_legal_name', 'people.email'])
+    .where('names.time_to', 'is not', null)
+    .orderBy('names.id')
+    .orderBy('names.time_from')
+    .execute();
+  return rows as PreviousNameRow[];
+}
+
+export interface MemberEmailRow {
+  id: number;
+  /** Lower-cased. */
+  email: string;
+  legal_name: string;
+  public_first_name: string | null;
+  public_last_name: string | null;
+  membership: string;
+}
+
+/**
+ * One keyset page of the people with an email address who hold one of `memberships`, ordered by
+ * address (lower-cased, so that the people sharing one come together) and id.
+ */
+export async function findMemberEmailPage(db: Executor, memberships: string[], after: { email: string; id: number } | undefined, limit: number): Promise<MemberEmailRow[]> {
+  if (memberships.length === 0) return [];
+  let query = db
+    .selectFrom('people')
+    .select(['id', sql<string>`lower(email)`.as('email'), 'legal_name', 'public_first_name', 'public_last_name', 'membership'])
+    .where('membership', 'in', memberships)
+    .where(sql<SqlBool>`btrim(email) <> ''`);
+  if (after) query = query.where(sql<SqlBool>`(lower(email), id) > (${after.email}::text, ${after.id}::integer)`);
+  return query.orderBy(sql`lower(email)`).orderBy('id').limit(limit).execute();
+}

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
+import { readFile } from 'node:fs/promises';
 import { after, before, describe, test } from 'node:test';
-import { startTestApp, type TestApp } from '../../test/support/app.ts';
+import { linkIn, startTestApp, type TestApp } from '../../test/support/app.ts';
 import { logEntryValues, SYSTEM_CONTEXT } from '../audit/service.ts';
 import { changePersonIfUnchanged, findVersionedPersonById, parsePeopleChanged, PEOPLE_CHANNEL } from './store.ts';
 
@@ -11,7 +12,6 @@ let admin: string;
 let lister: string;
 let superAdmin: string;
 let mia: string;
-let paula: string;
 
 before(async () => {
   t = await startTestApp();
@@ -21,7 +21,6 @@ before(async () => {
   lister = await t.loginAs('lister@example.org', 'member_list');
   superAdmin = await t.loginAs('root@example.org', 'member_admin', 'admin_admin');
   mia = await t.login('mia@example.org');
-  paula = await t.login('paula@example.org');
 });
 after(() => t.close());
 
@@ -44,7 +43,7 @@ describe('POST people/:id', () => {
     t.clock.advance(60_000);
     const res = await t.api(`people/${id}`, { cookie, json: { legal_name: 'Owen Own', city: 'Oulu', public_first_name: 'Owen', state: '' } });
     assert.equal(res.status, 200, res.text);
-    assert.deepEqual(res.body, { status: 'success', updated: ['legal_name', 'public_first_name'] });
+    assert.deepEqual(res.body, { status: 'success', updated: ['legal_name', 'public_first_name'], key_sent: false });
     const person = await read(id);
     assert.equal(person.legal_name, 'Owen Own');
     assert.equal(person.public_first_name, 'Owen');
@@ -86,7 +85,7 @@ describe('POST people/:id', () => {
     const before = await read(id);
     t.clock.advance(60_000);
     const res = await t.api(`people/${id}`, { cookie: admin, json: { city: ' Oulu ' } });
-    assert.deepEqual(res.body, { status: 'success', updated: [] });
+    assert.deepEqual(res.body, { status: 'success', updated: [], key_sent: false });
     assert.equal((await read(id)).last_modified, before.last_modified);
     assert.equal((await logOf(id)).length, 1);
   });
@@ -109,15 +108,52 @@ describe('POST people/:id', () => {
     assert.equal(typeof (await read(id)).member_number, 'number');
   });
 
-  test('membership and email need member_admin, even on your own record', async () => {
-    for (const json of [{ membership: 'Adult' }, { email: 'me@elsewhere.org' }, { email: 'mia@example.org', city: 'Espoo' }]) {
+  test("a member's own membership and email are ignored, as kansa drops them; with nothing else it is 400 No valid parameters", async () => {
+    for (const json of [{ membership: 'Adult' }, { email: 'me@elsewhere.org' }, { membership: 'Adult', email: 'me@elsewhere.org' }]) {
       const res = await t.api('people/1', { cookie: mia, json });
-      assert.equal(res.status, 401, JSON.stringify(json));
-      assert.match(res.body.message, /member_admin/);
+      assert.equal(res.status, 400, JSON.stringify(json));
+      assert.match(res.body.message, /^No valid parameters/);
     }
+    const res = await t.api('people/1', { cookie: mia, json: { email: 'me@elsewhere.org', membership: 'NonMember', city: 'Espoo' } });
+    assert.equal(res.status, 200, res.text);
+    assert.deepEqual(res.body, { status: 'success', updated: ['city'], key_sent: false });
     const person = await read(1);
-    assert.equal(person.city, null);
+    assert.equal(person.city, 'Espoo');
     assert.equal(person.email, 'mia@example.org');
+    assert.equal(person.membership, 'Adult');
+    assert.deepEqual((await logOf(1)).at(-1).parameters, { city: 'Espoo' });
+  });
+
+  test('an email change by member_admin mails a login link to the new address: key_sent true, and the link logs in', async () => {
+    const { id } = await newPerson({ email: 'before@example.org', public_first_name: 'Bea' });
+    const res = await t.api(`people/${id}`, { cookie: admin, json: { email: 'After@Example.org' } });
+    assert.equal(res.status, 200, res.text);
+    assert.deepEqual(res.body, { status: 'success', updated: ['email'], key_sent: true });
+    const mail = await t.mail.nextMailTo('after@example.org');
+    const link = linkIn(mail.text);
+    assert.equal(link.searchParams.get('email'), 'after@example.org');
+    const login = await t.api(link.pathname + link.search);
+    assert.equal(login.status, 200, login.text);
+    assert.equal((await read(id)).email, 'After@Example.org');
+    // Changing something else, or clearing the email, mails nothing.
+    assert.equal((await t.api(`people/${id}`, { cookie: admin, json: { city: 'Turku' } })).body.key_sent, false);
+    assert.equal((await t.api(`people/${id}`, { cookie: admin, json: { email: '' } })).body.key_sent, false);
+  });
+
+  test('an email change stands when the mail cannot be sent: key_sent false, not an error', async () => {
+    const own = await startTestApp();
+    try {
+      const ownAdmin = await own.loginAs('desk@example.org', 'member_admin');
+      const { id } = await own.addPerson({ legal_name: 'Nora Nomail', email: 'nora@example.org' });
+      await own.mail.close();
+      const res = await own.api(`people/${id}`, { cookie: ownAdmin, json: { email: 'nora@new.example.org' } });
+      assert.equal(res.status, 200, res.text);
+      assert.deepEqual(res.body, { status: 'success', updated: ['email'], key_sent: false });
+      assert.equal((await own.api(`people/${id}`, { cookie: ownAdmin })).body.email, 'nora@new.example.org');
+      assert.deepEqual((await own.api(`people/${id}/log`, { cookie: ownAdmin })).body.at(-1).parameters, { email: 'nora@new.example.org' });
+    } finally {
+      await own.close();
+    }
   });
 
   test("someone else's record needs member_admin: members and member_list get 401 and change nothing", async () => {
@@ -132,7 +168,29 @@ describe('POST people/:id', () => {
     assert.equal((await logOf(id)).length, 1);
   });
 
-  test('paper_pubs: a member must buy them first, may then change the address, may not remove them', async () => {
+  test('paper_pubs where they are free (the demo organisation): a member sets and removes their own', async () => {
+    const { id } = await newPerson({ email: 'free@example.org' });
+    const cookie = await t.login('free@example.org');
+    assert.deepEqual((await t.api(`people/${id}`, { cookie, json: { paper_pubs: PAPER } })).body.updated, ['paper_pubs']);
+    assert.deepEqual((await read(id)).paper_pubs, PAPER);
+    assert.deepEqual((await t.api(`people/${id}`, { cookie, json: { paper_pubs: null } })).body.updated, ['paper_pubs']);
+    assert.equal((await read(id)).paper_pubs, null);
+  });
+
+  test('paper_pubs where they are paid for: a member must buy them first, may then change the address, may not remove them', async () => {
+    const yaml = (await readFile('config/organisation.example.yaml', 'utf8')).replace('paid_paper_pubs: false', 'paid_paper_pubs: true');
+    const paid = await startTestApp({ orgYaml: yaml });
+    try {
+      await paid.addPerson({ legal_name: 'Mia Member', email: 'mia@example.org' });
+      await paid.addPerson({ legal_name: 'Paula Paper', email: 'paula@example.org', paper_pubs: { name: 'Paula', address: 'Old Road 2', country: 'Estonia' } });
+      await checkPaidPaperPubs(paid, await paid.login('mia@example.org'), await paid.login('paula@example.org'), await paid.loginAs('admin@example.org', 'member_admin'));
+    } finally {
+      await paid.close();
+    }
+  });
+
+  async function checkPaidPaperPubs(t: TestApp, mia: string, paula: string, admin: string) {
+    const read = async (id: number) => (await t.api(`people/${id}`, { cookie: admin })).body;
     const first = await t.api('people/1', { cookie: mia, json: { paper_pubs: PAPER } });
     assert.equal(first.status, 401);
     assert.match(first.body.message, /bought first/);
@@ -147,7 +205,7 @@ describe('POST people/:id', () => {
     const remove = await t.api('people/2', { cookie: paula, json: { paper_pubs: null } });
     assert.equal(remove.status, 401);
     assert.deepEqual((await read(2)).paper_pubs, moved);
-  });
+  }
 
   test('member_admin may set and remove paper_pubs', async () => {
     const { id } = await newPerson({});
@@ -160,7 +218,7 @@ describe('POST people/:id', () => {
   test('bad input is a 400 that changes nothing', async () => {
     const { id } = await newPerson({ city: 'Oulu' });
     const cases = [
-      { json: {}, message: /Nothing to update/ },
+      { json: {}, message: /^No valid parameters/ },
       { json: { membership: 'Platinum' }, message: /Unknown membership type/ },
       { json: { legal_name: '' }, message: /legal_name/ },
       { json: { legal_name: null }, message: /legal_name/ },
@@ -320,7 +378,7 @@ describe('concurrent changes to one person', () => {
     const { id } = await newPerson({ city: 'Start' });
     const cities = Array.from({ length: 24 }, (_, i) => `Race City ${i}`);
     const replies = await Promise.all(cities.map((city) => t.api(`people/${id}`, { cookie: admin, json: { city } })));
-    for (const r of replies) assert.deepEqual(r.body, { status: 'success', updated: ['city'] }, r.text);
+    for (const r of replies) assert.deepEqual(r.body, { status: 'success', updated: ['city'], key_sent: false }, r.text);
     const log = await logOf(id);
     const updates = log.filter((e) => e.action === 'update');
     assert.equal(updates.length, cities.length);

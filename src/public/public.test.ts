@@ -7,43 +7,47 @@ let t: TestApp;
 before(async () => {
   t = await startTestApp();
   await t.addPerson({ legal_name: 'Tove Jansson', membership: 'Adult', country: 'Finland', public_first_name: 'Tove', public_last_name: 'Jansson' });
-  await t.addPerson({ legal_name: 'Moomin Troll', membership: 'Youth', country: 'Finland', public_first_name: 'Moomin' });
-  await t.addPerson({ legal_name: 'Astrid Lindgren', membership: 'Adult', country: 'Sweden', public_first_name: 'Astrid', public_last_name: 'Lindgren' });
+  await t.addPerson({ legal_name: 'Moomin Troll', membership: 'Youth', country: 'Suomi', public_first_name: 'Moomin' });
+  await t.addPerson({ legal_name: 'Astrid Lindgren', membership: 'Adult', country: ' sweden ', public_first_name: 'Astrid', public_last_name: 'Lindgren' });
   await t.addPerson({ legal_name: 'Patrick O’Brien', membership: 'Supporter', public_first_name: 'Pat', public_last_name: 'O"Brien, Jr' });
   await t.addPerson({ legal_name: 'Private Person', membership: 'Adult', country: 'United States' });
+  await t.addPerson({ legal_name: 'Ursula Usa', membership: 'Adult', country: 'Usa' });
   await t.addPerson({ legal_name: 'Nina Non', membership: 'NonMember', country: 'Finland', public_first_name: 'Nina', public_last_name: 'Nonmember' });
-  await t.addPerson({ legal_name: 'Aaron Jansson', membership: 'Child', country: 'Finland', public_first_name: 'Aaron', public_last_name: 'jansson' });
-  // A type the organisation no longer configures (imported data): never counted in stats.
+  await t.addPerson({ legal_name: 'Hugo Nominee', membership: 'HugoNominator', country: 'USA', public_first_name: 'Hugo', public_last_name: 'Nominee' });
+  await t.addPerson({ legal_name: 'Aaron Jansson', membership: 'Child', country: 'Finlande', public_first_name: 'Aaron', public_last_name: 'jansson' });
+  // A type the organisation no longer configures (imported data): never listed or counted.
   await t.deps.db
     .insertInto('people')
-    .values({ last_modified: new Date(), membership: 'Exhibitor', legal_name: 'Old Exhibitor', country: 'Finland' })
+    .values({ last_modified: new Date(), membership: 'Retired', legal_name: 'Old Retiree', country: 'Finland', public_first_name: 'Old' })
     .execute();
 });
 after(() => t.close());
 
+// kansa's public_members view: country folded, member types only, by last name, first name, country.
 const PEOPLE = [
-  { country: 'Finland', membership: 'Child', first_name: 'Aaron', last_name: 'jansson' },
-  { country: 'Finland', membership: 'Adult', first_name: 'Tove', last_name: 'Jansson' },
-  { country: 'Sweden', membership: 'Adult', first_name: 'Astrid', last_name: 'Lindgren' },
-  { country: null, membership: 'Supporter', first_name: 'Pat', last_name: 'O"Brien, Jr' },
-  { country: 'Finland', membership: 'Youth', first_name: 'Moomin', last_name: null },
+  { country: 'Finland', membership: 'Child', last_name: 'jansson', first_name: 'Aaron' },
+  { country: 'Finland', membership: 'Adult', last_name: 'Jansson', first_name: 'Tove' },
+  { country: 'Sweden', membership: 'Adult', last_name: 'Lindgren', first_name: 'Astrid' },
+  { country: '-', membership: 'Supporter', last_name: 'O"Brien, Jr', first_name: 'Pat' },
+  { country: 'Finland', membership: 'Youth', last_name: null, first_name: 'Moomin' },
 ];
 
-const zero = { Supporter: 0, KidInTow: 0, Child: 0, Youth: 0, FirstWorldcon: 0, Adult: 0 };
+// kansa's country_stats rows as its server turns them into JSON: '=' totals on both axes.
 const STATS = {
-  Finland: { ...zero, Child: 1, Youth: 1, Adult: 1, total: 3 },
-  Sweden: { ...zero, Adult: 1, total: 1 },
-  'United States': { ...zero, Adult: 1, total: 1 },
-  Unknown: { ...zero, Supporter: 1, total: 1 },
-  '': { ...zero, Supporter: 1, Child: 1, Youth: 1, Adult: 3, total: 6 },
+  Finland: { Child: 1, Youth: 1, Adult: 1, '=': 3 },
+  Sweden: { Adult: 1, '=': 1 },
+  USA: { Adult: 2, '=': 2 },
+  '-': { Supporter: 1, '=': 1 },
+  '=': { Supporter: 1, Child: 1, Youth: 1, Adult: 4, '=': 7 },
 };
 
 describe('GET public/people', () => {
-  test('lists only people who gave a public name, NonMember excluded, by last name then first name', async () => {
+  test('lists members (member: true) who gave a public name, countries folded, by last name then first name', async () => {
     const res = await t.api('public/people');
     assert.equal(res.status, 200);
     assert.match(res.headers.get('content-type') ?? '', /application\/json/);
     assert.deepEqual(res.body, PEOPLE);
+    assert.ok(res.text.startsWith('[{"country":"Finland","membership":"Child","last_name":"jansson","first_name":"Aaron"},'), 'kansa’s key order');
   });
 
   test('never shows legal names or email addresses', async () => {
@@ -59,12 +63,12 @@ describe('GET public/people', () => {
       assert.equal(
         res.text,
         [
-          'country,membership,first_name,last_name',
-          'Finland,Child,Aaron,jansson',
-          'Finland,Adult,Tove,Jansson',
-          'Sweden,Adult,Astrid,Lindgren',
-          ',Supporter,Pat,"O""Brien, Jr"',
-          'Finland,Youth,Moomin,',
+          'country,membership,last_name,first_name',
+          'Finland,Child,jansson,Aaron',
+          'Finland,Adult,Jansson,Tove',
+          'Sweden,Adult,Lindgren,Astrid',
+          '-,Supporter,"O""Brien, Jr",Pat',
+          'Finland,Youth,,Moomin',
           '',
         ].join('\n'),
       );
@@ -79,30 +83,56 @@ describe('GET public/people', () => {
       assert.deepEqual(res.body, PEOPLE, query);
     }
   });
+
+  test('is exact right after a change made through the API, and is served again with a new ETag', async () => {
+    const own = await startTestApp();
+    try {
+      const admin = await own.loginAs('desk@example.org', 'member_admin');
+      const first = await own.api('public/people');
+      assert.deepEqual(first.body, []);
+      const added = await own.api('people', { cookie: admin, json: { legal_name: 'Eeva Eesti', membership: 'Supporter', country: 'Eesti', public_last_name: 'Eesti' } });
+      assert.equal(added.status, 200, added.text);
+      const now = await own.api('public/people');
+      assert.deepEqual(now.body, [{ country: 'Estonia', membership: 'Supporter', last_name: 'Eesti', first_name: null }]);
+      assert.notEqual(now.headers.get('etag'), first.headers.get('etag'));
+    } finally {
+      await own.close();
+    }
+  });
 });
 
 describe('GET public/stats', () => {
-  test('counts members per country and type; no country is "Unknown"; totals under "" come last', async () => {
+  test("counts members per folded country and type as kansa's server does: '=' totals on both axes, '-' for no country", async () => {
     const res = await t.api('public/stats');
     assert.equal(res.status, 200);
     assert.deepEqual(res.body, STATS);
-    assert.deepEqual(Object.keys(res.body), ['Finland', 'Sweden', 'United States', 'Unknown', '']);
-    assert.deepEqual(Object.keys(res.body['']), ['Supporter', 'KidInTow', 'Child', 'Youth', 'FirstWorldcon', 'Adult', 'total']);
+    assert.deepEqual(Object.keys(res.body), ['Finland', 'Sweden', 'USA', '-', '=']);
+    assert.deepEqual(Object.keys(res.body['=']), ['Supporter', 'Child', 'Youth', 'Adult', '=']);
   });
 
-  test('csv gives one row per country, types in configured order, the totals row last with an empty country', async () => {
+  test('csv gives kansa’s country_stats rows: country, membership, count', async () => {
     const res = await t.api('public/stats?csv=yes');
     assert.equal(res.status, 200);
     assert.match(res.headers.get('content-type') ?? '', /^text\/csv/);
     assert.equal(
       res.text,
       [
-        'country,Supporter,KidInTow,Child,Youth,FirstWorldcon,Adult,total',
-        'Finland,0,0,1,1,0,1,3',
-        'Sweden,0,0,0,0,0,1,1',
-        'United States,0,0,0,0,0,1,1',
-        'Unknown,1,0,0,0,0,0,1',
-        ',1,0,1,1,0,3,6',
+        'country,membership,count',
+        'Finland,Child,1',
+        'Finland,Youth,1',
+        'Finland,Adult,1',
+        'Finland,=,3',
+        'Sweden,Adult,1',
+        'Sweden,=,1',
+        'USA,Adult,2',
+        'USA,=,2',
+        '-,Supporter,1',
+        '-,=,1',
+        '=,Supporter,1',
+        '=,Child,1',
+        '=,Youth,1',
+        '=,Adult,4',
+        '=,=,7',
         '',
       ].join('\n'),
     );
@@ -114,6 +144,18 @@ describe('GET public/stats', () => {
     assert.deepEqual(res.body, STATS);
   });
 
+  test('an unchanged reply is 304 for a client that sends its ETag; JSON and CSV have different ETags', async () => {
+    const json = await t.api('public/stats');
+    const csv = await t.api('public/stats?csv=1');
+    const etag = json.headers.get('etag')!;
+    assert.match(etag, /^".+"$/);
+    assert.notEqual(csv.headers.get('etag'), etag);
+    const again = await t.api('public/stats', { headers: { 'if-none-match': etag } });
+    assert.equal(again.status, 304);
+    assert.equal(again.text, '');
+    assert.equal((await t.api('public/stats?csv=1', { headers: { 'if-none-match': etag } })).status, 200);
+  });
+
   test('is exact right after each change made through the API: add, move country, upgrade', async () => {
     const admin = await t.loginAs('desk@example.org', 'member_admin');
     const stats = async () => (await t.api('public/stats')).body;
@@ -122,20 +164,32 @@ describe('GET public/stats', () => {
     const added = await t.api('people', { cookie: admin, json: { legal_name: 'Eeva Eesti', membership: 'Supporter', country: 'Estonia' } });
     assert.equal(added.status, 200, added.text);
     let now = await stats();
-    assert.deepEqual(now.Estonia, { ...zero, Supporter: 1, total: 1 });
-    assert.deepEqual(now[''], { ...before[''], Supporter: before[''].Supporter + 1, total: before[''].total + 1 });
+    assert.deepEqual(now.Estonia, { Supporter: 1, '=': 1 });
+    assert.deepEqual(now['='], { ...before['='], Supporter: before['='].Supporter + 1, '=': before['=']['='] + 1 });
 
-    const moved = await t.api(`people/${added.body.id}`, { cookie: admin, json: { country: 'Finland' } });
+    const moved = await t.api(`people/${added.body.id}`, { cookie: admin, json: { country: 'Suomi' } });
     assert.equal(moved.status, 200, moved.text);
     now = await stats();
     assert.equal(now.Estonia, undefined);
-    assert.deepEqual(now.Finland, { ...before.Finland, Supporter: before.Finland.Supporter + 1, total: before.Finland.total + 1 });
+    assert.deepEqual(now.Finland, { Supporter: 1, ...before.Finland, '=': before.Finland['='] + 1 });
 
     const upgraded = await t.api(`people/${added.body.id}/upgrade`, { cookie: admin, json: { membership: 'Adult' } });
     assert.equal(upgraded.status, 200, upgraded.text);
     now = await stats();
-    assert.deepEqual(now.Finland, { ...before.Finland, Adult: before.Finland.Adult + 1, total: before.Finland.total + 1 });
-    assert.deepEqual(now[''], { ...before[''], Adult: before[''].Adult + 1, total: before[''].total + 1 });
+    assert.deepEqual(now.Finland, { ...before.Finland, Adult: before.Finland.Adult + 1, '=': before.Finland['='] + 1 });
+    assert.deepEqual(now['='], { ...before['='], Adult: before['='].Adult + 1, '=': before['=']['='] + 1 });
+  });
+
+  test('a change that no notification announced shows after at most 60 seconds', async () => {
+    const count = async () => (await t.api('public/stats')).body['=']['='] as number;
+    const before = await count();
+    // Written straight to the database, as if another process's NOTIFY had been lost.
+    await t.deps.db.insertInto('people').values({ last_modified: new Date(), membership: 'Adult', legal_name: 'Quiet Change', country: 'Norway' }).execute();
+    assert.equal(await count(), before);
+    t.clock.advance(59_000);
+    assert.equal(await count(), before);
+    t.clock.advance(2_000);
+    assert.equal(await count(), before + 1);
   });
 });
 
@@ -145,11 +199,27 @@ describe('GET config', () => {
     assert.equal(res.status, 200);
     assert.equal(res.body.id, 'w75');
     assert.equal(res.body.name, 'Worldcon 75');
-    assert.equal(res.body.paid_paper_pubs, true);
+    assert.equal(res.body.paid_paper_pubs, false);
     assert.deepEqual(Object.keys(res.body), ['id', 'name', 'paid_paper_pubs', 'membershipTypes']);
-    assert.deepEqual(Object.keys(res.body.membershipTypes), ['NonMember', 'Supporter', 'KidInTow', 'Child', 'Youth', 'FirstWorldcon', 'Adult']);
+    assert.deepEqual(Object.keys(res.body.membershipTypes), [
+      'NonMember',
+      'HugoNominator',
+      'Exhibitor',
+      'Helper',
+      'Supporter',
+      'KidInTow',
+      'Child',
+      'Youth',
+      'FirstWorldcon',
+      'Adult',
+    ]);
+    // Worldcon 75's membership_types table (kansa's membership-types.sql), less daypass_available.
     assert.deepEqual(res.body.membershipTypes.NonMember, { badge: false, hugo_nominator: false, member: false, wsfs_member: false, allow_lookup: true });
-    assert.deepEqual(res.body.membershipTypes.Supporter, { badge: false, hugo_nominator: true, member: false, wsfs_member: true, allow_lookup: true });
+    assert.deepEqual(res.body.membershipTypes.HugoNominator, { badge: false, hugo_nominator: true, member: false, wsfs_member: false, allow_lookup: true });
+    assert.deepEqual(res.body.membershipTypes.Exhibitor, { badge: true, hugo_nominator: false, member: true, wsfs_member: false, allow_lookup: true });
+    assert.deepEqual(res.body.membershipTypes.Helper, { badge: true, hugo_nominator: false, member: true, wsfs_member: false, allow_lookup: true });
+    assert.deepEqual(res.body.membershipTypes.Supporter, { badge: false, hugo_nominator: true, member: true, wsfs_member: true, allow_lookup: true });
+    assert.deepEqual(res.body.membershipTypes.KidInTow, { badge: true, hugo_nominator: false, member: true, wsfs_member: false, allow_lookup: false });
     assert.deepEqual(res.body.membershipTypes.Child, { badge: true, hugo_nominator: false, member: true, wsfs_member: false, allow_lookup: false });
     assert.deepEqual(res.body.membershipTypes.Adult, { badge: true, hugo_nominator: true, member: true, wsfs_member: true, allow_lookup: true });
   });
@@ -168,6 +238,36 @@ describe('CSV safety', () => {
       await own.close();
     }
   });
+
+  test('a formula after a ; or , inside a cell is escaped too (spreadsheets splitting on other separators); hyphenated names are kept', async () => {
+    const own = await startTestApp();
+    try {
+      await own.addPerson({ legal_name: 'A', public_first_name: 'Jean-Luc', public_last_name: 'Smith-Jones' });
+      await own.addPerson({ legal_name: 'B', public_first_name: 'Anne-Marie', public_last_name: 'Ng;=cmd|\' /C calc\'!A0' });
+      await own.addPerson({ legal_name: 'C', public_first_name: 'Bo, +SUM(A1:A9)', public_last_name: 'Xu' });
+      await own.addPerson({ legal_name: 'D', public_first_name: 'Li', public_last_name: 'Wu; @NOW()' });
+      await own.addPerson({ legal_name: 'E', public_first_name: 'Ann -Lee', public_last_name: 'Zed', country: 'Narnia,-2+3' });
+      const res = await own.api('public/people?csv=1');
+      assert.equal(res.status, 200);
+      assert.equal(
+        res.text,
+        [
+          'country,membership,last_name,first_name',
+          '-,Adult,"Ng;\'=cmd|\' /C calc\'!A0",Anne-Marie',
+          '-,Adult,Smith-Jones,Jean-Luc',
+          '-,Adult,"Wu; \'@NOW()",Li',
+          '-,Adult,Xu,"Bo, \'+SUM(A1:A9)"',
+          '"Narnia,\'-2+3",Adult,Zed,Ann -Lee',
+          '',
+        ].join('\n'),
+      );
+      // The JSON is data, not a spreadsheet: unchanged.
+      const json = await own.api('public/people');
+      assert.equal(json.body[0].last_name, "Ng;=cmd|' /C calc'!A0");
+    } finally {
+      await own.close();
+    }
+  });
 });
 
 describe('stats across server processes', () => {
@@ -177,17 +277,17 @@ describe('stats across server processes', () => {
     async () => {
       const other = await startTestApp({ databaseUrl: t.database.url });
       try {
-        const before = (await t.api('public/stats')).body[''].total as number;
+        const before = (await t.api('public/stats')).body['=']['='] as number;
         const admin = await other.loginAs('stats-admin@example.org', 'member_admin');
         assert.equal((await other.api('people', { cookie: admin, json: { membership: 'Adult', legal_name: 'Far Away', country: 'Chile' } })).status, 200);
         // The other server's NOTIFY arrives asynchronously: poll briefly.
         const deadline = Date.now() + 5000;
         let stats = (await t.api('public/stats')).body;
-        while (stats[''].total === before && Date.now() < deadline) {
+        while (stats['=']['='] === before && Date.now() < deadline) {
           await new Promise((r) => setTimeout(r, 20));
           stats = (await t.api('public/stats')).body;
         }
-        assert.equal(stats[''].total, before + 1);
+        assert.equal(stats['=']['='], before + 1);
         assert.equal(stats.Chile.Adult, 1);
       } finally {
         await other.close();

@@ -1,31 +1,46 @@
 /** HTTP face of the public information: people who opted in, statistics, configuration. */
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import { Type, type TSchema } from 'typebox';
 import type { Deps } from '../deps.ts';
-import { isTrueish, sendCsv, sendCsvText, sendJsonText } from '../http/formats.ts';
-import { ConfigReply, CsvQuery, PublicPeopleReply, StatsReply } from './schema.ts';
-import { createStatsCache, listPublicPeople, publicConfig } from './service.ts';
+import { isTrueish, sendCsvText, sendJsonText } from '../http/formats.ts';
+import { ConfigReply, CsvQuery, NotModified, PublicPeopleReply, StatsReply } from './schema.ts';
+import { createPublicPeopleCache, createStatsCache, publicConfig, type RenderedBody, type RenderedCache } from './service.ts';
 
-const PEOPLE_CSV_COLUMNS = ['country', 'membership', 'first_name', 'last_name'];
+/** A reply documented as JSON, or as CSV with `?csv=1`. */
+const jsonOrCsv = <T extends TSchema>(schema: T) => ({
+  description: (schema as { description?: string }).description ?? '',
+  content: { 'application/json': { schema }, 'text/csv': { schema: Type.String() } },
+});
+
+/** Sends the cached body in the asked format, or 304 when the client already has it. */
+async function sendRendered(cache: RenderedCache, filename: string, request: FastifyRequest, reply: FastifyReply, csv: string | undefined): Promise<FastifyReply> {
+  const rendered: RenderedBody = await cache.get();
+  const asCsv = isTrueish(csv);
+  // One validator per representation: the JSON and the CSV are different bodies.
+  const etag = `"${rendered.version}-${asCsv ? 'csv' : 'json'}"`;
+  reply.header('etag', etag);
+  if (request.headers['if-none-match'] === etag) return reply.code(304).send();
+  if (asCsv) return sendCsvText(reply, filename, rendered.csv);
+  return sendJsonText(reply, rendered.json);
+}
 
 export function publicRoutes(deps: Deps): FastifyPluginAsyncTypebox {
   const config = publicConfig(deps.org);
   const stats = createStatsCache(deps);
+  const people = createPublicPeopleCache(deps);
   return async (app) => {
     app.get(
       '/public/people',
       {
         schema: {
           tags: ['public'],
-          summary: 'People who chose to be listed publicly (JSON, or CSV with ?csv=1)',
+          summary: 'Members who chose to be listed publicly (JSON, or CSV with ?csv=1)',
           querystring: CsvQuery,
-          response: { 200: PublicPeopleReply },
+          response: { 200: jsonOrCsv(PublicPeopleReply), 304: NotModified },
         },
       },
-      async (request, reply) => {
-        const people = await listPublicPeople(deps);
-        if (isTrueish(request.query.csv)) return sendCsv(reply, 'people.csv', PEOPLE_CSV_COLUMNS, people);
-        return people;
-      },
+      async (request, reply) => sendRendered(people, 'people.csv', request, reply, request.query.csv),
     );
 
     app.get(
@@ -35,14 +50,10 @@ export function publicRoutes(deps: Deps): FastifyPluginAsyncTypebox {
           tags: ['public'],
           summary: 'Member counts per country and membership type (JSON, or CSV with ?csv=1)',
           querystring: CsvQuery,
-          response: { 200: StatsReply },
+          response: { 200: jsonOrCsv(StatsReply), 304: NotModified },
         },
       },
-      async (request, reply) => {
-        const rendered = await stats.get();
-        if (isTrueish(request.query.csv)) return sendCsvText(reply, 'stats.csv', rendered.csv);
-        return sendJsonText(reply, rendered.json);
-      },
+      async (request, reply) => sendRendered(stats, 'stats.csv', request, reply, request.query.csv),
     );
 
     app.get('/config', { schema: { tags: ['public'], summary: 'The organisation and its membership types', response: { 200: ConfigReply } } }, async () => config);

@@ -9,18 +9,23 @@ export const CsvQuery = Type.Object({
 });
 
 export const PublicPerson = Type.Object({
-  country: Nullable(Type.String()),
+  country: Type.String({ description: 'The country, its spellings folded to one name; `-` when none was given' }),
   membership: Type.String(),
-  first_name: Nullable(Type.String()),
   last_name: Nullable(Type.String()),
+  first_name: Nullable(Type.String()),
 });
 
-export const PublicPeopleReply = Type.Array(PublicPerson);
+export const PublicPeopleReply = Type.Array(PublicPerson, {
+  description: 'Members (types with member: true) with a public first or last name, by last name, first name, country. CSV columns: country, membership, last_name, first_name',
+});
 
-/** Country (or `Unknown`, or `''` for the totals) → membership type → count, with `total`. */
+/** Country (`-` for none, `=` for all) → membership type (`=` for all) → count. */
 export const StatsReply = Type.Record(Type.String(), Type.Record(Type.String(), Type.Integer()), {
-  description: "Counts per country and membership type; the '' key holds the totals over all countries",
+  description:
+    "Counts of members per country and membership type, types nobody holds left out. `=` is the total on both axes: each country's `=` counts all its members, the `=` country all countries. `-` is people without a country. CSV: one row per country and type, columns country, membership, count",
 });
+
+export const NotModified = Type.Null({ description: 'Not modified: the If-None-Match header holds the current ETag' });
 
 export const MembershipTypeFlags = Type.Object({
   badge: Type.Boolean(),

@@ -1,99 +1,166 @@
 /** The public views: opted-in people, membership statistics and the organisation's configuration. */
-import { NON_MEMBER, type Organisation } from '../config/org.ts';
+import { createHash } from 'node:crypto';
+import type { Organisation } from '../config/org.ts';
 import type { Deps } from '../deps.ts';
-import { toCsv } from '../http/formats.ts';
-import { countPeopleByCountryAndMembership, findPublicPeople, type PublicPersonRow } from './store.ts';
+import { csvHeader, toCsv, toCsvRows } from '../http/formats.ts';
+import { createCountryFolder, NO_COUNTRY } from './countries.ts';
+import { countPeopleByCountryAndMembership, findPublicPeoplePage, publicListPosition, type PublicListPosition } from './store.ts';
 
-/** Stats key for people without a country; the `''` key is the totals. */
-export const UNKNOWN_COUNTRY = 'Unknown';
-export const TOTALS_KEY = '';
+/** The stats key for totals, on both axes (kansa's `GROUP BY CUBE` rows). */
+export const TOTAL_KEY = '=';
 
-const byName = new Intl.Collator('en');
+/** The membership types that public lists and stats count: those with `member: true`, in upgrade order. */
+export function countedMembershipTypes(org: Organisation): string[] {
+  return org.membershipTypes.filter((t) => t.member).map((t) => t.key);
+}
+
+/** A reply rendered once and sent as it is to every request until people change. */
+export interface RenderedBody {
+  json: Buffer;
+  csv: Buffer;
+  /** A hash of both bodies, for the ETag: a request with If-None-Match gets 304. */
+  version: string;
+}
+
+export interface RenderedCache {
+  get(): Promise<RenderedBody>;
+}
+
+/** A rendered reply is kept at most this long, so that a NOTIFY lost between processes heals. */
+export const RENDERED_MAX_AGE_MS = 60_000;
+
+/**
+ * A reply that many read and few change, rendered by `render` and kept until people change
+ * (`peopleChanges` fires synchronously after a commit here, and on each NOTIFY from other
+ * processes) or RENDERED_MAX_AGE_MS passes. Requests arriving together share one rendering, and
+ * renderings never overlap: after a change, the next one starts when the one in flight ends, so a
+ * storm of changes costs one rendering at a time however many requests come. A rendering that was
+ * running when a change fired answers those already waiting for it, but is not kept.
+ */
+export function createRenderedCache(deps: Pick<Deps, 'peopleChanges' | 'clock'>, render: () => Promise<{ json: string | Buffer; csv: string | Buffer }>, maxAgeMs = RENDERED_MAX_AGE_MS): RenderedCache {
+  let generation = 0;
+  let kept: { body: RenderedBody; generation: number; renderedAt: number } | undefined;
+  /** The rendering that the next request shares; startedAt is the generation it started at, once started. */
+  let next: { body: Promise<RenderedBody>; startedAt?: number } | undefined;
+  deps.peopleChanges.onChange(() => {
+    generation++;
+  });
+  const renderNow = async (): Promise<RenderedBody> => {
+    const { json, csv } = await render();
+    const jsonBuffer = Buffer.from(json);
+    const csvBuffer = Buffer.from(csv);
+    const version = createHash('sha1').update(jsonBuffer).update(csvBuffer).digest('base64url');
+    return { json: jsonBuffer, csv: csvBuffer, version };
+  };
+  return {
+    get() {
+      const now = deps.clock.now().getTime();
+      if (kept && kept.generation === generation && now - kept.renderedAt < maxAgeMs) return Promise.resolve(kept.body);
+      // Shared while it has not started yet, or started with no change since.
+      if (next && (next.startedAt === undefined || next.startedAt === generation)) return next.body;
+      const inFlight = next?.body;
+      const job: { body: Promise<RenderedBody>; startedAt?: number } = {} as never;
+      job.body = (async () => {
+        if (inFlight) await inFlight.catch(() => undefined);
+        const startedAt = generation;
+        job.startedAt = startedAt;
+        const renderedAt = deps.clock.now().getTime();
+        try {
+          const body = await renderNow();
+          if (startedAt === generation) kept = { body, generation: startedAt, renderedAt };
+          return body;
+        } finally {
+          if (next === job) next = undefined;
+        }
+      })();
+      next = job;
+      return job.body;
+    },
+  };
+}
+
+/** Rows per keyset page when rendering the public list: small, as embedded PGlite holds the event loop while it answers. */
+const PUBLIC_PAGE_SIZE = 500;
+
+/** The public list's columns, as kansa's `public_members` view has them. */
+export const PUBLIC_PEOPLE_COLUMNS = ['country', 'membership', 'last_name', 'first_name'];
+
+/**
+ * The public list as JSON and CSV text, read page by page: only one page of rows is held at a
+ * time beside the text rendered so far.
+ */
+export async function renderPublicPeople(deps: Pick<Deps, 'db' | 'org'>): Promise<{ json: string; csv: string }> {
+  const memberships = countedMembershipTypes(deps.org);
+  const foldCountry = createCountryFolder();
+  const json: string[] = [];
+  const csv: string[] = [csvHeader(PUBLIC_PEOPLE_COLUMNS)];
+  let after: PublicListPosition | undefined;
+  for (;;) {
+    const rows = await findPublicPeoplePage(deps.db, memberships, after, PUBLIC_PAGE_SIZE);
+    if (rows.length === 0) break;
+    const people = rows.map((r) => ({ country: foldCountry(r.country), membership: r.membership, last_name: r.last_name, first_name: r.first_name }));
+    json.push(people.map((p) => JSON.stringify(p)).join(','));
+    csv.push(toCsvRows(PUBLIC_PEOPLE_COLUMNS, people));
+    if (rows.length < PUBLIC_PAGE_SIZE) break;
+    after = publicListPosition(rows[rows.length - 1]!);
+    // Embedded PGlite answers on this thread and its promises resolve as microtasks: without this,
+    // a whole rendering would run without letting other requests (/healthz) in between pages.
+    await new Promise((resolve) => setImmediate(resolve));
+  }
+  return { json: `[${json.join(',')}]`, csv: csv.join('') };
+}
 
 export type CountsByType = Record<string, number>;
 export type MembershipStats = Record<string, CountsByType>;
 
-export async function listPublicPeople(deps: Pick<Deps, 'db'>): Promise<PublicPersonRow[]> {
-  return findPublicPeople(deps.db);
-}
-
-/** Membership types that stats count: the configured ones, NonMember excluded, in upgrade order. */
-export function countedMembershipTypes(org: Organisation): string[] {
-  return org.membershipTypes.map((t) => t.key).filter((key) => key !== NON_MEMBER);
-}
+const byName = new Intl.Collator('en');
 
 /**
- * Counts per country (alphabetical, then `Unknown`) and the totals under `''`, last. Every country
- * object lists every counted type, zeros included, and its `total`.
+ * Counts per folded country and membership type, as kansa's server sends them: each country
+ * (alphabetical, then `-` for none) maps each type someone holds there (upgrade order) to its count
+ * and `=` to the country's total; the `=` country, last, holds the totals over all countries. Types
+ * nobody holds are left out, as the `GROUP BY CUBE` rows kansa turns into this object have none.
  */
 export async function membershipStats(deps: Pick<Deps, 'db' | 'org'>): Promise<MembershipStats> {
   const types = countedMembershipTypes(deps.org);
   const rows = await countPeopleByCountryAndMembership(deps.db, types);
-  const empty = (): CountsByType => Object.fromEntries([...types.map((t) => [t, 0]), ['total', 0]]);
-  const byCountry = new Map<string, CountsByType>();
-  const totals = empty();
-  for (const row of rows) {
-    const country = row.country ? row.country : UNKNOWN_COUNTRY;
+  const foldCountry = createCountryFolder();
+  const byCountry = new Map<string, Map<string, number>>();
+  const add = (country: string, membership: string, count: number) => {
     let counts = byCountry.get(country);
-    if (!counts) byCountry.set(country, (counts = empty()));
-    counts[row.membership]! += row.count;
-    counts.total! += row.count;
-    totals[row.membership]! += row.count;
-    totals.total! += row.count;
+    if (!counts) byCountry.set(country, (counts = new Map()));
+    counts.set(membership, (counts.get(membership) ?? 0) + count);
+  };
+  for (const row of rows) {
+    const country = foldCountry(row.country);
+    for (const [c, m] of [[country, row.membership], [country, TOTAL_KEY], [TOTAL_KEY, row.membership], [TOTAL_KEY, TOTAL_KEY]] as const) add(c, m, row.count);
   }
-  const countries = [...byCountry.keys()].sort((a, b) => (a === UNKNOWN_COUNTRY ? 1 : b === UNKNOWN_COUNTRY ? -1 : byName.compare(a, b)));
+  const rank = (country: string) => (country === TOTAL_KEY ? 2 : country === NO_COUNTRY ? 1 : 0);
+  const countries = [...byCountry.keys()].sort((a, b) => rank(a) - rank(b) || byName.compare(a, b));
   const stats: MembershipStats = {};
-  for (const country of countries) stats[country] = byCountry.get(country)!;
-  stats[TOTALS_KEY] = totals;
+  for (const country of countries) {
+    const counts = byCountry.get(country)!;
+    stats[country] = Object.fromEntries([...types, TOTAL_KEY].filter((t) => counts.has(t)).map((t) => [t, counts.get(t)!]));
+  }
   return stats;
 }
 
-/** CSV columns for stats: country, each counted type in upgrade order, total. */
-export function statsCsvColumns(org: Organisation): string[] {
-  return ['country', ...countedMembershipTypes(org), 'total'];
-}
+/** kansa's stats CSV: one row per country and type, as its `country_stats` view has them. */
+export const STATS_CSV_COLUMNS = ['country', 'membership', 'count'];
 
-/** One row per country, the totals row last with an empty country (as the JSON `''` key). */
 export function statsCsvRows(stats: MembershipStats): Record<string, unknown>[] {
-  return Object.entries(stats).map(([country, counts]) => ({ country, ...counts }));
+  return Object.entries(stats).flatMap(([country, counts]) => Object.entries(counts).map(([membership, count]) => ({ country, membership, count })));
 }
 
-export interface RenderedStats {
-  json: string;
-  csv: string;
-}
-
-export interface StatsCache {
-  /** The current stats as JSON and CSV text: computed once, then served until people change. */
-  get(): Promise<RenderedStats>;
-}
-
-/**
- * Stats are read far more often than people change, so the rendered replies are kept until the
- * next change. `peopleChanges` fires synchronously after a change commits in this process (so a
- * read right after a change here is exact) and on each NOTIFY from other processes. A computation
- * that was running when a change fired is never kept: its snapshot may predate the change.
- */
-export function createStatsCache(deps: Pick<Deps, 'db' | 'org' | 'peopleChanges'>): StatsCache {
-  let current: Promise<RenderedStats> | undefined;
-  deps.peopleChanges.onChange(() => {
-    current = undefined;
-  });
-  const render = async (): Promise<RenderedStats> => {
+export function createStatsCache(deps: Pick<Deps, 'db' | 'org' | 'peopleChanges' | 'clock'>): RenderedCache {
+  return createRenderedCache(deps, async () => {
     const stats = await membershipStats(deps);
-    return { json: JSON.stringify(stats), csv: toCsv(statsCsvColumns(deps.org), statsCsvRows(stats)) };
-  };
-  return {
-    get() {
-      if (current) return current;
-      const computing = render();
-      current = computing;
-      computing.catch(() => {
-        if (current === computing) current = undefined;
-      });
-      return computing;
-    },
-  };
+    return { json: JSON.stringify(stats), csv: toCsv(STATS_CSV_COLUMNS, statsCsvRows(stats)) };
+  });
+}
+
+export function createPublicPeopleCache(deps: Pick<Deps, 'db' | 'org' | 'peopleChanges' | 'clock'>): RenderedCache {
+  return createRenderedCache(deps, () => renderPublicPeople(deps));
 }
 
 export interface PublicConfig {

@@ -1,27 +1,57 @@
 /** SQL for the public, anonymous views of the registry. */
-import { sql } from 'kysely';
+import { sql, type SqlBool } from 'kysely';
 import type { Executor } from '../audit/store.ts';
-import { NON_MEMBER } from '../config/org.ts';
 
-// A type alias rather than an interface, so rows pass as plain records (to the CSV writer).
-export type PublicPersonRow = {
+export interface PublicPersonRow {
+  id: number;
   country: string | null;
   membership: string;
   first_name: string | null;
   last_name: string | null;
-};
+}
 
-/** People who gave a public first or last name, NonMember excluded, by last name then first name. */
-export async function findPublicPeople(db: Executor): Promise<PublicPersonRow[]> {
-  return db
+/**
+ * The order of the public list: last name, then first name (case-insensitively, people without one
+ * after those with), then country, then id. These expressions are those of the partial index of
+ * migration 0004, so that each keyset page is an index range scan.
+ */
+const PUBLIC_ORDER = [
+  sql<boolean>`(public_last_name IS NULL)`,
+  sql<string>`lower(coalesce(public_last_name, ''))`,
+  sql<boolean>`(public_first_name IS NULL)`,
+  sql<string>`lower(coalesce(public_first_name, ''))`,
+  sql<string>`coalesce(country, '')`,
+  sql<number>`id`,
+] as const;
+
+/** Where a keyset page of the public list starts: the sort key of the last row of the page before. */
+export type PublicListPosition = [boolean, string, boolean, string, string, number];
+
+export function publicListPosition(row: PublicPersonRow): PublicListPosition {
+  return [row.last_name === null, (row.last_name ?? '').toLowerCase(), row.first_name === null, (row.first_name ?? '').toLowerCase(), row.country ?? '', row.id];
+}
+
+/**
+ * One keyset page of the people in the public list: those holding one of `memberships` who gave a
+ * public first or last name, after `after` in the list's order, at most `limit`.
+ */
+export async function findPublicPeoplePage(db: Executor, memberships: string[], after: PublicListPosition | undefined, limit: number): Promise<PublicPersonRow[]> {
+  if (memberships.length === 0) return [];
+  let query = db
     .selectFrom('people')
-    .select(['country', 'membership', 'public_first_name as first_name', 'public_last_name as last_name'])
-    .where('membership', '<>', NON_MEMBER)
-    .where((eb) => eb.or([eb(sql`coalesce(btrim(public_first_name), '')`, '<>', ''), eb(sql`coalesce(btrim(public_last_name), '')`, '<>', '')]))
-    .orderBy(sql`lower(public_last_name)`, (ob) => ob.asc().nullsLast())
-    .orderBy(sql`lower(public_first_name)`, (ob) => ob.asc().nullsLast())
-    .orderBy('id')
-    .execute();
+    .select(['id', 'country', 'membership', 'public_first_name as first_name', 'public_last_name as last_name'])
+    .where('membership', 'in', memberships)
+    // The first condition is the index's predicate, the second drops names of blanks only.
+    .where(sql<SqlBool>`(public_first_name IS NOT NULL OR public_last_name IS NOT NULL)`)
+    .where(sql<SqlBool>`(btrim(public_first_name) <> '' OR btrim(public_last_name) <> '')`);
+  if (after) {
+    const [lastNull, last, firstNull, first, country, id] = after;
+    query = query.where(
+      sql<SqlBool>`(${sql.join(PUBLIC_ORDER)}) > (${lastNull}::boolean, ${last}::text, ${firstNull}::boolean, ${first}::text, ${country}::text, ${id}::integer)`,
+    );
+  }
+  for (const expression of PUBLIC_ORDER) query = query.orderBy(expression);
+  return query.limit(limit).execute();
 }
 
 export interface MembershipCountRow {
@@ -30,7 +60,7 @@ export interface MembershipCountRow {
   count: number;
 }
 
-/** How many people hold each of `memberships`, per country, in one query. */
+/** How many people hold each of `memberships`, per country as written, in one query. */
 export function membershipCountsQuery(db: Executor, memberships: string[]) {
   return db
     .selectFrom('people')
@@ -41,5 +71,6 @@ export function membershipCountsQuery(db: Executor, memberships: string[]) {
 
 export async function countPeopleByCountryAndMembership(db: Executor, memberships: string[]): Promise<MembershipCountRow[]> {
   if (memberships.length === 0) return [];
-  return membershipCountsQuery(db, memberships).execute();
+  const rows = await membershipCountsQuery(db, memberships).execute();
+  return rows.map((r) => ({ ...r, count: Number(r.count) }));
 }
