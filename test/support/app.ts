@@ -8,6 +8,7 @@ import os from 'node:os';
 import path from 'node:path';
 import type { DestinationStream } from 'pino';
 import { buildApp, createLogger, openRoster, type RosterApp } from '../../src/app.ts';
+import type { LiveOptions } from '../../src/live/service.ts';
 import { SYSTEM_CONTEXT } from '../../src/audit/service.ts';
 import { addAdmin } from '../../src/auth/service.ts';
 import { parseEnv } from '../../src/config/env.ts';
@@ -66,6 +67,8 @@ export interface TestAppOptions {
   clock?: TestClock;
   /** Where the JSON log goes (e.g. a stream the test reads); with it, LOG_LEVEL defaults to info. */
   logDestination?: DestinationStream;
+  /** WebSocket check interval and lifetime (short ones for tests of the checks). */
+  live?: LiveOptions;
 }
 
 export async function call<T = any>(base: string, pathname: string, options: RequestOptions = {}): Promise<ApiResponse<T>> {
@@ -118,7 +121,7 @@ export async function startTestApp(options: TestAppOptions = {}): Promise<TestAp
     ? { ...(await connectPostgres(options.databaseUrl)), url: options.databaseUrl }
     : await createTestDatabase();
   const deps = await openRoster(env, { log: createLogger(env, options.logDestination), clock, database, mailer: createSmtpMailer(mail.url, env.mailFrom) });
-  const app = await buildApp(deps);
+  const app = await buildApp(deps, { trustProxy: env.trustProxy, live: options.live });
   await app.listen({ host: '127.0.0.1', port: 0 });
   const url = `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`;
   deps.publicUrl = url;
