@@ -154,6 +154,7 @@ export async function buildApp(deps: Deps, options: AppOptions = {}): Promise<Ro
   app.decorateRequest('sessionIdHash', null);
   await app.register(helmet, {
     contentSecurityPolicy: { useDefaults: false, directives: API_CSP_DIRECTIVES },
+    frameguard: { action: 'deny' },
     // HSTS only means something over https (and would be wrong for a plain-http test or LAN site).
     strictTransportSecurity: deps.publicUrl.startsWith('https:') ? undefined : false,
   });

@@ -178,7 +178,8 @@ describe('WebSocket people/updates', () => {
 
 describe('WebSocket origin', () => {
   test('an upgrade from another site is refused with 403, with or without a session', async () => {
-    for (const headers of [{ origin: 'https://evil.example' }, { origin: 'null' }, { origin: t.url, 'sec-fetch-site': 'cross-site' }]) {
+    const crossSite: Record<string, string>[] = [{ origin: 'https://evil.example' }, { origin: 'null' }, { origin: t.url, 'sec-fetch-site': 'cross-site' }];
+    for (const headers of crossSite) {
       assert.equal(await refusedUpgrade(t.url, '/api/people/updates', { ...headers, cookie: admin }), 403, JSON.stringify(headers));
       assert.equal(await refusedUpgrade(t.url, '/api/people/updates', headers), 403, JSON.stringify(headers));
     }

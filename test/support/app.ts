@@ -6,6 +6,7 @@ import { mkdtemp, writeFile } from 'node:fs/promises';
 import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+import { sql } from 'kysely';
 import type { DestinationStream } from 'pino';
 import { buildApp, createLogger, openRoster, type RosterApp } from '../../src/app.ts';
 import type { LiveOptions } from '../../src/live/service.ts';
@@ -54,6 +55,8 @@ export interface TestApp {
   loginAs(email: string, ...roles: string[]): Promise<string>;
   /** Adds a person through the people service (setup only; tests of adding use the API). */
   addPerson(input: Partial<NewPerson> & { legal_name: string }): Promise<{ id: number; member_number: number | null }>;
+  /** A digest of every data table (people, log, keys, sessions, admins, and any added later; not rate-limit counters). */
+  dataDigest(): Promise<string>;
   close(): Promise<void>;
 }
 
@@ -100,6 +103,23 @@ export function linkIn(text: string): URL {
   return new URL(match[0]);
 }
 
+/** Tables that are not data: the migration record, and counters of refused attempts (rate limits). */
+const NOT_DATA = /^schema_migrations$|rate|limit|attempt/i;
+
+/** Every data table's rows, hashed in a stable order: equal digests mean nothing was changed. */
+async function dataDigest(deps: Deps): Promise<string> {
+  const tables = await sql<{ name: string }>`
+    SELECT table_name AS name FROM information_schema.tables
+    WHERE table_schema = current_schema() AND table_type = 'BASE TABLE' ORDER BY table_name`.execute(deps.db);
+  const parts: string[] = [];
+  for (const { name } of tables.rows.filter((t) => !NOT_DATA.test(t.name))) {
+    const rows = await sql<{ digest: string | null; n: string }>`
+      SELECT md5(string_agg(t::text, '|' ORDER BY t::text)) AS digest, count(*)::text AS n FROM ${sql.table(name)} t`.execute(deps.db);
+    parts.push(`${name}:${rows.rows[0]!.n}:${rows.rows[0]!.digest ?? ''}`);
+  }
+  return parts.join(' ');
+}
+
 export async function startTestApp(options: TestAppOptions = {}): Promise<TestApp> {
   const mail = await startSmtpPeer();
   const clock = options.clock ?? createTestClock();
@@ -109,14 +129,20 @@ export async function startTestApp(options: TestAppOptions = {}): Promise<TestAp
     orgFile = path.join(dir, 'organisation.yaml');
     await writeFile(orgFile, options.orgYaml);
   }
-  const env = parseEnv({
-    LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? (options.logDestination ? 'info' : 'silent'),
-    SMTP_URL: mail.url,
-    RATE_LIMIT_PER_EMAIL: '100000',
-    RATE_LIMIT_PER_IP: '100000',
-    ...(orgFile ? { ROSTER_ORG: orgFile } : {}),
-    ...options.env,
-  });
+  let env: ReturnType<typeof parseEnv>;
+  try {
+    env = parseEnv({
+      LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? (options.logDestination ? 'info' : 'silent'),
+      SMTP_URL: mail.url,
+      RATE_LIMIT_PER_EMAIL: '100000',
+      RATE_LIMIT_PER_IP: '100000',
+      ...(orgFile ? { ROSTER_ORG: orgFile } : {}),
+      ...options.env,
+    });
+  } catch (err) {
+    await mail.close();
+    throw err;
+  }
   const database: TestDatabase = options.databaseUrl
     ? { ...(await connectPostgres(options.databaseUrl)), url: options.databaseUrl }
     : await createTestDatabase();
@@ -153,6 +179,7 @@ export async function startTestApp(options: TestAppOptions = {}): Promise<TestAp
       const person = await addPerson(deps, { membership: 'Adult', ...input }, SYSTEM_CONTEXT);
       return { id: person.id, member_number: person.member_number };
     },
+    dataDigest: () => dataDigest(deps),
     async close() {
       await app.close();
       await database.close();
