@@ -106,18 +106,21 @@ export function linkIn(text: string): URL {
 /** Tables that are not data: the migration record, and counters of refused attempts (rate limits). */
 const NOT_DATA = /^schema_migrations$|rate|limit|attempt/i;
 
-/** Every data table's rows, hashed in a stable order: equal digests mean nothing was changed. */
-async function dataDigest(deps: Deps): Promise<string> {
+/** Data tables of the test database (found once per app: migrations do not run while it serves). */
+async function dataTables(deps: Deps): Promise<string[]> {
   const tables = await sql<{ name: string }>`
     SELECT table_name AS name FROM information_schema.tables
     WHERE table_schema = current_schema() AND table_type = 'BASE TABLE' ORDER BY table_name`.execute(deps.db);
-  const parts: string[] = [];
-  for (const { name } of tables.rows.filter((t) => !NOT_DATA.test(t.name))) {
-    const rows = await sql<{ digest: string | null; n: string }>`
-      SELECT md5(string_agg(t::text, '|' ORDER BY t::text)) AS digest, count(*)::text AS n FROM ${sql.table(name)} t`.execute(deps.db);
-    parts.push(`${name}:${rows.rows[0]!.n}:${rows.rows[0]!.digest ?? ''}`);
-  }
-  return parts.join(' ');
+  return tables.rows.map((t) => t.name).filter((name) => !NOT_DATA.test(name));
+}
+
+/** Every data table's rows, hashed in a stable order, in one query: equal digests mean nothing was changed. */
+async function dataDigest(deps: Deps, tables: string[]): Promise<string> {
+  const parts = tables.map(
+    (name) => sql`SELECT ${name} || ':' || count(*) || ':' || coalesce(md5(string_agg(t::text, '|' ORDER BY t::text)), '') AS part FROM ${sql.table(name)} t`,
+  );
+  const result = await sql<{ part: string }>`${sql.join(parts, sql` UNION ALL `)}`.execute(deps.db);
+  return result.rows.map((r) => r.part).join(' ');
 }
 
 export async function startTestApp(options: TestAppOptions = {}): Promise<TestApp> {
@@ -153,6 +156,7 @@ export async function startTestApp(options: TestAppOptions = {}): Promise<TestAp
   deps.publicUrl = url;
 
   const api = <T>(pathname: string, opts?: RequestOptions) => call<T>(url, pathname, opts);
+  let tables: string[] | undefined;
   const login = async (email: string) => {
     const res = await api('key', { json: { email } });
     if (res.status !== 200) throw new Error(`POST key for ${email} failed: ${res.status} ${res.text}`);
@@ -179,7 +183,7 @@ export async function startTestApp(options: TestAppOptions = {}): Promise<TestAp
       const person = await addPerson(deps, { membership: 'Adult', ...input }, SYSTEM_CONTEXT);
       return { id: person.id, member_number: person.member_number };
     },
-    dataDigest: () => dataDigest(deps),
+    dataDigest: async () => dataDigest(deps, (tables ??= await dataTables(deps))),
     async close() {
       await app.close();
       await database.close();
