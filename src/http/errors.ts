@@ -3,6 +3,7 @@
  * code to HTTP status and the member-API body `{ status: 'error' | 'unauthorized', message }`.
  */
 import type { FastifyError, FastifyInstance } from 'fastify';
+import { redactSecrets } from './log-safety.ts';
 
 export type ErrorCode =
   | 'bad_input'
@@ -92,8 +93,9 @@ export function registerErrorHandler(app: FastifyInstance): void {
   app.setErrorHandler((err: FastifyError | AppError, request, reply) => {
     const appError = err instanceof AppError ? err : fromFastifyError(err as FastifyError);
     if (appError) {
-      // One msg per line: the refusal's own message goes in `reason`.
-      request.log.info({ code: appError.code, reason: appError.message }, 'request refused');
+      // One msg per line: the refusal's own message goes in `reason`, with anything key-like
+      // (a refusal may quote the input) redacted.
+      request.log.info({ code: appError.code, reason: redactSecrets(appError.message) }, 'request refused');
       return reply.code(httpStatusOf(appError.code)).send(errorBody(appError.code, appError.message, appError.details));
     }
     request.log.error({ err }, 'request failed');

@@ -26,6 +26,8 @@ export interface LiveOptions {
 }
 
 export const LIVE_CHECK_INTERVAL_MS = 30_000;
+/** Pings a socket may leave unanswered before it counts as dead. */
+const MISSED_PINGS_ALLOWED = 1;
 export const LIVE_MAX_LIFETIME_MS = 24 * 60 * 60 * 1000;
 
 /** What a socket was authorised by: re-read on every check, and at once when the address's sessions change. */
@@ -39,8 +41,8 @@ export interface SocketSession {
 
 interface SocketState extends SocketSession {
   connectedAt: number;
-  /** A pong (or the connect) since the last ping. */
-  alive: boolean;
+  /** Pings sent since the last pong (or the connect). */
+  unanswered: number;
 }
 
 export interface PeopleUpdates {
@@ -103,15 +105,16 @@ export async function startPeopleUpdates(deps: Pick<Deps, 'database' | 'db' | 'l
     }
   }
 
-  // Ping: a socket that has not answered the previous ping is dead (a vanished client or a cut
-  // connection that TCP has not noticed) and is terminated.
+  // Ping: a socket that has answered neither of the last two pings is dead (a vanished client or a
+  // cut connection that TCP has not noticed) and is terminated. One missed ping is forgiven: a busy
+  // client or server may answer a little late.
   const ticker = setInterval(() => {
     for (const [socket, state] of sockets) {
-      if (!state.alive) {
+      if (state.unanswered >= MISSED_PINGS_ALLOWED + 1) {
         socket.terminate();
         continue;
       }
-      state.alive = false;
+      state.unanswered += 1;
       socket.ping();
     }
     recheck();
@@ -122,9 +125,9 @@ export async function startPeopleUpdates(deps: Pick<Deps, 'database' | 'db' | 'l
 
   return {
     add(socket, session) {
-      const state: SocketState = { ...session, connectedAt: deps.clock.now().getTime(), alive: true };
+      const state: SocketState = { ...session, connectedAt: deps.clock.now().getTime(), unanswered: 0 };
       sockets.set(socket, state);
-      socket.on('pong', () => (state.alive = true));
+      socket.on('pong', () => (state.unanswered = 0));
       socket.on('close', () => sockets.delete(socket));
     },
     get size() {
