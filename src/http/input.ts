@@ -65,32 +65,48 @@ function numberTextError(field: string, kind: 'integer' | 'number'): ErrorObject
   return { instancePath: `/${field}`, schemaPath: '#/properties', keyword: 'format', params: {}, message: `must be ${what}` };
 }
 
+/**
+ * A validate function that runs the one `choose` picks for the data, or fails with the error
+ * `choose` returns, keeping Ajv's contract (`errors` on the function) that Fastify relies on.
+ */
+function delegatingValidator(model: ValidateFunction, choose: (data: unknown) => ValidateFunction | ErrorObject): ValidateFunction {
+  const validate = ((data: unknown, context?: unknown) => {
+    const chosen = choose(data);
+    if (typeof chosen !== 'function') {
+      validate.errors = [chosen];
+      return false;
+    }
+    const valid = chosen(data, context as never);
+    validate.errors = chosen.errors;
+    return valid;
+  }) as ValidateFunction;
+  // Fastify passes the parent object (needed to coerce a whole part) only to functions that have one.
+  validate.schemaEnv = model.schemaEnv;
+  return validate;
+}
+
+/** The first numeric field of `data` whose text is not plain decimal digits in the safe range. */
+function numberTextProblem(data: unknown, fields: [string, 'integer' | 'number'][]): ErrorObject | undefined {
+  if (typeof data !== 'object' || data === null) return undefined;
+  for (const [field, kind] of fields) {
+    const value = (data as Record<string, unknown>)[field];
+    for (const text of Array.isArray(value) ? value : [value]) {
+      if (typeof text !== 'string') continue;
+      const pattern = kind === 'integer' ? WHOLE_NUMBER_TEXT : DECIMAL_NUMBER_TEXT;
+      if (!pattern.test(text) || !Number.isFinite(Number(text)) || (kind === 'integer' && !Number.isSafeInteger(Number(text)))) {
+        return numberTextError(field, kind);
+      }
+    }
+  }
+  return undefined;
+}
+
 /** A validator that coerces text to the schema's types, after checking that numbers are written as plain digits. */
 function compileCoercing(ajv: Ajv, schema: JsonSchema): ValidateFunction {
   const validate = ajv.compile(schema);
   const fields = numericFields(schema);
   if (fields.length === 0) return validate;
-  const checked = ((data: unknown, context?: unknown) => {
-    if (typeof data === 'object' && data !== null) {
-      for (const [field, kind] of fields) {
-        const value = (data as Record<string, unknown>)[field];
-        for (const text of Array.isArray(value) ? value : [value]) {
-          if (typeof text !== 'string') continue;
-          const pattern = kind === 'integer' ? WHOLE_NUMBER_TEXT : DECIMAL_NUMBER_TEXT;
-          if (!pattern.test(text) || !Number.isFinite(Number(text)) || (kind === 'integer' && !Number.isSafeInteger(Number(text)))) {
-            checked.errors = [numberTextError(field, kind)];
-            return false;
-          }
-        }
-      }
-    }
-    const valid = validate(data, context as never);
-    checked.errors = validate.errors;
-    return valid;
-  }) as ValidateFunction;
-  // Fastify passes the parent object (needed to coerce a whole part) only to functions that have one.
-  checked.schemaEnv = validate.schemaEnv;
-  return checked;
+  return delegatingValidator(validate, (data) => numberTextProblem(data, fields) ?? validate);
 }
 
 /**
@@ -106,14 +122,7 @@ export function createValidatorCompiler(): FastifySchemaCompiler<JsonSchema> {
     const coerced = compileCoercing(coercing, schema);
     if (httpPart !== 'body') return coerced;
     const exact = strict.compile(schema);
-    const validate = ((data: unknown, context?: unknown) => {
-      const chosen = isFormBody(data) ? coerced : exact;
-      const valid = chosen(data, context as never);
-      validate.errors = chosen.errors;
-      return valid;
-    }) as ValidateFunction;
-    validate.schemaEnv = exact.schemaEnv;
-    return validate;
+    return delegatingValidator(exact, (data) => (isFormBody(data) ? coerced : exact));
   };
 }
 
