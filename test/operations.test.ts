@@ -3,6 +3,7 @@
  * without secrets, and JSON errors for requests the API cannot take.
  */
 import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
 import { BODY_LIMIT_BYTES } from '../src/app.ts';
 import { call, linkIn, startTestApp, type TestApp } from './support/app.ts';
@@ -156,7 +157,99 @@ describe('logs', () => {
     const entries = logLines.flatMap((l) => l.trim().split('\n')).map((l) => JSON.parse(l) as Record<string, any>);
     const loginLines = entries.filter((e) => e.req?.url?.startsWith('/api/login?'));
     assert.ok(loginLines.length >= 2, 'requests to /api/login are logged');
-    assert.ok(loginLines.every((e) => /key=\[redacted\]/.test(e.req.url) && typeof e.reqId === 'string'));
+    assert.ok(loginLines.every((e) => e.req.url === '/api/login?email&key' && typeof e.reqId === 'string'), 'the path and parameter names, no values');
     assert.ok(entries.some((e) => e.msg === 'request completed' && e.res?.statusCode === 200));
+  });
+});
+
+describe('logs keep no key, however it is spelt', () => {
+  test('keys in odd spellings of the parameter, repeated, in next, or in the path are not logged', async () => {
+    const from = logLines.length;
+    await t.api('key', { json: { email: 'olga@example.org' } });
+    const real = linkIn((await t.mail.nextMailTo('olga@example.org')).text).searchParams.get('key')!;
+    // The percent-encoded name is the real parameter: this logs in.
+    const accepted = await t.api(`login?email=olga%40example.org&%6Bey=${real}`);
+    assert.equal(accepted.status, 200, accepted.text);
+    const fakes = Array.from({ length: 8 }, () => randomBytes(18).toString('base64url'));
+    const urls = [
+      `/api/login?email=olga%40example.org&KEY=${fakes[0]}`,
+      `/api/login?email=olga%40example.org&k%65y=${fakes[1]}`,
+      `/api/login?key=x&key=${fakes[2]}`,
+      `/api/login?email=olga%40example.org&key=x&next=${encodeURIComponent(`/somewhere?key=${fakes[3]}`)}`,
+      `/api/logn/${fakes[4]}`,
+      `/api/login%3Fkey%3D${fakes[5]}`,
+      `/api/login?${fakes[6]}`,
+      `/api/nothing/${fakes[7]!.slice(0, 5)}%${fakes[7]!.charCodeAt(5).toString(16)}${fakes[7]!.slice(6)}`,
+    ];
+    for (const url of urls) assert.ok((await t.api(url)).status >= 400, url);
+    const log = logLines.slice(from).join('');
+    for (const secret of [real, ...fakes]) assert.ok(!log.includes(secret), `a key (${secret.slice(0, 4)}…) is in the log`);
+    assert.ok(log.includes('"url":"/api/login?email&KEY"'), 'parameter names are logged');
+  });
+
+  test('every log line has one msg, including refusals', async () => {
+    const from = logLines.length;
+    assert.equal((await t.api('people/lookup', { json: { member_number: 'many' } })).status, 400);
+    assert.equal((await t.api('/api/nothing-here')).status, 404);
+    const lines = logLines.slice(from).flatMap((l) => l.trim().split('\n'));
+    assert.ok(lines.length >= 4);
+    for (const line of lines) assert.equal(line.match(/"msg":/g)?.length, 1, line);
+    const refused = lines.map((l) => JSON.parse(l) as Record<string, unknown>).find((e) => e.msg === 'request refused');
+    assert.equal(refused?.code, 'bad_input');
+    assert.match(String(refused?.reason), /member_number/);
+  });
+});
+
+describe('security headers', () => {
+  test('every reply forbids sniffing and framing, and JSON replies get a CSP that allows nothing', async () => {
+    const replies = [await t.api('config'), await t.api('/api/nothing-here'), await t.api('key', { json: {} }), await t.api('/healthz')];
+    for (const res of replies) {
+      assert.equal(res.headers.get('x-content-type-options'), 'nosniff', String(res.status));
+      assert.equal(res.headers.get('x-frame-options'), 'DENY');
+      const csp = res.headers.get('content-security-policy') ?? '';
+      assert.match(csp, /default-src 'none'/);
+      assert.match(csp, /frame-ancestors 'none'/);
+    }
+    assert.equal(replies[0]!.headers.get('strict-transport-security'), null, 'no HSTS on a plain-http site');
+  });
+
+  test('the documentation page gets a CSP that lets its own scripts and styles load, and they do', async () => {
+    const page = await fetch(`${t.url}/api/docs/`);
+    assert.equal(page.status, 200);
+    const csp = page.headers.get('content-security-policy') ?? '';
+    assert.match(csp, /script-src 'self'/);
+    assert.match(csp, /style-src 'self'/);
+    assert.match(csp, /frame-ancestors 'none'/);
+    assert.equal(page.headers.get('x-content-type-options'), 'nosniff');
+    const html = await page.text();
+    const assets = [...html.matchAll(/(?:src|href)="\.?\/?([^"]+\.(?:js|css))"/g)].map((m) => m[1]!);
+    assert.ok(assets.length >= 2, html);
+    assert.ok(!/<script>[^<]/.test(html), 'no inline script (the CSP would block it)');
+    for (const asset of assets) {
+      const res = await fetch(new URL(asset, `${t.url}/api/docs/`));
+      assert.equal(res.status, 200, asset);
+      await res.arrayBuffer();
+    }
+  });
+});
+
+describe('behind a proxy', () => {
+  test('TRUST_PROXY=1 takes the client address from the proxy, not from what the client wrote', async () => {
+    const proxied = await startTestApp({ env: { TRUST_PROXY: '1', RATE_LIMIT_PER_IP: '3' } });
+    try {
+      const statuses: number[] = [];
+      for (let i = 0; i < 5; i++) {
+        // The client writes a fresh address each time; the proxy appends the one it saw.
+        const res = await proxied.api('people/lookup', { headers: { 'x-forwarded-for': `198.51.100.${i}, 203.0.113.9` }, json: { email: 'olga@example.org' } });
+        statuses.push(res.status);
+      }
+      assert.deepEqual(statuses, [200, 200, 200, 429, 429]);
+    } finally {
+      await proxied.close();
+    }
+  });
+
+  test('TRUST_PROXY=true is refused at start with what to write instead', async () => {
+    await assert.rejects(startTestApp({ env: { TRUST_PROXY: 'true' } }), /TRUST_PROXY=true would trust the leftmost X-Forwarded-For address.*TRUST_PROXY=1/s);
   });
 });

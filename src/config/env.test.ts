@@ -73,10 +73,30 @@ describe('parseEnv', () => {
     assert.equal(parseEnv({ HOST: 'localhost', PORT: '4000' }).publicUrl, 'http://localhost:4000');
   });
 
-  test('TRUST_PROXY accepts yes/no words', () => {
-    assert.equal(parseEnv({ TRUST_PROXY: 'true' }).trustProxy, true);
-    assert.equal(parseEnv({ TRUST_PROXY: '1' }).trustProxy, true);
+  test('TRUST_PROXY takes a hop count, an address list, or no', () => {
+    assert.equal(parseEnv({ TRUST_PROXY: '1' }).trustProxy, 1);
+    assert.equal(parseEnv({ TRUST_PROXY: '2' }).trustProxy, 2);
+    assert.equal(parseEnv({ TRUST_PROXY: '0' }).trustProxy, false);
     assert.equal(parseEnv({ TRUST_PROXY: 'no' }).trustProxy, false);
+    assert.equal(parseEnv({ TRUST_PROXY: 'false' }).trustProxy, false);
+    assert.equal(parseEnv({ TRUST_PROXY: '127.0.0.1, 10.0.0.0/8,::1,fd00::/8,loopback' }).trustProxy, '127.0.0.1,10.0.0.0/8,::1,fd00::/8,loopback');
+  });
+
+  test('TRUST_PROXY=true is refused, saying why and what to write instead', () => {
+    for (const value of ['true', 'TRUE', 'yes']) {
+      const [problem] = problemsOf({ TRUST_PROXY: value });
+      assert.match(problem!, /leftmost X-Forwarded-For address, which any client can write/);
+      assert.match(problem!, /per-IP rate limits/);
+      assert.match(problem!, /TRUST_PROXY=1 behind one reverse proxy.*TRUST_PROXY=127\.0\.0\.1,10\.0\.0\.0\/8/);
+    }
+  });
+
+  test('TRUST_PROXY refuses what is neither a hop count nor addresses', () => {
+    for (const value of ['101', 'proxy.internal', '10.0.0.0/33', '1.2.3', '-1', '1.5']) {
+      const problems = problemsOf({ TRUST_PROXY: value });
+      assert.equal(problems.length, 1, value);
+      assert.match(problems[0]!, /^TRUST_PROXY must be a hop count from 0 to 100, or a comma-separated list of proxy addresses/, value);
+    }
   });
 
   test('a bad PORT is refused with its value', () => {

@@ -2,6 +2,7 @@
  * The environment, parsed once. Nothing else in src/ reads process.env.
  * A bad value stops the start with a list of every problem.
  */
+import { isIP } from 'node:net';
 import path from 'node:path';
 
 export interface Env {
@@ -18,7 +19,11 @@ export interface Env {
   smtpUrl: string | undefined;
   mailFrom: string;
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
-  trustProxy: boolean | string;
+  /**
+   * Which X-Forwarded-For hops to believe: false (none), a hop count (the proxies in front of Roster),
+   * or the proxies' addresses as a comma-separated list of addresses, CIDR ranges and proxy-addr names.
+   */
+  trustProxy: false | number | string;
   rateLimit: { windowSeconds: number; perEmail: number; perIp: number };
 }
 
@@ -31,6 +36,46 @@ export class EnvError extends Error {
 }
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+
+/** Names proxy-addr (Fastify's trustProxy) knows for address ranges. */
+const PROXY_RANGE_NAMES = new Set(['loopback', 'linklocal', 'uniquelocal']);
+
+function isProxyAddress(entry: string): boolean {
+  if (PROXY_RANGE_NAMES.has(entry) || isIP(entry) !== 0) return true;
+  const [address, prefix, ...rest] = entry.split('/');
+  if (rest.length > 0 || prefix === undefined || !/^\d{1,3}$/.test(prefix)) return false;
+  const family = isIP(address!);
+  return family !== 0 && Number(prefix) <= (family === 4 ? 32 : 128);
+}
+
+/**
+ * TRUST_PROXY: a hop count or an address list. `true` is refused: it makes Fastify believe the
+ * leftmost X-Forwarded-For address, which the client writes itself, so every client could pick a
+ * new address per request and the per-IP limits would hold no one.
+ */
+function parseTrustProxy(raw: string | undefined, problems: string[]): Env['trustProxy'] {
+  if (raw === undefined || /^(0|false|no)$/i.test(raw)) return false;
+  if (/^\d+$/.test(raw)) {
+    const hops = Number(raw);
+    if (hops <= 100) return hops;
+  }
+  if (/^(true|yes)$/i.test(raw)) {
+    problems.push(
+      `TRUST_PROXY=${raw} would trust the leftmost X-Forwarded-For address, which any client can write, so clients could escape the per-IP rate limits. ` +
+        'Write the number of proxies in front of Roster (TRUST_PROXY=1 behind one reverse proxy) or their addresses (TRUST_PROXY=127.0.0.1,10.0.0.0/8)',
+    );
+    return false;
+  }
+  const entries = raw.split(',').map((e) => e.trim());
+  const bad = entries.filter((e) => !isProxyAddress(e));
+  if (bad.length > 0) {
+    problems.push(
+      `TRUST_PROXY must be a hop count from 0 to 100, or a comma-separated list of proxy addresses or CIDR ranges (such as 127.0.0.1,10.0.0.0/8); not an address: ${bad.map((e) => `"${e}"`).join(', ')}`,
+    );
+    return false;
+  }
+  return entries.join(',');
+}
 
 export function parseEnv(source: Record<string, string | undefined> = process.env): Env {
   const problems: string[] = [];
@@ -75,13 +120,7 @@ export function parseEnv(source: Record<string, string | undefined> = process.en
   const mailFrom = read('MAIL_FROM') ?? 'Roster <roster@localhost>';
   const logLevel = (read('LOG_LEVEL') ?? 'info') as Env['logLevel'];
   if (!LOG_LEVELS.includes(logLevel)) problems.push(`LOG_LEVEL must be one of ${LOG_LEVELS.join(', ')} (got "${logLevel}")`);
-  const trustProxyRaw = read('TRUST_PROXY');
-  let trustProxy: boolean | string = false;
-  if (trustProxyRaw !== undefined) {
-    if (/^(1|true|yes)$/i.test(trustProxyRaw)) trustProxy = true;
-    else if (/^(0|false|no)$/i.test(trustProxyRaw)) trustProxy = false;
-    else trustProxy = trustProxyRaw; // an address list such as "127.0.0.1,10.0.0.0/8"
-  }
+  const trustProxy = parseTrustProxy(read('TRUST_PROXY'), problems);
   const rateLimit = {
     windowSeconds: integer('RATE_LIMIT_WINDOW_SECONDS', 900, 1, 86_400),
     perEmail: integer('RATE_LIMIT_PER_EMAIL', 10, 1, 1_000_000_000),

@@ -3,12 +3,14 @@
  * code to HTTP status and the member-API body `{ status: 'error' | 'unauthorized', message }`.
  */
 import type { FastifyError, FastifyInstance } from 'fastify';
+import { redactSecrets } from './log-safety.ts';
 
 export type ErrorCode =
   | 'bad_input'
   | 'unauthenticated'
   | 'forbidden'
   | 'key_expired'
+  | 'cross_site'
   | 'not_found'
   | 'conflict'
   | 'payload_too_large'
@@ -20,6 +22,7 @@ const STATUS: Record<ErrorCode, number> = {
   unauthenticated: 401,
   forbidden: 401, // kansa answers a session without the right role with 401 (see src/http/README.md)
   key_expired: 403,
+  cross_site: 403,
   not_found: 404,
   conflict: 409,
   payload_too_large: 413,
@@ -90,7 +93,9 @@ export function registerErrorHandler(app: FastifyInstance): void {
   app.setErrorHandler((err: FastifyError | AppError, request, reply) => {
     const appError = err instanceof AppError ? err : fromFastifyError(err as FastifyError);
     if (appError) {
-      request.log.info({ code: appError.code, msg: appError.message }, 'request refused');
+      // One msg per line: the refusal's own message goes in `reason`, with anything key-like
+      // (a refusal may quote the input) redacted.
+      request.log.info({ code: appError.code, reason: redactSecrets(appError.message) }, 'request refused');
       return reply.code(httpStatusOf(appError.code)).send(errorBody(appError.code, appError.message, appError.details));
     }
     request.log.error({ err }, 'request failed');

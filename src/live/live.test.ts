@@ -1,8 +1,12 @@
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { after, before, describe, test } from 'node:test';
+import { connect as connectTcp, type Socket } from 'node:net';
 import WebSocket from 'ws';
+import { SYSTEM_CONTEXT } from '../audit/service.ts';
+import { removeAdmin } from '../auth/service.ts';
 import { startTestApp, type TestApp } from '../../test/support/app.ts';
+import { DAY } from '../../test/support/clock.ts';
 import { testDatabaseUrl } from '../../test/support/database.ts';
 import { toPerson } from '../people/person.ts';
 import { findPersonById } from '../people/store.ts';
@@ -17,8 +21,8 @@ interface Client {
   closed: Promise<{ code: number; reason: string }>;
 }
 
-async function connect(base: string, pathname: string, cookie?: string): Promise<Client> {
-  const socket = new WebSocket(`${base.replace(/^http/, 'ws')}${pathname}`, { headers: cookie ? { cookie } : {} });
+async function connect(base: string, pathname: string, cookie?: string, headers: Record<string, string> = {}): Promise<Client> {
+  const socket = new WebSocket(`${base.replace(/^http/, 'ws')}${pathname}`, { headers: { ...headers, ...(cookie ? { cookie } : {}) } });
   const received: string[] = [];
   const waiting: ((message: string) => void)[] = [];
   socket.on('message', (data) => {
@@ -44,6 +48,23 @@ async function connect(base: string, pathname: string, cookie?: string): Promise
       });
     },
   };
+}
+
+/** The HTTP status with which an upgrade is refused (fails if the socket opens). */
+async function refusedUpgrade(base: string, pathname: string, headers: Record<string, string> = {}): Promise<number> {
+  const socket = new WebSocket(`${base.replace(/^http/, 'ws')}${pathname}`, { headers });
+  return new Promise((resolve, reject) => {
+    socket.on('unexpected-response', (_req, res) => {
+      resolve(res.statusCode ?? 0);
+      res.resume();
+      socket.terminate();
+    });
+    socket.on('open', () => {
+      socket.terminate();
+      reject(new Error(`the upgrade to ${pathname} was accepted`));
+    });
+    socket.on('error', () => undefined);
+  });
 }
 
 async function closeAll(...clients: Client[]): Promise<void> {
@@ -155,11 +176,84 @@ describe('WebSocket people/updates', () => {
   });
 });
 
+describe('WebSocket origin', () => {
+  test('an upgrade from another site is refused with 403, with or without a session', async () => {
+    const crossSite: Record<string, string>[] = [{ origin: 'https://evil.example' }, { origin: 'null' }, { origin: t.url, 'sec-fetch-site': 'cross-site' }];
+    for (const headers of crossSite) {
+      assert.equal(await refusedUpgrade(t.url, '/api/people/updates', { ...headers, cookie: admin }), 403, JSON.stringify(headers));
+      assert.equal(await refusedUpgrade(t.url, '/api/people/updates', headers), 403, JSON.stringify(headers));
+    }
+  });
+
+  test('an upgrade from this site (PUBLIC_URL or its own Host) is accepted', async () => {
+    const client = await connect(t.url, '/api/people/updates', admin, { origin: t.url, 'sec-fetch-site': 'same-origin' });
+    const added = await t.addPerson({ legal_name: 'Otto Origin' });
+    assert.equal((await client.next()).id, added.id);
+    await closeAll(client);
+  });
+});
+
+describe('open sockets are checked again', () => {
+  let live: TestApp;
+  before(async () => {
+    // Checks every 500 ms instead of 30 s; the lifetime is 1 hour of the test clock.
+    live = await startTestApp({ live: { checkIntervalMs: 500, maxLifetimeMs: 3_600_000 } });
+  });
+  after(() => live.close());
+
+  test('a logout closes the socket with 4001', async () => {
+    const cookie = await live.loginAs('leaving@example.org', 'member_admin');
+    const client = await connect(live.url, '/api/people/updates', cookie);
+    assert.equal((await live.api('logout', { method: 'POST', json: {}, cookie })).status, 200);
+    assert.deepEqual(await client.closed, { code: 4001, reason: 'Unauthorized' });
+  });
+
+  test('removing the role closes the socket with 4001, and other sockets stay open', async () => {
+    const demoted = await live.loginAs('demoted@example.org', 'member_admin');
+    const kept = await live.loginAs('kept@example.org', 'member_admin');
+    const a = await connect(live.url, '/api/people/updates', demoted);
+    const b = await connect(live.url, '/api/people/updates', kept);
+    await removeAdmin(live.deps, 'demoted@example.org', SYSTEM_CONTEXT);
+    assert.equal((await a.closed).code, 4001);
+    const added = await live.addPerson({ legal_name: 'Still Seen' });
+    assert.equal((await b.next()).id, added.id);
+    assert.equal(b.socket.readyState, WebSocket.OPEN);
+    await closeAll(b);
+  });
+
+  test('a socket is closed when it reaches its maximum lifetime (4008) or its session expires (4001)', async () => {
+    const cookie = await live.loginAs('long@example.org', 'member_admin');
+    const first = await connect(live.url, '/api/people/updates', cookie);
+    live.clock.advance(3_600_000);
+    assert.equal((await first.closed).code, 4008);
+    const second = await connect(live.url, '/api/people/updates', cookie);
+    live.clock.advance(40 * DAY);
+    assert.deepEqual(await second.closed, { code: 4001, reason: 'Unauthorized' });
+  });
+
+  test('a client that stops answering pings is dropped', async () => {
+    const cookie = await live.loginAs('silent@example.org', 'member_admin');
+    // A raw TCP client: it completes the handshake, then never answers a ping.
+    const { port } = new URL(live.url);
+    const tcp: Socket = connectTcp(Number(port), '127.0.0.1');
+    const ended = new Promise<void>((resolve) => tcp.on('close', () => resolve()));
+    const received: Buffer[] = [];
+    tcp.on('data', (chunk) => received.push(chunk));
+    tcp.write(
+      'GET /api/people/updates HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n' +
+        `Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\nCookie: ${cookie}\r\n\r\n`,
+    );
+    await ended;
+    const text = Buffer.concat(received).toString('latin1');
+    assert.match(text, /^HTTP\/1\.1 101 /, 'the upgrade was accepted');
+    assert.ok(text.includes('\x89'), 'the server pinged before dropping the client');
+  });
+});
+
 describe('other /api paths', () => {
-  test('a WebSocket to an unknown path is closed with 4004', async () => {
-    for (const pathname of ['/api/nothing-here', '/api/people/updates/extra', '/api/']) {
-      const client = await connect(t.url, pathname, admin);
-      assert.deepEqual(await client.closed, { code: 4004, reason: 'Not Found' }, pathname);
+  test('a WebSocket to an unknown path, or to an HTTP-only route, is refused at the upgrade with 404', async () => {
+    for (const pathname of ['/api/nothing-here', '/api/people/updates/extra', '/api/', '/api/config', '/nothing']) {
+      assert.equal(await refusedUpgrade(t.url, pathname, { cookie: admin }), 404, pathname);
     }
   });
 

@@ -1,20 +1,17 @@
 /**
- * WebSocket face of live updates, and the WebSocket answer for every other /api path
- * (close 4004) that leaves plain HTTP requests to the JSON 404.
+ * WebSocket face of live updates. A WebSocket to any other path is refused at the upgrade with
+ * HTTP 404 (by the app-wide hook in app.ts), and a cross-site one with 403, as plain HTTP is.
  */
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import type { Deps } from '../deps.ts';
 import { hasRole, type Guards } from '../http/auth.ts';
-import { AppError } from '../http/errors.ts';
-import { startPeopleUpdates } from './service.ts';
+import { CLOSE_UNAUTHORIZED, startPeopleUpdates, type LiveOptions } from './service.ts';
 
-/** Application close codes of the member API. */
-export const CLOSE_UNAUTHORIZED = 4001;
-export const CLOSE_NOT_FOUND = 4004;
+export { CLOSE_LIFETIME, CLOSE_UNAUTHORIZED } from './service.ts';
 
-export function liveRoutes(deps: Deps, guards: Guards): FastifyPluginAsyncTypebox {
+export function liveRoutes(deps: Deps, guards: Guards, options: LiveOptions = {}): FastifyPluginAsyncTypebox {
   return async (app) => {
-    const updates = await startPeopleUpdates(deps);
+    const updates = await startPeopleUpdates(deps, options);
     app.addHook('onClose', async () => updates.stop());
 
     // The session is resolved in the preHandler, before the upgrade completes, so an authorised
@@ -23,24 +20,12 @@ export function liveRoutes(deps: Deps, guards: Guards): FastifyPluginAsyncTypebo
       '/people/updates',
       { websocket: true, preHandler: guards.optionalUser, schema: { tags: ['people'], summary: 'WebSocket: every changed person as JSON (member_admin)' } },
       (socket, request) => {
-        if (!hasRole(request.user, 'member_admin')) {
+        if (!hasRole(request.user, 'member_admin') || !request.sessionIdHash) {
           socket.close(CLOSE_UNAUTHORIZED, 'Unauthorized');
           return;
         }
-        updates.add(socket);
+        updates.add(socket, { idHash: request.sessionIdHash, email: request.user!.email, role: 'member_admin' });
       },
     );
-
-    app.route({
-      method: 'GET',
-      url: '/*',
-      schema: { hide: true },
-      handler: async (request) => {
-        throw new AppError('not_found', `No such endpoint: ${request.method} ${request.url.split('?')[0]}`);
-      },
-      wsHandler: (socket) => {
-        socket.close(CLOSE_NOT_FOUND, 'Not Found');
-      },
-    });
   };
 }

@@ -5,6 +5,7 @@
  * notification and sends the same JSON to all of its sockets.
  */
 import type { WebSocket } from '@fastify/websocket';
+import { findSessionUser, SESSIONS_CHANNEL } from '../auth/store.ts';
 import type { Deps } from '../deps.ts';
 import { toPerson } from '../people/person.ts';
 import { findPersonById, parsePeopleChanged, PEOPLE_CHANNEL } from '../people/store.ts';
@@ -12,17 +13,51 @@ import { findPersonById, parsePeopleChanged, PEOPLE_CHANNEL } from '../people/st
 /** A client this far behind is dropped rather than buffered without bound. */
 const MAX_BUFFERED_BYTES = 4 * 1024 * 1024;
 
+/** Application close codes of the member API. */
+export const CLOSE_UNAUTHORIZED = 4001;
+/** The socket reached its maximum lifetime; the client reconnects (and so shows its session again). */
+export const CLOSE_LIFETIME = 4008;
+
+export interface LiveOptions {
+  /** How often each socket is pinged and its session and roles are read again (real time). */
+  checkIntervalMs?: number;
+  /** The longest a socket stays open, by the injected clock. */
+  maxLifetimeMs?: number;
+}
+
+export const LIVE_CHECK_INTERVAL_MS = 30_000;
+/** Pings a socket may leave unanswered before it counts as dead. */
+const MISSED_PINGS_ALLOWED = 1;
+export const LIVE_MAX_LIFETIME_MS = 24 * 60 * 60 * 1000;
+
+/** What a socket was authorised by: re-read on every check, and at once when the address's sessions change. */
+export interface SocketSession {
+  /** Hash of the session id (the id itself is never kept). */
+  idHash: string;
+  email: string;
+  /** The role the socket needs. */
+  role: string;
+}
+
+interface SocketState extends SocketSession {
+  connectedAt: number;
+  /** Pings sent since the last pong (or the connect). */
+  unanswered: number;
+}
+
 export interface PeopleUpdates {
-  /** Adds an authorised socket; it is dropped when it closes. */
-  add(socket: WebSocket): void;
+  /** Adds an authorised socket; it is dropped when it closes, its session ends or its role is removed. */
+  add(socket: WebSocket, session: SocketSession): void;
   /** Sockets currently connected. */
   readonly size: number;
   /** Stops listening and waits for the deliveries already queued. */
   stop(): Promise<void>;
 }
 
-export async function startPeopleUpdates(deps: Pick<Deps, 'database' | 'db' | 'log'>): Promise<PeopleUpdates> {
-  const sockets = new Set<WebSocket>();
+export async function startPeopleUpdates(deps: Pick<Deps, 'database' | 'db' | 'log' | 'clock'>, options: LiveOptions = {}): Promise<PeopleUpdates> {
+  const checkIntervalMs = options.checkIntervalMs ?? LIVE_CHECK_INTERVAL_MS;
+  const maxLifetimeMs = options.maxLifetimeMs ?? LIVE_MAX_LIFETIME_MS;
+  const sockets = new Map<WebSocket, SocketState>();
   /** Ids queued but not yet fetched: a second change to one of them needs no second fetch. */
   const queued = new Set<number>();
   // Deliveries run one at a time, so each fetch sees a state at least as new as the one before
@@ -35,7 +70,7 @@ export async function startPeopleUpdates(deps: Pick<Deps, 'database' | 'db' | 'l
     const row = await findPersonById(deps.db, id);
     if (!row) return;
     const message = JSON.stringify(toPerson(row));
-    for (const socket of sockets) {
+    for (const socket of sockets.keys()) {
       if (socket.readyState !== socket.OPEN) continue;
       if (socket.bufferedAmount > MAX_BUFFERED_BYTES) {
         deps.log.warn({ bufferedBytes: socket.bufferedAmount }, 'dropping a people/updates client that is not reading');
@@ -55,15 +90,52 @@ export async function startPeopleUpdates(deps: Pick<Deps, 'database' | 'db' | 'l
     }
   });
 
+  /** Closes `socket` unless its session is still valid and still holds its role (read from the database, not the cache). */
+  async function recheckSession(socket: WebSocket, state: SocketState): Promise<void> {
+    const now = deps.clock.now();
+    const session = await findSessionUser(deps.db, state.idHash, now);
+    if (!session || !session.roles.includes(state.role)) socket.close(CLOSE_UNAUTHORIZED, 'Unauthorized');
+    else if (now.getTime() - state.connectedAt >= maxLifetimeMs) socket.close(CLOSE_LIFETIME, 'Maximum connection time reached; reconnect');
+  }
+
+  function recheck(email?: string): void {
+    for (const [socket, state] of sockets) {
+      if (email !== undefined && state.email !== email) continue;
+      recheckSession(socket, state).catch((err: unknown) => deps.log.warn({ err }, 'could not check a people/updates session'));
+    }
+  }
+
+  // Ping: a socket that has answered neither of the last two pings is dead (a vanished client or a
+  // cut connection that TCP has not noticed) and is terminated. One missed ping is forgiven: a busy
+  // client or server may answer a little late.
+  const ticker = setInterval(() => {
+    for (const [socket, state] of sockets) {
+      if (state.unanswered >= MISSED_PINGS_ALLOWED + 1) {
+        socket.terminate();
+        continue;
+      }
+      state.unanswered += 1;
+      socket.ping();
+    }
+    recheck();
+  }, checkIntervalMs).unref();
+
+  // A logout, a reset or a role change anywhere announces the address: its sockets are checked at once.
+  const unlistenSessions = await deps.database.listen(SESSIONS_CHANNEL, (email) => recheck(email === '' ? undefined : email));
+
   return {
-    add(socket) {
-      sockets.add(socket);
+    add(socket, session) {
+      const state: SocketState = { ...session, connectedAt: deps.clock.now().getTime(), unanswered: 0 };
+      sockets.set(socket, state);
+      socket.on('pong', () => (state.unanswered = 0));
       socket.on('close', () => sockets.delete(socket));
     },
     get size() {
       return sockets.size;
     },
     async stop() {
+      clearInterval(ticker);
+      await unlistenSessions();
       await unlisten();
       await deliveries;
     },

@@ -6,8 +6,10 @@ import { mkdtemp, writeFile } from 'node:fs/promises';
 import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+import { sql } from 'kysely';
 import type { DestinationStream } from 'pino';
 import { buildApp, createLogger, openRoster, type RosterApp } from '../../src/app.ts';
+import type { LiveOptions } from '../../src/live/service.ts';
 import { SYSTEM_CONTEXT } from '../../src/audit/service.ts';
 import { addAdmin } from '../../src/auth/service.ts';
 import { parseEnv } from '../../src/config/env.ts';
@@ -53,6 +55,8 @@ export interface TestApp {
   loginAs(email: string, ...roles: string[]): Promise<string>;
   /** Adds a person through the people service (setup only; tests of adding use the API). */
   addPerson(input: Partial<NewPerson> & { legal_name: string }): Promise<{ id: number; member_number: number | null }>;
+  /** A digest of every data table (people, log, keys, sessions, admins, and any added later; not rate-limit counters). */
+  dataDigest(): Promise<string>;
   close(): Promise<void>;
 }
 
@@ -66,6 +70,8 @@ export interface TestAppOptions {
   clock?: TestClock;
   /** Where the JSON log goes (e.g. a stream the test reads); with it, LOG_LEVEL defaults to info. */
   logDestination?: DestinationStream;
+  /** WebSocket check interval and lifetime (short ones for tests of the checks). */
+  live?: LiveOptions;
 }
 
 export async function call<T = any>(base: string, pathname: string, options: RequestOptions = {}): Promise<ApiResponse<T>> {
@@ -97,6 +103,26 @@ export function linkIn(text: string): URL {
   return new URL(match[0]);
 }
 
+/** Tables that are not data: the migration record, and counters of refused attempts (rate limits). */
+const NOT_DATA = /^schema_migrations$|rate|limit|attempt/i;
+
+/** Data tables of the test database (found once per app: migrations do not run while it serves). */
+async function dataTables(deps: Deps): Promise<string[]> {
+  const tables = await sql<{ name: string }>`
+    SELECT table_name AS name FROM information_schema.tables
+    WHERE table_schema = current_schema() AND table_type = 'BASE TABLE' ORDER BY table_name`.execute(deps.db);
+  return tables.rows.map((t) => t.name).filter((name) => !NOT_DATA.test(name));
+}
+
+/** Every data table's rows, hashed in a stable order, in one query: equal digests mean nothing was changed. */
+async function dataDigest(deps: Deps, tables: string[]): Promise<string> {
+  const parts = tables.map(
+    (name) => sql`SELECT ${name} || ':' || count(*) || ':' || coalesce(md5(string_agg(t::text, '|' ORDER BY t::text)), '') AS part FROM ${sql.table(name)} t`,
+  );
+  const result = await sql<{ part: string }>`${sql.join(parts, sql` UNION ALL `)}`.execute(deps.db);
+  return result.rows.map((r) => r.part).join(' ');
+}
+
 export async function startTestApp(options: TestAppOptions = {}): Promise<TestApp> {
   const mail = await startSmtpPeer();
   const clock = options.clock ?? createTestClock();
@@ -106,24 +132,31 @@ export async function startTestApp(options: TestAppOptions = {}): Promise<TestAp
     orgFile = path.join(dir, 'organisation.yaml');
     await writeFile(orgFile, options.orgYaml);
   }
-  const env = parseEnv({
-    LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? (options.logDestination ? 'info' : 'silent'),
-    SMTP_URL: mail.url,
-    RATE_LIMIT_PER_EMAIL: '100000',
-    RATE_LIMIT_PER_IP: '100000',
-    ...(orgFile ? { ROSTER_ORG: orgFile } : {}),
-    ...options.env,
-  });
+  let env: ReturnType<typeof parseEnv>;
+  try {
+    env = parseEnv({
+      LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? (options.logDestination ? 'info' : 'silent'),
+      SMTP_URL: mail.url,
+      RATE_LIMIT_PER_EMAIL: '100000',
+      RATE_LIMIT_PER_IP: '100000',
+      ...(orgFile ? { ROSTER_ORG: orgFile } : {}),
+      ...options.env,
+    });
+  } catch (err) {
+    await mail.close();
+    throw err;
+  }
   const database: TestDatabase = options.databaseUrl
     ? { ...(await connectPostgres(options.databaseUrl)), url: options.databaseUrl }
     : await createTestDatabase();
   const deps = await openRoster(env, { log: createLogger(env, options.logDestination), clock, database, mailer: createSmtpMailer(mail.url, env.mailFrom) });
-  const app = await buildApp(deps);
+  const app = await buildApp(deps, { trustProxy: env.trustProxy, live: options.live });
   await app.listen({ host: '127.0.0.1', port: 0 });
   const url = `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`;
   deps.publicUrl = url;
 
   const api = <T>(pathname: string, opts?: RequestOptions) => call<T>(url, pathname, opts);
+  let tables: string[] | undefined;
   const login = async (email: string) => {
     const res = await api('key', { json: { email } });
     if (res.status !== 200) throw new Error(`POST key for ${email} failed: ${res.status} ${res.text}`);
@@ -150,6 +183,7 @@ export async function startTestApp(options: TestAppOptions = {}): Promise<TestAp
       const person = await addPerson(deps, { membership: 'Adult', ...input }, SYSTEM_CONTEXT);
       return { id: person.id, member_number: person.member_number };
     },
+    dataDigest: async () => dataDigest(deps, (tables ??= await dataTables(deps))),
     async close() {
       await app.close();
       await database.close();
