@@ -8,6 +8,7 @@ import type { PaperPubs } from '../db/tables.ts';
 import { hasRole, type Role } from '../http/auth.ts';
 import { AppError } from '../http/errors.ts';
 import { listEntryJson, preferredName, toPerson, type Person } from './person.ts';
+import { readPerson } from './person-reads.ts';
 import {
   changePersonIfUnchanged,
   findExactLookupHits,
@@ -242,7 +243,8 @@ function assertMayAccess(row: PersonRow | undefined, user: SessionUser, id: numb
 }
 
 export async function getPerson(deps: Pick<Deps, 'db'>, user: SessionUser, id: number): Promise<Person> {
-  const row = await findPersonById(deps.db, id);
+  // Coalesced with the other reads of this event-loop turn: one query for many concurrent requests.
+  const row = await readPerson(deps.db, id);
   return toPerson(assertMayAccess(row, user, id, ['member_admin', 'member_list'], 'see'));
 }
 

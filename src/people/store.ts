@@ -43,6 +43,16 @@ export async function findPersonById(db: Executor, id: number): Promise<PersonRo
   return personByIdQuery(db, id).executeTakeFirst();
 }
 
+/** The query behind findPeopleByIds: one statement text (and so one prepared plan) for any number of ids. */
+export function peopleByIdsQuery(db: Executor, ids: number[]) {
+  return db.selectFrom('people').selectAll().where('id', '=', (eb) => eb.fn.any(eb.val(ids)));
+}
+
+/** The people with these ids, in no particular order; ids no one has are left out. */
+export async function findPeopleByIds(db: Executor, ids: number[]): Promise<PersonRow[]> {
+  return peopleByIdsQuery(db, ids).execute();
+}
+
 export async function findPersonIdByMemberNumber(db: Executor, memberNumber: number): Promise<number | undefined> {
   const row = await db.selectFrom('people').select('id').where('member_number', '=', memberNumber).executeTakeFirst();
   return row?.id;
