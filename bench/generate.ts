@@ -1,6 +1,6 @@
 /**
  * Seeded generator of a realistic registry: names from many countries, a membership mix, about
- * 30% public names, and some families sharing one email address. Same seed, same people.
+ * 30% public names (with a member type), and some families sharing one email address. Same seed, same people.
  */
 import { sql } from 'kysely';
 import type { Db } from '../src/db/connect.ts';
@@ -30,6 +30,9 @@ const COUNTRIES: [string, number, string[], string[]][] = [
   ['Spain', 2, ['Hugo', 'Lucía', 'Martín', 'Sofía', 'Pablo', 'Martina'], ['García', 'Fernández', 'González', 'Rodríguez', 'López', 'Martínez']],
   ['Brazil', 1, ['João', 'Ana', 'Pedro', 'Beatriz', 'Gabriel', 'Júlia'], ['Silva', 'Santos', 'Oliveira', 'Souza', 'Pereira', 'Costa']],
 ];
+/** Share of people with a member type who give a public name: 0.33 × 91% ≈ 30% of the registry. */
+const PUBLIC_SHARE_OF_MEMBERS = 0.33;
+
 const MEMBERSHIPS: [string, number][] = [
   ['Adult', 58],
   ['Supporter', 15],
@@ -78,14 +81,16 @@ export function* generatePeople(count: number, seed = 75): Generator<GeneratedPe
       family = { last, email, country, left: 1 + Math.floor(random() * 3) };
     }
     const membership = weighted(random, MEMBERSHIPS)[0];
-    const isPublic = membership !== 'NonMember' && random() < 0.3;
+    // 91% hold a member type; a third of them (~30% of everyone) give a public name, a few of those
+    // only a first or only a last name.
+    const publicName = membership !== 'NonMember' && random() < PUBLIC_SHARE_OF_MEMBERS ? random() : -1;
     yield {
       membership,
       member_number: membership === 'NonMember' ? null : ++memberNumber,
       legal_name: `${first} ${last}`,
       email,
-      public_first_name: isPublic ? first : null,
-      public_last_name: isPublic ? last : null,
+      public_first_name: publicName >= 0.05 ? first : null,
+      public_last_name: publicName >= 0 && (publicName < 0.05 || publicName >= 0.1) ? last : null,
       city: random() < 0.8 ? `${pick(['North', 'South', 'East', 'West', 'Old', 'New'])} ${last}ville` : null,
       country: random() < 0.97 ? home : null,
     };

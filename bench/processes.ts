@@ -1,5 +1,5 @@
 /** Child processes of a bench run: the service as a user runs it, and the bare HTTP ceiling. */
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { fileURLToPath } from 'node:url';
@@ -129,16 +129,6 @@ export async function startService(env: Record<string, string>, via: 'npm' | 'no
   await waitFor(async () => (await fetch(`${url}/readyz`)).status === 200, child, 'the service');
   const startMs = performance.now() - begun;
   return { ...child, url, startMs };
-}
-
-/**
- * A login link from `roster admin link EMAIL` (the service prints none when stdout is not a
- * terminal). Run while the service is stopped: a PGlite database allows one process.
- */
-export function adminLoginPath(env: Record<string, string>, email: string): string {
-  const out = execFileSync(process.execPath, ['dist/roster.js', 'admin', 'link', email], { cwd: ROOT, env: { ...process.env, ...env }, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
-  const link = new URL(out.trim());
-  return link.pathname + link.search;
 }
 
 export async function startHttpCeiling(): Promise<Child & { url: string }> {

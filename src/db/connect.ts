@@ -4,9 +4,8 @@
  */
 import { createHash } from 'node:crypto';
 import { mkdir } from 'node:fs/promises';
-import { PGlite } from '@electric-sql/pglite';
-import { pg_trgm } from '@electric-sql/pglite/contrib/pg_trgm';
-import { createPgConfig } from '@electric-sql/pglite/node-postgres';
+// PGlite is imported only when it is opened: on PostgreSQL its modules are never loaded (idle memory).
+import type { PGlite } from '@electric-sql/pglite';
 import { Kysely, PostgresDialect, sql } from 'kysely';
 import pg from 'pg';
 import type { Tables } from './tables.ts';
@@ -158,22 +157,30 @@ export async function connectPostgres(connectionString: string, poolSize = 10, l
  * process's WASM heap (128 MB by default, counted in our RSS), while the data files it reads stay
  * in the OS page cache anyway. 32 MB holds the hot pages of a 100k-person registry.
  */
-const PGLITE_START_PARAMS = [...(PGlite as unknown as { defaultStartParams: string[] }).defaultStartParams, '-c', 'shared_buffers=32MB'];
+function pgliteStartParams(pglite: typeof PGlite): string[] {
+  return [...(pglite as unknown as { defaultStartParams: string[] }).defaultStartParams, '-c', 'shared_buffers=32MB'];
+}
 
 export async function openPglite(options: { dataDir?: string; loadDataDir?: Blob | File } = {}): Promise<Database> {
   if (options.dataDir) await mkdir(options.dataDir, { recursive: true });
+  const [{ PGlite }, { pg_trgm }] = await Promise.all([import('@electric-sql/pglite'), import('@electric-sql/pglite/contrib/pg_trgm')]);
   const lite = await PGlite.create({
     dataDir: options.dataDir,
     loadDataDir: options.loadDataDir,
     extensions: { pg_trgm },
-    startParams: PGLITE_START_PARAMS,
+    startParams: pgliteStartParams(PGlite),
   });
   return wrapPglite(lite);
 }
 
 export function wrapPglite(lite: PGlite): Database {
-  const pool = new pg.Pool(createPgConfig(lite) as unknown as pg.PoolConfig);
-  pool.on('connect', prepareStatementsOn);
+  // Kysely takes the pool from an async factory on first use, which lets the adapter load lazily.
+  const pool = async () => {
+    const { createPgConfig } = await import('@electric-sql/pglite/node-postgres');
+    const adapted = new pg.Pool(createPgConfig(lite) as unknown as pg.PoolConfig);
+    adapted.on('connect', prepareStatementsOn);
+    return adapted;
+  };
   const db = new Kysely<Tables>({ dialect: new PostgresDialect({ pool }) });
   let closed = false;
   return {

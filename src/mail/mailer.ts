@@ -5,7 +5,7 @@
  */
 import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import nodemailer from 'nodemailer';
+import type { Transporter } from 'nodemailer';
 import type { Logger } from 'pino';
 
 export interface MailMessage {
@@ -19,14 +19,27 @@ export interface Mailer {
   close?(): void;
 }
 
+/**
+ * nodemailer is loaded with the first message, not at start-up: a server that has sent no mail yet
+ * does not hold its modules (part of the idle-memory budget, issue #6).
+ */
 export function createSmtpMailer(smtpUrl: string, from: string): Mailer {
-  const transport = nodemailer.createTransport(smtpUrl);
+  let transport: Promise<Transporter> | undefined;
+  let closed = false;
   return {
     async send(message) {
-      await transport.sendMail({ from, to: message.to, subject: message.subject, text: message.text });
+      transport ??= import('nodemailer').then(({ default: nodemailer }) => nodemailer.createTransport(smtpUrl));
+      const opened = await transport;
+      // Closed while nodemailer was loading: this one message goes, and the pool is not left open.
+      try {
+        await opened.sendMail({ from, to: message.to, subject: message.subject, text: message.text });
+      } finally {
+        if (closed) opened.close();
+      }
     },
     close() {
-      transport.close();
+      closed = true;
+      void transport?.then((opened) => opened.close());
     },
   };
 }

@@ -41,24 +41,11 @@ export function toPerson(row: PersonRow): Person {
   };
 }
 
-/** The registry listing's form of a person: null and false values are left out to keep it small. */
+/**
+ * The registry listing's form of a person: null and false values are left out to keep it small.
+ * PostgreSQL writes this form's JSON text for the streamed registry (store.ts registryPageQuery);
+ * a property test holds the two byte for byte equal.
+ */
 export function toListEntry(row: PersonRow): Partial<Person> {
   return Object.fromEntries(Object.entries(toPerson(row)).filter(([, v]) => v !== null && v !== false)) as Partial<Person>;
-}
-
-const text = (key: string, value: string | null) => (value === null ? '' : `,"${key}":${JSON.stringify(value)}`);
-
-/**
- * `JSON.stringify(toListEntry(row))`, written directly: streaming the whole registry then makes one
- * string per person instead of several objects and arrays, which keeps the server's memory flat.
- * Key order and the values left out (null, false) are the same; a property test holds them equal.
- */
-export function listEntryJson(row: PersonRow): string {
-  let json = `{"id":${row.id},"last_modified":"${row.last_modified.toISOString()}"`;
-  if (row.member_number !== null) json += `,"member_number":${row.member_number}`;
-  json += `,"membership":${JSON.stringify(row.membership)},"legal_name":${JSON.stringify(row.legal_name)}`;
-  json += text('email', row.email) + text('public_first_name', row.public_first_name) + text('public_last_name', row.public_last_name);
-  json += text('city', row.city) + text('state', row.state) + text('country', row.country);
-  if (row.paper_pubs !== null) json += `,"paper_pubs":${JSON.stringify(row.paper_pubs)}`;
-  return `${json},"preferred_name":${JSON.stringify(preferredName(row))}}`;
 }

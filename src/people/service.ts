@@ -9,7 +9,8 @@ import type { PaperPubs } from '../db/tables.ts';
 import { hasRole, type Role } from '../http/auth.ts';
 import { AppError } from '../http/errors.ts';
 import { csvHeader, toCsvRows } from '../http/formats.ts';
-import { listEntryJson, preferredName, toPerson, type Person } from './person.ts';
+import { preferredName, toPerson, type Person } from './person.ts';
+import { readPerson } from './person-reads.ts';
 import {
   changePersonIfUnchanged,
   findExactLookupHits,
@@ -17,6 +18,7 @@ import {
   findMemberEmailPage,
   findPreviousNames,
   findPeoplePage,
+  findRegistryPage,
   findPersonById,
   findPersonIdByMemberNumber,
   findVersionedPersonById,
@@ -28,6 +30,7 @@ import {
   type PeopleFilter,
   type PersonChanges,
   type PersonRow,
+  type RegistryEntryRow,
   type TextFilterField,
 } from './store.ts';
 
@@ -182,8 +185,8 @@ function likePattern(value: string, field: string): string {
   return value;
 }
 
-/** Rows per keyset page when streaming the registry: about 250 kB of JSON each. */
-export const PEOPLE_PAGE_SIZE = 1000;
+/** Rows per keyset page when streaming the registry: about 500 kB of JSON each. */
+export const PEOPLE_PAGE_SIZE = 2000;
 
 /**
  * Without parameters: everyone, each at the index equal to their id (null elsewhere), null fields left
@@ -192,25 +195,36 @@ export const PEOPLE_PAGE_SIZE = 1000;
  * the registry. Bad input and a failing first page are thrown here, before any byte is sent.
  */
 export async function listPeople(deps: Pick<Deps, 'db'>, query: PeopleQuery): Promise<AsyncIterable<string>> {
-  let filter: PeopleFilter | undefined;
-  if (!Object.values(query).every((v) => v === undefined)) {
-    const text: PeopleFilter['text'] = {};
-    for (const field of TEXT_FILTER_FIELDS) {
-      const value = query[field];
-      if (value !== undefined) text[field] = likePattern(value, field);
-    }
-    filter = { id: query.id, member_number: query.member_number, text };
-    if (query.since !== undefined) filter.since = parseSince(query.since);
-    if (query.name !== undefined) filter.name = likePattern(query.name, 'name');
+  if (Object.values(query).every((v) => v === undefined)) {
+    const first = await findRegistryPage(deps.db, 0, PEOPLE_PAGE_SIZE);
+    return registryJson(keysetPages(first, (after) => findRegistryPage(deps.db, after, PEOPLE_PAGE_SIZE)));
   }
+  const text: PeopleFilter['text'] = {};
+  for (const field of TEXT_FILTER_FIELDS) {
+    const value = query[field];
+    if (value !== undefined) text[field] = likePattern(value, field);
+  }
+  const filter: PeopleFilter = { id: query.id, member_number: query.member_number, text };
+  if (query.since !== undefined) filter.since = parseSince(query.since);
+  if (query.name !== undefined) filter.name = likePattern(query.name, 'name');
   const first = await findPeoplePage(deps.db, filter, 0, PEOPLE_PAGE_SIZE);
-  return peopleJson(peoplePages(deps.db, filter, first), filter === undefined);
+  return peopleJson(keysetPages(first, (after) => findPeoplePage(deps.db, filter, after, PEOPLE_PAGE_SIZE)));
 }
 
-async function* peoplePages(db: Deps['db'], filter: PeopleFilter | undefined, first: PersonRow[]): AsyncGenerator<PersonRow[]> {
-  for (let rows = first; rows.length > 0; rows = await findPeoplePage(db, filter, rows[rows.length - 1]!.id, PEOPLE_PAGE_SIZE)) {
-    yield rows;
-    if (rows.length < PEOPLE_PAGE_SIZE) return;
+/**
+ * The pages from `first` on, each read by the id after the previous page's last. The next page is
+ * asked for before the current one is handed on, so the database reads it while this process
+ * writes the current one out.
+ */
+async function* keysetPages<R extends { id: number }>(first: R[], read: (afterId: number) => Promise<R[]>): AsyncGenerator<R[]> {
+  let rows = first;
+  for (;;) {
+    const next = rows.length < PEOPLE_PAGE_SIZE ? undefined : read(rows[rows.length - 1]!.id);
+    // If the consumer stops early (the client went away), a failure of the page read ahead is no one's.
+    next?.catch(() => {});
+    if (rows.length > 0) yield rows;
+    if (!next) return;
+    rows = await next;
   }
 }
 
@@ -218,27 +232,42 @@ async function* peoplePages(db: Deps['db'], filter: PeopleFilter | undefined, fi
 const NULLS_PER_CHUNK = 65_536;
 
 /**
- * The JSON array of the pages' people: padded, each at the index of its id with `null` for ids no one
- * has, as list entries; or unpadded, in full. The same text JSON.stringify gives for the whole array.
+ * The padded JSON array of the registry: each person at the index of their id, as the list entry
+ * PostgreSQL wrote (store.ts registryPageQuery), with `null` for ids no one has. Byte for byte
+ * JSON.stringify of the array of toListEntry(row).
  */
-async function* peopleJson(pages: AsyncIterable<PersonRow[]>, padded: boolean): AsyncGenerator<string> {
+async function* registryJson(pages: AsyncIterable<RegistryEntryRow[]>): AsyncGenerator<string> {
   let next = 0;
   let chunk = '[';
   for await (const rows of pages) {
     for (const row of rows) {
-      if (padded) {
-        while (next < row.id) {
-          const n = Math.min(row.id - next, NULLS_PER_CHUNK);
-          chunk += next === 0 ? 'null' + ',null'.repeat(n - 1) : ',null'.repeat(n);
-          next += n;
-          if (n === NULLS_PER_CHUNK) {
-            yield chunk;
-            chunk = '';
-          }
+      while (next < row.id) {
+        const n = Math.min(row.id - next, NULLS_PER_CHUNK);
+        chunk += next === 0 ? 'null' + ',null'.repeat(n - 1) : ',null'.repeat(n);
+        next += n;
+        if (n === NULLS_PER_CHUNK) {
+          yield chunk;
+          chunk = '';
         }
       }
-      chunk += (next === 0 ? '' : ',') + (padded ? listEntryJson(row) : JSON.stringify(toPerson(row)));
-      next = padded ? row.id + 1 : next + 1;
+      if (next !== 0) chunk += ',';
+      chunk += row.paper_pubs === null ? row.head + row.tail : `${row.head},"paper_pubs":${JSON.stringify(row.paper_pubs)}${row.tail}`;
+      next = row.id + 1;
+    }
+    yield chunk;
+    chunk = '';
+  }
+  yield chunk + ']';
+}
+
+/** The JSON array of the pages' people, in full: the same text JSON.stringify gives for the whole array. */
+async function* peopleJson(pages: AsyncIterable<PersonRow[]>): AsyncGenerator<string> {
+  let chunk = '[';
+  let separator = '';
+  for await (const rows of pages) {
+    for (const row of rows) {
+      chunk += separator + JSON.stringify(toPerson(row));
+      separator = ',';
     }
     yield chunk;
     chunk = '';
@@ -263,7 +292,8 @@ function assertMayAccess(row: PersonRow | undefined, user: SessionUser, id: numb
 }
 
 export async function getPerson(deps: Pick<Deps, 'db'>, user: SessionUser, id: number): Promise<Person> {
-  const row = await findPersonById(deps.db, id);
+  // Coalesced with the other reads of this event-loop turn: one query for many concurrent requests.
+  const row = await readPerson(deps.db, id);
   return toPerson(assertMayAccess(row, user, id, ['member_admin', 'member_list'], 'see'));
 }
 
