@@ -119,7 +119,7 @@ describe('POST key', () => {
     for (const path of ['//evil.example/', '/\t/evil.example', '/\n/evil.example', '/ /evil.example', '/\\evil.example', '/a\u0000b', '/caf\u00e9', '/\u2028x', 'evil.example', '/x\u007f']) {
       const res = await t.api('key', { json: { email: 'mia@example.org', path } });
       assert.equal(res.status, 400, `${JSON.stringify(path)}: ${res.text}`);
-      assert.match(res.body.message, /path must be a path on this site/);
+      assert.match(res.body.message, /path must be a path on this site|path contains a control character/);
     }
     assert.equal(t.mail.messages.length, before);
     // Percent-encoded, the same characters are a plain path.
