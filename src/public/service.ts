@@ -113,7 +113,8 @@ export async function renderPublicPeople(deps: Pick<Deps, 'db' | 'org'>): Promis
 export type CountsByType = Record<string, number>;
 export type MembershipStats = Record<string, CountsByType>;
 
-const byName = new Intl.Collator('en');
+/** Made on first use: an ICU collator costs a few MB that an idle server need not hold. */
+let byName: Intl.Collator | undefined;
 
 /**
  * Counts per folded country and membership type, as kansa's server sends them: each country
@@ -136,7 +137,8 @@ export async function membershipStats(deps: Pick<Deps, 'db' | 'org'>): Promise<M
     for (const [c, m] of [[country, row.membership], [country, TOTAL_KEY], [TOTAL_KEY, row.membership], [TOTAL_KEY, TOTAL_KEY]] as const) add(c, m, row.count);
   }
   const rank = (country: string) => (country === TOTAL_KEY ? 2 : country === NO_COUNTRY ? 1 : 0);
-  const countries = [...byCountry.keys()].sort((a, b) => rank(a) - rank(b) || byName.compare(a, b));
+  const collator = (byName ??= new Intl.Collator('en'));
+  const countries = [...byCountry.keys()].sort((a, b) => rank(a) - rank(b) || collator.compare(a, b));
   const stats: MembershipStats = {};
   for (const country of countries) {
     const counts = byCountry.get(country)!;
