@@ -106,8 +106,20 @@ export function greetingName(name: string | null): string | null {
   return plain;
 }
 
-/** Mails the link, greeting `name` if it is a plain name (see greetingName), or else the address. */
-export async function mailLoginLink(deps: KeyDeps, email: string, name: string | null, key: string, expires: Date, next?: string): Promise<void> {
+/**
+ * Issues a key for the address (see issueKey) and mails its link, greeting `name` if it is a plain
+ * name (see greetingName), or else the address.
+ */
+export async function sendLoginLink(
+  deps: KeyDeps,
+  email: string,
+  opts: { name?: string | null; next?: string; reset?: boolean; roles?: string[] } = {},
+): Promise<void> {
+  const { key, expires } = await issueKey(deps, email, { reset: opts.reset, roles: opts.roles });
+  await mailLoginLink(deps, email, opts.name ?? null, key, expires, opts.next);
+}
+
+async function mailLoginLink(deps: KeyDeps, email: string, name: string | null, key: string, expires: Date, next?: string): Promise<void> {
   const mail = await renderMail(deps.org, 'login-link', {
     name: greetingName(name) ?? email,
     email,
@@ -149,8 +161,7 @@ export async function requestKey(deps: KeyDeps & Pick<Deps, 'rateLimiter'>, inpu
     await addPerson(deps, { membership: NON_MEMBER, legal_name: name, email }, { ...ctx, author: email });
     greeting = null;
   }
-  const { key, expires } = await issueKey(deps, email, { reset: input.reset, roles: recipient.roles });
-  await mailLoginLink(deps, email, greeting, key, expires, next);
+  await sendLoginLink(deps, email, { name: greeting, next, reset: input.reset, roles: recipient.roles });
   return { email };
 }
 
@@ -179,8 +190,7 @@ export async function login(deps: KeyDeps & Pick<Deps, 'rateLimiter'>, input: { 
     // Mails a new link, so it is counted like a failure.
     await deps.rateLimiter.hit('login', email, ctx.clientIp ?? '');
     const recipient = await findKeyRecipient(deps.db, email);
-    const fresh = await issueKey(deps, email, { reset: true, roles: recipient.roles });
-    await mailLoginLink(deps, email, recipient.name, fresh.key, fresh.expires);
+    await sendLoginLink(deps, email, { name: recipient.name, reset: true, roles: recipient.roles });
     throw new AppError('key_expired', `That login key has expired. A new login link has been sent to ${email}.`);
   }
   const sessionId = randomBytes(32).toString('base64url');

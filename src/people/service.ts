@@ -1,7 +1,7 @@
 /** The rules for people: adding, listing, reading, updating, upgrading, looking up. */
 import { logEntryValues, recordChange, type ChangeContext } from '../audit/service.ts';
 import { findLogBySubject, type Executor } from '../audit/store.ts';
-import { issueKey, mailLoginLink } from '../auth/service.ts';
+import { sendLoginLink } from '../auth/service.ts';
 import type { SessionUser } from '../auth/store.ts';
 import { membershipRank, NON_MEMBER } from '../config/org.ts';
 import type { Deps } from '../deps.ts';
@@ -454,8 +454,7 @@ export async function updatePerson(
 async function mailLinkToNewAddress(deps: Pick<Deps, 'db' | 'org' | 'clock' | 'peopleChanges' | 'mailer' | 'publicUrl' | 'log'>, id: number, email: string, name: string): Promise<boolean> {
   try {
     const address = email.toLowerCase();
-    const { key, expires } = await issueKey(deps, address);
-    await mailLoginLink(deps, address, name, key, expires);
+    await sendLoginLink(deps, address, { name });
     return true;
   } catch (err) {
     deps.log.warn({ err, person: id }, 'the email change is saved, but no login link could be mailed to the new address');
