@@ -137,3 +137,11 @@ export async function startHttpCeiling(): Promise<Child & { url: string }> {
   await waitFor(async () => child.output().includes('ready'), child, 'the HTTP ceiling server');
   return { ...child, url: `http://127.0.0.1:${port}` };
 }
+
+/** The person reference (bench/person-reference.ts): a bare Fastify + pg route on the same database. */
+export async function startPersonReference(databaseUrl: string): Promise<Child & { url: string }> {
+  const port = await freePort();
+  const child = start(process.execPath, ['--import', 'tsx', 'bench/person-reference.ts', String(port), databaseUrl], {});
+  await waitFor(async () => child.output().includes('ready'), child, 'the person reference server');
+  return { ...child, url: `http://127.0.0.1:${port}` };
+}

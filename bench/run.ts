@@ -19,7 +19,7 @@ import { connectPostgres, prepareStatementsOn, wrapPglite } from '../src/db/conn
 import { migrate } from '../src/db/migrate.ts';
 import { generatePeople, insertPeople } from './generate.ts';
 import { assertWrkInstalled, runLoop, runWrk, type LoadResult } from './load.ts';
-import { buildService, memoryOf, resetPeak, startHttpCeiling, startService, stopAll, type Service } from './processes.ts';
+import { buildService, memoryOf, resetPeak, startHttpCeiling, startPersonReference, startService, stopAll, type Service } from './processes.ts';
 import { machine, saveResult, writeBenchmarks, type RunResult, type ScenarioResult } from './report.ts';
 import { benchRandom, SCENARIOS, type BenchContext, type SqlRunner } from './scenarios.ts';
 
@@ -245,6 +245,16 @@ async function main(): Promise<void> {
   const httpCeiling = await runWrk(ceilingServer.url, { next: () => ({ path: '/' }) }, connections, durationS);
   await ceilingServer.stop();
   say(`HTTP ceiling: ${fmt(httpCeiling.perSecond)} req/s`);
+  // The person reference: a bare Fastify + pg route with coalesced reads (PostgreSQL only).
+  let personReference: LoadResult | undefined;
+  if (serviceEnv.DATABASE_URL && chosen.includes('person')) {
+    progress('person reference…');
+    const reference = await startPersonReference(serviceEnv.DATABASE_URL);
+    const spec = SCENARIOS.find((s) => s.name === 'person')!.http!({ ...ctx, random: benchRandom() });
+    personReference = await runWrk(reference.url, { next: () => ({ path: spec.next().path.replace('/api/people/', '/people/') }) }, connections, durationS);
+    await reference.stop();
+    say(`person reference (bare Fastify + pg, coalesced reads): ${fmt(personReference.perSecond)} req/s`);
+  }
 
   // 3. The scenarios.
   const results: ScenarioResult[] = [];
@@ -264,6 +274,8 @@ async function main(): Promise<void> {
           : await runWrk(service.url, s.http!(ctx), connections, durationS);
       const ratio = [`${(load.perSecond / httpCeiling.perSecond).toFixed(2)} of HTTP`];
       if (dbCeiling) ratio.push(`${(load.perSecond / dbCeiling.perSecond).toFixed(2)} of DB`);
+      const reference = s.name === 'person' ? personReference : undefined;
+      if (reference) ratio.push(`${(load.perSecond / reference.perSecond).toFixed(2)} of reference`);
       r = {
         scenario: s.name,
         description: s.description,
@@ -275,7 +287,8 @@ async function main(): Promise<void> {
         non2xx: load.non2xx,
         httpCeiling: httpCeiling.perSecond,
         dbCeiling: dbCeiling?.perSecond,
-        ceiling: `HTTP ${fmt(httpCeiling.perSecond)}/s${dbCeiling ? `; DB ${fmt(dbCeiling.perSecond)}/s` : ''}`,
+        ceiling: `HTTP ${fmt(httpCeiling.perSecond)}/s${dbCeiling ? `; DB ${fmt(dbCeiling.perSecond)}/s` : ''}${reference ? `; reference ${fmt(reference.perSecond)}/s` : ''}`,
+        ...(reference ? { extra: { referencePerSecond: reference.perSecond } } : {}),
         ratio: ratio.join('; '),
         target: target?.text ?? '– (set for PostgreSQL only)',
         met: target ? target.met(load) && load.errors === 0 && load.non2xx === 0 : null,
