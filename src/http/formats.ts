@@ -67,6 +67,23 @@ export function sendCsv(reply: FastifyReply, filename: string, columns: string[]
   return sendCsvText(reply, filename, toCsv(columns, rows));
 }
 
+/**
+ * Whether an Accept-Encoding header accepts gzip: a `gzip` (or `x-gzip`, or `*`) coding without
+ * `q=0`. Anything unparsable counts as no.
+ */
+export function acceptsGzip(header: string | string[] | undefined): boolean {
+  if (typeof header !== 'string' || header.length > 1024) return false;
+  let star = false;
+  for (const part of header.split(',')) {
+    const [coding, ...params] = part.split(';').map((p) => p.trim().toLowerCase());
+    const q = params.find((p) => p.startsWith('q='));
+    const refused = q !== undefined && !(Number(q.slice(2)) > 0);
+    if (coding === 'gzip' || coding === 'x-gzip') return !refused;
+    if (coding === '*') star = !refused;
+  }
+  return star;
+}
+
 /** Sends JSON text that is already serialised (a cached reply), skipping serialisation. */
 export function sendJsonText(reply: FastifyReply, json: string | Buffer): FastifyReply {
   return reply.type('application/json; charset=utf-8').send(json);

@@ -1,5 +1,7 @@
 import assert from 'node:assert/strict';
+import http from 'node:http';
 import { after, before, describe, test } from 'node:test';
+import { gunzipSync } from 'node:zlib';
 import { startTestApp, type TestApp } from '../../test/support/app.ts';
 import { testDatabaseUrl } from '../../test/support/database.ts';
 
@@ -22,6 +24,19 @@ before(async () => {
     .execute();
 });
 after(() => t.close());
+
+/** GET as raw bytes, with no decoding: fetch would gunzip behind our back. */
+function rawGet(path: string, headers: Record<string, string>): Promise<{ status: number; headers: http.IncomingHttpHeaders; body: Buffer }> {
+  return new Promise((resolve, reject) => {
+    http
+      .get(new URL(`/api/${path}`, t.url), { headers }, (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () => resolve({ status: res.statusCode!, headers: res.headers, body: Buffer.concat(chunks) }));
+      })
+      .on('error', reject);
+  });
+}
 
 // kansa's public_members view: country folded, member types only, by last name, first name, country.
 const PEOPLE = [
@@ -142,6 +157,32 @@ describe('GET public/stats', () => {
     const res = await t.api('public/stats?csv=false');
     assert.match(res.headers.get('content-type') ?? '', /application\/json/);
     assert.deepEqual(res.body, STATS);
+  });
+
+  test('is sent gzipped to a client that accepts gzip, with its own ETag, and plain to one that does not', async () => {
+    for (const path of ['public/people', 'public/people?csv=1', 'public/stats']) {
+      const plain = await rawGet(path, {});
+      assert.equal(plain.status, 200);
+      assert.equal(plain.headers['content-encoding'], undefined);
+      assert.equal(plain.headers.vary, 'accept-encoding');
+      const zipped = await rawGet(path, { 'accept-encoding': 'br;q=1, gzip;q=0.8' });
+      assert.equal(zipped.status, 200);
+      assert.equal(zipped.headers['content-encoding'], 'gzip');
+      assert.equal(zipped.headers.vary, 'accept-encoding');
+      assert.equal(zipped.headers['content-type'], plain.headers['content-type']);
+      assert.deepEqual(gunzipSync(zipped.body), plain.body, path);
+      assert.notEqual(zipped.headers.etag, plain.headers.etag);
+      const again = await rawGet(path, { 'accept-encoding': 'gzip', 'if-none-match': zipped.headers.etag! });
+      assert.equal(again.status, 304);
+      // The plain body's ETag does not stand for the gzipped one.
+      assert.equal((await rawGet(path, { 'accept-encoding': 'gzip', 'if-none-match': plain.headers.etag! })).status, 200);
+    }
+    for (const refused of ['gzip;q=0', 'identity', '*;q=0', 'deflate, gzip;q=0.0']) {
+      const res = await rawGet('public/people', { 'accept-encoding': refused });
+      assert.equal(res.headers['content-encoding'], undefined, refused);
+      assert.deepEqual(JSON.parse(res.body.toString()), PEOPLE);
+    }
+    assert.equal((await rawGet('public/people', { 'accept-encoding': '*' })).headers['content-encoding'], 'gzip');
   });
 
   test('an unchanged reply is 304 for a client that sends its ETag; JSON and CSV have different ETags', async () => {

@@ -3,7 +3,7 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { Type, type TSchema } from 'typebox';
 import type { Deps } from '../deps.ts';
-import { isTrueish, sendCsvText, sendJsonText } from '../http/formats.ts';
+import { acceptsGzip, isTrueish, sendCsvText, sendJsonText } from '../http/formats.ts';
 import { ConfigReply, CsvQuery, NotModified, PublicPeopleReply, StatsReply } from './schema.ts';
 import { createPublicPeopleCache, createStatsCache, publicConfig, type RenderedBody, type RenderedCache } from './service.ts';
 
@@ -13,16 +13,23 @@ const jsonOrCsv = <T extends TSchema>(schema: T) => ({
   content: { 'application/json': { schema }, 'text/csv': { schema: Type.String() } },
 });
 
-/** Sends the cached body in the asked format, or 304 when the client already has it. */
+/**
+ * Sends the cached body in the asked format, gzipped when the client accepts gzip, or 304 when
+ * the client already has it.
+ */
 async function sendRendered(cache: RenderedCache, filename: string, request: FastifyRequest, reply: FastifyReply, csv: string | undefined): Promise<FastifyReply> {
   const rendered: RenderedBody = await cache.get();
   const asCsv = isTrueish(csv);
-  // One validator per representation: the JSON and the CSV are different bodies.
-  const etag = `"${rendered.version}-${asCsv ? 'csv' : 'json'}"`;
-  reply.header('etag', etag);
+  const text = asCsv ? rendered.csv : rendered.json;
+  const gzipped = acceptsGzip(request.headers['accept-encoding']);
+  // One validator per representation: JSON and CSV, plain and gzipped, are different bodies.
+  const etag = `"${rendered.version}-${asCsv ? 'csv' : 'json'}${gzipped ? '-gzip' : ''}"`;
+  reply.header('etag', etag).header('vary', 'accept-encoding');
   if (request.headers['if-none-match'] === etag) return reply.code(304).send();
-  if (asCsv) return sendCsvText(reply, filename, rendered.csv);
-  return sendJsonText(reply, rendered.json);
+  if (gzipped) reply.header('content-encoding', 'gzip');
+  const body = gzipped ? text.gzipped : text.body;
+  if (asCsv) return sendCsvText(reply, filename, body);
+  return sendJsonText(reply, body);
 }
 
 export function publicRoutes(deps: Deps): FastifyPluginAsyncTypebox {

@@ -1,5 +1,7 @@
 /** The public views: opted-in people, membership statistics and the organisation's configuration. */
 import { createHash } from 'node:crypto';
+import { promisify } from 'node:util';
+import { gzip as gzipCallback } from 'node:zlib';
 import type { Organisation } from '../config/org.ts';
 import type { Deps } from '../deps.ts';
 import { csvHeader, toCsv, toCsvRows } from '../http/formats.ts';
@@ -14,12 +16,26 @@ export function countedMembershipTypes(org: Organisation): string[] {
   return org.membershipTypes.filter((t) => t.member).map((t) => t.key);
 }
 
+const gzip = promisify(gzipCallback);
+
+/** One rendered representation: its bytes, and the same gzip-compressed (done once, not per request). */
+export interface RenderedText {
+  body: Buffer;
+  gzipped: Buffer;
+}
+
 /** A reply rendered once and sent as it is to every request until people change. */
 export interface RenderedBody {
-  json: Buffer;
-  csv: Buffer;
+  json: RenderedText;
+  csv: RenderedText;
   /** A hash of both bodies, for the ETag: a request with If-None-Match gets 304. */
   version: string;
+}
+
+/** `text` and its gzip: the public list is ~2.5 MB of JSON for 30,000 people, ~10× less gzipped. */
+async function renderedText(text: string | Buffer): Promise<RenderedText> {
+  const body = Buffer.from(text);
+  return { body, gzipped: await gzip(body) };
 }
 
 export interface RenderedCache {
@@ -46,11 +62,10 @@ export function createRenderedCache(deps: Pick<Deps, 'peopleChanges' | 'clock'>,
     generation++;
   });
   const renderNow = async (): Promise<RenderedBody> => {
-    const { json, csv } = await render();
-    const jsonBuffer = Buffer.from(json);
-    const csvBuffer = Buffer.from(csv);
-    const version = createHash('sha1').update(jsonBuffer).update(csvBuffer).digest('base64url');
-    return { json: jsonBuffer, csv: csvBuffer, version };
+    const rendered = await render();
+    const [json, csv] = await Promise.all([renderedText(rendered.json), renderedText(rendered.csv)]);
+    const version = createHash('sha1').update(json.body).update(csv.body).digest('base64url');
+    return { json, csv, version };
   };
   return {
     get() {
