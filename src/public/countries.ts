@@ -8,7 +8,6 @@
  * uses). No country at all is `-`, as in kansa.
  */
 import { createRequire } from 'node:module';
-import countries from 'i18n-iso-countries';
 
 /** The key for people without a country, as kansa's country('') gives. */
 export const NO_COUNTRY = '-';
@@ -17,8 +16,9 @@ interface CountryLocale {
   countries: Record<string, string | string[]>;
 }
 
-// Loaded with require: the bundle keeps packages external, and Node wants JSON imported with an
-// import attribute that esbuild does not carry over.
+// Loaded with require, on first use (a server that never lists people does not hold the package,
+// about 2 MB): the bundle keeps packages external, and Node wants JSON imported with an import
+// attribute that esbuild does not carry over.
 const require = createRequire(import.meta.url);
 const locale = (language: string) => require(`i18n-iso-countries/langs/${language}.json`) as CountryLocale;
 
@@ -80,6 +80,7 @@ function buildSpellings(): Map<string, string> {
       for (const name of Array.isArray(names) ? names : [names]) add(name, code);
     }
   }
+  const countries = require('i18n-iso-countries') as { getAlpha3Codes(): Record<string, string> };
   for (const [alpha3, code] of Object.entries(countries.getAlpha3Codes())) add(alpha3, code);
   for (const [spelling, code] of Object.entries(EXTRA_SPELLINGS)) add(spelling, code);
   return byKey;
