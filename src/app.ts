@@ -64,7 +64,10 @@ export function createLogger(env: Pick<Env, 'logLevel'>, destination?: Destinati
       err: pino.stdSerializers.err,
     },
   };
-  return destination ? pino(options, destination) : pino(options);
+  // Written asynchronously: a line per request written synchronously cost ~15% of a small
+  // request's time under load. Lines written meanwhile go out together; what is still buffered is
+  // flushed when the process exits (pino's own exit handler).
+  return pino(options, destination ?? pino.destination({ dest: 1, sync: false }));
 }
 
 /** PostgreSQL at DATABASE_URL, or the embedded PGlite database in DATA_DIR/pglite. */
