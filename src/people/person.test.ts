@@ -61,7 +61,7 @@ test("PostgreSQL's registry entry is byte for byte JSON.stringify(toListEntry(ro
           .execute();
       }
       const rows: PersonRow[] = await db.selectFrom('people').selectAll().orderBy('id').execute();
-      const entries = await findRegistryPage(db, 0, 100);
+      const entries = await findRegistryPage(db, { afterId: 0 });
       assert.equal(entries.length, rows.length);
       entries.forEach((e, i) => {
         const text = e.paper_pubs === null ? e.head + e.tail : `${e.head},"paper_pubs":${JSON.stringify(e.paper_pubs)}${e.tail}`;

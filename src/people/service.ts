@@ -19,6 +19,7 @@ import {
   findPreviousNames,
   findPeoplePage,
   findRegistryPage,
+  findRegistryPages,
   findPersonById,
   findPersonIdByMemberNumber,
   findVersionedPersonById,
@@ -189,6 +190,14 @@ function likePattern(value: string, field: string): string {
 export const PEOPLE_PAGE_SIZE = 2000;
 
 /**
+ * Pages of the whole registry read at once, each on its own connection: PostgreSQL writes a
+ * page's JSON text in about the time this process takes to send one, so with one page read ahead
+ * the database was the wait (measured on 100,000 people, 2 cores: ~970 ms with one page ahead).
+ * Each page read ahead holds ~500 kB until it is sent.
+ */
+export const REGISTRY_READ_AHEAD = 3;
+
+/**
  * Without parameters: everyone, each at the index equal to their id (null elsewhere), null fields left
  * out. With parameters: the people matching all of them, in full. Returns the reply body as chunks
  * of JSON text, read page by page as the consumer asks for them, so memory stays flat however large
@@ -196,8 +205,8 @@ export const PEOPLE_PAGE_SIZE = 2000;
  */
 export async function listPeople(deps: Pick<Deps, 'db'>, query: PeopleQuery): Promise<AsyncIterable<string>> {
   if (Object.values(query).every((v) => v === undefined)) {
-    const first = await findRegistryPage(deps.db, 0, PEOPLE_PAGE_SIZE);
-    return registryJson(keysetPages(first, (after) => findRegistryPage(deps.db, after, PEOPLE_PAGE_SIZE)));
+    const pages = await findRegistryPages(deps.db, PEOPLE_PAGE_SIZE);
+    return registryJson(await readAhead(pages, (page) => findRegistryPage(deps.db, page), REGISTRY_READ_AHEAD));
   }
   const text: PeopleFilter['text'] = {};
   for (const field of TEXT_FILTER_FIELDS) {
@@ -226,6 +235,32 @@ async function* keysetPages<R extends { id: number }>(first: R[], read: (afterId
     if (!next) return;
     rows = await next;
   }
+}
+
+/**
+ * The results of `read` for each of `pages`, in order, with up to `depth` reads running at once.
+ * Resolves once the first page is read, so that its failure is thrown before any byte is sent.
+ */
+async function readAhead<P, R>(pages: P[], read: (page: P) => Promise<R>, depth: number): Promise<AsyncIterable<R>> {
+  const inFlight: Promise<R>[] = [];
+  let next = 0;
+  const fill = () => {
+    while (inFlight.length < depth && next < pages.length) {
+      const reading = read(pages[next++]!);
+      // If the consumer stops early (the client went away), a failure of a page read ahead is no one's.
+      reading.catch(() => {});
+      inFlight.push(reading);
+    }
+  };
+  fill();
+  if (inFlight.length > 0) await inFlight[0];
+  return (async function* () {
+    while (inFlight.length > 0) {
+      const page = await inFlight.shift()!;
+      fill();
+      yield page;
+    }
+  })();
 }
 
 /** Nulls written per chunk for a gap in the ids, so that even a huge gap streams in bounded pieces. */

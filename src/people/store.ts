@@ -123,7 +123,7 @@ export interface RegistryEntryRow {
  * has spaces JSON.stringify does not write. last_modified is written as toISOString() writes the
  * millisecond Date that pg would read: truncated to milliseconds, years 1970–9999.
  */
-export function registryPageQuery(db: Executor, afterId: number, limit: number) {
+export function registryPageQuery(db: Executor, page: RegistryPage) {
   const publicName = (column: string) => sql`CASE WHEN btrim(${sql.ref(column)}, ${JS_TRIMMED}) <> '' THEN ${sql.ref(column)} END`;
   const preferred = sql<string>`coalesce(nullif(btrim(concat_ws(' ', ${publicName('public_first_name')}, ${publicName('public_last_name')}), ${JS_TRIMMED}), ''), legal_name)`;
   const head = sql<string>`concat(
@@ -137,14 +137,38 @@ export function registryPageQuery(db: Executor, afterId: number, limit: number) 
   return db
     .selectFrom('people')
     .select(['id', head.as('head'), sql<PersonRow['paper_pubs']>`nullif(paper_pubs, 'null'::jsonb)`.as('paper_pubs'), sql<string>`concat(',"preferred_name":', to_json(${preferred})::text, '}')`.as('tail')])
-    .where('id', '>', afterId)
-    .orderBy('id')
-    .limit(limit);
+    .where('id', '>', page.afterId)
+    .$if(page.upToId !== undefined, (q) => q.where('id', '<=', page.upToId!))
+    .orderBy('id');
 }
 
-/** One keyset page of the whole registry (ids above `afterId`, at most `limit`) as JSON text per person. */
-export async function findRegistryPage(db: Executor, afterId: number, limit: number): Promise<RegistryEntryRow[]> {
-  return registryPageQuery(db, afterId, limit).execute();
+/** A page of the registry: the people with ids above `afterId` and, unless it is the last page, up to `upToId`. */
+export interface RegistryPage {
+  afterId: number;
+  upToId?: number;
+}
+
+/** One page of the whole registry as JSON text per person, by id. */
+export async function findRegistryPage(db: Executor, page: RegistryPage): Promise<RegistryEntryRow[]> {
+  return registryPageQuery(db, page).execute();
+}
+
+/** The query behind findRegistryPages: every `size`-th id, read from the primary key's index. */
+export function registryCutsQuery(db: Executor, size: number) {
+  return db
+    .selectFrom((eb) => eb.selectFrom('people').select(['id', sql<number>`row_number() OVER (ORDER BY id)`.as('n')]).as('numbered'))
+    .select('id')
+    .where(sql<boolean>`n % ${size} = 0`)
+    .orderBy('id');
+}
+
+/**
+ * The whole registry cut into pages of `size` people (the last may be smaller), in id order. The
+ * pages are known before any is read, so several can be read at once.
+ */
+export async function findRegistryPages(db: Executor, size: number): Promise<RegistryPage[]> {
+  const cuts = (await registryCutsQuery(db, size).execute()).map((r) => r.id);
+  return [0, ...cuts].map((afterId, i) => (i < cuts.length ? { afterId, upToId: cuts[i]! } : { afterId }));
 }
 
 export interface LookupCriteria {
