@@ -1,8 +1,8 @@
 /**
  * Session handling for routes: the session cookie (named by the organisation id) is resolved to a
- * user once per request. `requireUser` and `requireRole` are preHandlers; they fill `request.user`.
+ * user once per request. `requireUser` and `requireRole` are route hooks; they fill `request.user`.
  */
-import type { FastifyReply, FastifyRequest, preHandlerAsyncHookHandler } from 'fastify';
+import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { ChangeContext } from '../audit/service.ts';
 import { hashSecret } from '../auth/service.ts';
 import { findSessionUser, type SessionUser } from '../auth/store.ts';
@@ -39,51 +39,70 @@ export function clearSessionCookie(reply: FastifyReply, cookie: SessionCookie): 
 }
 
 /**
- * Resolves the session cookie of `request` (once) and returns the user, or null. A session this
- * process resolved recently comes from `deps.sessionCache` (see src/auth/README.md) without a query.
+ * The user of `request` when it is known without a query: already resolved for this request, no
+ * session cookie, or a session this process resolved recently (`deps.sessionCache`, see
+ * src/auth/README.md). `undefined` when the database must be asked.
  */
-export async function loadUser(deps: Pick<Deps, 'db' | 'clock' | 'sessionCache'>, cookie: SessionCookie, request: FastifyRequest): Promise<SessionUser | null> {
+function knownUser(deps: Pick<Deps, 'clock' | 'sessionCache'>, cookie: SessionCookie, request: FastifyRequest): SessionUser | null | undefined {
   if (request.user !== null || request.sessionIdHash !== null) return request.user;
   const id = request.cookies[cookie.name];
   if (!id) return null;
   const idHash = hashSecret(id);
   request.sessionIdHash = idHash;
-  const now = deps.clock.now();
-  const cached = deps.sessionCache.get(idHash, now);
-  if (cached) return (request.user = cached);
+  const cached = deps.sessionCache.get(idHash, deps.clock.now());
+  return cached ? (request.user = cached) : undefined;
+}
+
+/** The user of the session whose hash knownUser left on `request`, from the database (then cached). */
+async function sessionUserFromDatabase(deps: Pick<Deps, 'db' | 'clock' | 'sessionCache'>, request: FastifyRequest): Promise<SessionUser | null> {
+  const idHash = request.sessionIdHash!;
   const generation = deps.sessionCache.generation();
-  const found = await findSessionUser(deps.db, idHash, now);
+  const found = await findSessionUser(deps.db, idHash, deps.clock.now());
   if (!found) return (request.user = null);
   deps.sessionCache.set(idHash, found, generation);
   request.user = { email: found.email, roles: found.roles };
   return request.user;
 }
 
+/** Resolves the session cookie of `request` (once) and returns the user, or null. */
+export async function loadUser(deps: Pick<Deps, 'db' | 'clock' | 'sessionCache'>, cookie: SessionCookie, request: FastifyRequest): Promise<SessionUser | null> {
+  const known = knownUser(deps, cookie, request);
+  return known !== undefined ? known : sessionUserFromDatabase(deps, request);
+}
+
+/** A route hook (onRequest or preHandler) that resolves the user and lets the request on, or refuses it. */
+export type Guard = (request: FastifyRequest, reply: FastifyReply, done: (err?: Error) => void) => void;
+
 export interface Guards {
-  /** preHandler: a logged-in user, or 401. */
-  requireUser: preHandlerAsyncHookHandler;
-  /** preHandler: a logged-in user holding one of `roles`, or 401 (kansa answers a missing role with 401 too). */
-  requireRole(...roles: Role[]): preHandlerAsyncHookHandler;
-  /** preHandler: loads the user if there is a session, but lets anonymous requests through. */
-  optionalUser: preHandlerAsyncHookHandler;
+  /** A logged-in user, or 401. */
+  requireUser: Guard;
+  /** A logged-in user holding one of `roles`, or 401 (kansa answers a missing role with 401 too). */
+  requireRole(...roles: Role[]): Guard;
+  /** Loads the user if there is a session, but lets anonymous requests through. */
+  optionalUser: Guard;
 }
 
 export function createGuards(deps: Pick<Deps, 'db' | 'clock' | 'org' | 'publicUrl' | 'sessionCache'>): Guards {
   const cookie = sessionCookie(deps);
-  const requireUser: preHandlerAsyncHookHandler = async (request) => {
-    if (!(await loadUser(deps, cookie, request))) throw new AppError('unauthenticated', 'Log in first: this needs a session');
-  };
+  // Callback hooks with a synchronous path: a session in the cache (nearly every request) is
+  // checked without a promise, and only a cache miss waits for the database.
+  const guard =
+    (refusal: (user: SessionUser | null) => AppError | undefined): Guard =>
+    (request, _reply, done) => {
+      const known = knownUser(deps, cookie, request);
+      if (known !== undefined) return done(refusal(known));
+      sessionUserFromDatabase(deps, request).then((user) => done(refusal(user)), done);
+    };
+  const unauthenticated = () => new AppError('unauthenticated', 'Log in first: this needs a session');
   return {
-    requireUser,
+    requireUser: guard((user) => (user ? undefined : unauthenticated())),
     requireRole: (...roles) =>
-      async function requireRole(request) {
-        const user = await loadUser(deps, cookie, request);
-        if (!user) throw new AppError('unauthenticated', 'Log in first: this needs a session');
-        if (!roles.some((r) => user.roles.includes(r))) throw new AppError('forbidden', `This needs the ${roles.join(' or ')} role`);
-      },
-    optionalUser: async (request) => {
-      await loadUser(deps, cookie, request);
-    },
+      guard((user) => {
+        if (!user) return unauthenticated();
+        if (!roles.some((r) => user.roles.includes(r))) return new AppError('forbidden', `This needs the ${roles.join(' or ')} role`);
+        return undefined;
+      }),
+    optionalUser: guard(() => undefined),
   };
 }
 

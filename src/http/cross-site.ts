@@ -5,7 +5,7 @@
  * from this site. Browsers say where a request comes from in `Sec-Fetch-Site` and `Origin`; a
  * request without either (curl, API clients, old browsers) is not judged.
  */
-import type { FastifyRequest } from 'fastify';
+import type { FastifyReply, FastifyRequest } from 'fastify';
 import { AppError } from './errors.ts';
 
 const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS']);
@@ -36,15 +36,18 @@ export function isSameSite(request: FastifyRequest, publicUrl: string): boolean 
  * once the port is known).
  */
 export function refuseCrossSite(cookieName: string, publicUrl: () => string) {
-  return async function refuseCrossSiteRequest(request: FastifyRequest): Promise<void> {
+  // A callback hook, not an async one: it runs on every request and has nothing to wait for.
+  return function refuseCrossSiteRequest(request: FastifyRequest, _reply: FastifyReply, done: (err?: Error) => void): void {
     const upgrade = request.ws;
-    if (!upgrade && (SAFE_METHODS.has(request.method) || request.cookies[cookieName] === undefined)) return;
-    if (isSameSite(request, publicUrl())) return;
-    throw new AppError(
-      'cross_site',
-      upgrade
-        ? 'Cross-site WebSocket refused: connect from a page of this site'
-        : 'Cross-site request refused: a request that carries the session cookie and changes something must come from a page of this site',
+    if (!upgrade && (SAFE_METHODS.has(request.method) || request.cookies[cookieName] === undefined)) return done();
+    if (isSameSite(request, publicUrl())) return done();
+    done(
+      new AppError(
+        'cross_site',
+        upgrade
+          ? 'Cross-site WebSocket refused: connect from a page of this site'
+          : 'Cross-site request refused: a request that carries the session cookie and changes something must come from a page of this site',
+      ),
     );
   };
 }

@@ -13,7 +13,7 @@
 import { parse as parseQueryString } from 'node:querystring';
 import { Ajv, type ErrorObject, type Options, type ValidateFunction } from 'ajv';
 import ajvFormats from 'ajv-formats';
-import type { FastifyRequest, FastifySchemaCompiler } from 'fastify';
+import type { FastifyReply, FastifyRequest, FastifySchemaCompiler } from 'fastify';
 import { AppError } from './errors.ts';
 
 /** Marks the object a form body was parsed into (non-enumerable, so it is never serialised). */
@@ -190,8 +190,13 @@ function checkValue(part: keyof typeof PART_NAMES, root: unknown, fromForm: bool
 }
 
 /** preValidation hook: the text and number rules above, for path, query string and body alike. */
-export async function checkInputText(request: FastifyRequest): Promise<void> {
-  checkValue('params', request.params, false);
-  checkValue('query', request.query, false);
-  checkValue('body', request.body, isFormBody(request.body));
+export function checkInputText(request: FastifyRequest, _reply: FastifyReply, done: (err?: Error) => void): void {
+  try {
+    checkValue('params', request.params, false);
+    checkValue('query', request.query, false);
+    checkValue('body', request.body, isFormBody(request.body));
+  } catch (err) {
+    return done(err as Error);
+  }
+  done();
 }
