@@ -6,6 +6,7 @@ import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { recordChange, type ChangeContext } from '../audit/service.ts';
 import { NON_MEMBER, type Organisation } from '../config/org.ts';
 import type { Deps } from '../deps.ts';
+import { withUnitOfWork } from '../db/unit-of-work.ts';
 import { AppError } from '../http/errors.ts';
 import { renderMail } from '../mail/templates.ts';
 import { addPerson } from '../people/service.ts';
@@ -71,7 +72,7 @@ export function loginLink(publicUrl: string, email: string, key: string, next?: 
   return `${publicUrl}/api/login?${params.toString()}`;
 }
 
-type KeyDeps = Pick<Deps, 'db' | 'org' | 'clock' | 'mailer' | 'publicUrl' | 'peopleChanges'>;
+type KeyDeps = Pick<Deps, 'db' | 'org' | 'clock' | 'mailer' | 'publicUrl' | 'peopleChanges' | 'log'>;
 
 /**
  * Makes a new key for the address (admins get the shorter admin lifetime) and stores its hash.
@@ -214,7 +215,7 @@ export interface LogoutResult {
 }
 
 export async function logout(
-  deps: Pick<Deps, 'db' | 'clock' | 'sessionCache'>,
+  deps: Pick<Deps, 'db' | 'clock' | 'sessionCache' | 'log'>,
   user: SessionUser,
   sessionIdHash: string,
   input: LogoutRequest,
@@ -224,7 +225,7 @@ export async function logout(
   if (target !== user.email && !user.roles.includes('admin_admin')) {
     throw new AppError('forbidden', "Logging out another person's sessions requires admin_admin");
   }
-  const result = await deps.db.transaction().execute(async (tx): Promise<LogoutResult> => {
+  return withUnitOfWork(deps, async ({ db: tx, afterCommit }): Promise<LogoutResult> => {
     let sessions: number | undefined;
     let endedOwnSession: boolean;
     if (input.all || input.reset || target !== user.email) {
@@ -240,10 +241,9 @@ export async function logout(
     if (opt || target !== user.email) {
       await recordChange(tx, deps.clock, ctx, { subject: null, action: 'logout', parameters: { email: target, opt, sessions } });
     }
+    afterCommit(() => deps.sessionCache.dropEmail(target));
     return { email: target, opt, sessions, endedOwnSession };
   });
-  deps.sessionCache.dropEmail(target);
-  return result;
 }
 
 /** Refuses roles the organisation file does not declare, naming the declared ones. */
@@ -260,35 +260,33 @@ export function checkDeclaredRoles(org: Pick<Organisation, 'adminRoles'>, roles:
  * Grants roles (added to any the address already has). Re-granting roles already held changes
  * nothing, so it writes no audit row and invalidates no session.
  */
-export async function addAdmin(deps: Pick<Deps, 'db' | 'clock' | 'sessionCache' | 'org'>, email: string, roles: string[], ctx: ChangeContext): Promise<string[]> {
+export async function addAdmin(deps: Pick<Deps, 'db' | 'clock' | 'sessionCache' | 'org' | 'log'>, email: string, roles: string[], ctx: ChangeContext): Promise<string[]> {
   const address = normaliseEmail(email);
   checkDeclaredRoles(deps.org, roles);
-  const { all, changed } = await deps.db.transaction().execute(async (tx) => {
+  return withUnitOfWork(deps, async ({ db: tx, afterCommit }) => {
     const held = await findRolesByEmail(tx, address);
     const added = [...new Set(roles)].filter((r) => !held.includes(r));
     const merged = [...held, ...added].sort();
-    if (added.length === 0) return { all: merged, changed: false };
+    if (added.length === 0) return merged;
     await upsertAdmin(tx, address, merged);
     await recordChange(tx, deps.clock, ctx, { subject: null, action: 'admin-add', parameters: { email: address, roles } });
     await notifySessionsChanged(tx, address);
-    return { all: merged, changed: true };
+    afterCommit(() => deps.sessionCache.dropEmail(address));
+    return merged;
   });
-  if (changed) deps.sessionCache.dropEmail(address);
-  return all;
 }
 
-export async function removeAdmin(deps: Pick<Deps, 'db' | 'clock' | 'sessionCache'>, email: string, ctx: ChangeContext): Promise<boolean> {
+export async function removeAdmin(deps: Pick<Deps, 'db' | 'clock' | 'sessionCache' | 'log'>, email: string, ctx: ChangeContext): Promise<boolean> {
   const address = normaliseEmail(email);
-  const removed = await deps.db.transaction().execute(async (tx) => {
+  return withUnitOfWork(deps, async ({ db: tx, afterCommit }) => {
     const deleted = (await deleteAdmin(tx, address)) > 0;
     if (deleted) {
       await recordChange(tx, deps.clock, ctx, { subject: null, action: 'admin-remove', parameters: { email: address } });
       await notifySessionsChanged(tx, address);
+      afterCommit(() => deps.sessionCache.dropEmail(address));
     }
     return deleted;
   });
-  if (removed) deps.sessionCache.dropEmail(address);
-  return removed;
 }
 
 /** How often a running service removes expired sessions. */

@@ -6,6 +6,7 @@ import type { SessionUser } from '../auth/store.ts';
 import { membershipRank, NON_MEMBER } from '../config/org.ts';
 import type { Deps } from '../deps.ts';
 import type { PaperPubs } from '../db/tables.ts';
+import { withUnitOfWork, type UnitOfWork } from '../db/unit-of-work.ts';
 import { hasRole, type Role } from '../http/auth.ts';
 import { AppError } from '../http/errors.ts';
 import { csvHeader, toCsvRows } from '../http/formats.ts';
@@ -108,8 +109,17 @@ function requireLegalName(value: string | null | undefined): string {
   return name;
 }
 
-/** Adds a person; every membership but NonMember gets a member number. */
-export async function addPerson(deps: Pick<Deps, 'db' | 'org' | 'clock' | 'peopleChanges'>, input: NewPerson, ctx: ChangeContext): Promise<Person> {
+/**
+ * Adds a person; every membership but NonMember gets a member number. Given `within`, the person
+ * is added in that unit of work (and a member number taken meanwhile fails it, for its owner to
+ * retry whole); otherwise in its own, retried when another change took the number drawn.
+ */
+export async function addPerson(
+  deps: Pick<Deps, 'db' | 'org' | 'clock' | 'peopleChanges' | 'log'>,
+  input: NewPerson,
+  ctx: ChangeContext,
+  within?: UnitOfWork,
+): Promise<Person> {
   assertMembershipType(deps.org, input.membership);
   const values = {
     membership: input.membership,
@@ -123,24 +133,28 @@ export async function addPerson(deps: Pick<Deps, 'db' | 'org' | 'clock' | 'peopl
     paper_pubs: input.paper_pubs === undefined ? null : validatePaperPubs(input.paper_pubs),
   };
   const insert = () =>
-    deps.db.transaction().execute(async (tx) => {
-      const row = await insertPerson(tx, {
-        ...values,
-        last_modified: deps.clock.now(),
-        member_number: values.membership === NON_MEMBER ? null : await nextMemberNumber(tx),
-        paper_pubs: JSON.stringify(values.paper_pubs),
-      });
-      await recordChange(tx, deps.clock, ctx, { subject: row.id, action: 'new', parameters: { ...values, member_number: row.member_number } });
-      return toPerson(row);
-    });
+    withUnitOfWork(
+      deps,
+      async ({ db: tx, afterCommit }) => {
+        const row = await insertPerson(tx, {
+          ...values,
+          last_modified: deps.clock.now(),
+          member_number: values.membership === NON_MEMBER ? null : await nextMemberNumber(tx),
+          paper_pubs: JSON.stringify(values.paper_pubs),
+        });
+        await recordChange(tx, deps.clock, ctx, { subject: row.id, action: 'new', parameters: { ...values, member_number: row.member_number } });
+        afterCommit(() => deps.peopleChanges.committed(row.id));
+        return toPerson(row);
+      },
+      within,
+    );
+  if (within) return insert();
   // nextMemberNumber skips numbers in use, but an admin may give the same number to someone else
   // between that check and the insert: the unique index refuses it, the transaction rolls back
   // whole, and the next attempt draws the next number.
   for (let attempt = 1; ; attempt++) {
     try {
-      const person = await insert();
-      deps.peopleChanges.committed(person.id);
-      return person;
+      return await insert();
     } catch (err) {
       if (!isUniqueViolation(err)) throw err;
       if (attempt === MEMBER_NUMBER_ATTEMPTS) throw new AppError('conflict', MEMBER_NUMBER_RACE);
@@ -408,7 +422,7 @@ interface Decision<T> {
  * transaction that holds the row lock across them.
  */
 async function changePerson<T>(
-  deps: Pick<Deps, 'db' | 'clock' | 'peopleChanges'>,
+  deps: Pick<Deps, 'db' | 'clock' | 'peopleChanges' | 'log'>,
   id: number,
   action: string,
   ctx: ChangeContext,
@@ -438,7 +452,7 @@ async function changePerson<T>(
   };
   let outcome: Outcome;
   for (let i = 0; i < OPTIMISTIC_ATTEMPTS && !outcome; i++) outcome = await attempt(deps.db, false);
-  outcome ??= await deps.db.transaction().execute(async (tx) => {
+  outcome ??= await withUnitOfWork(deps, async ({ db: tx }) => {
     const locked = await attempt(tx, true);
     if (!locked) throw new Error(`Person ${id} changed while its row was locked`);
     return locked;
@@ -514,7 +528,7 @@ export interface PersonUpgrade {
  * generated unless given (admin_admin only) or set before, and never for NonMember.
  */
 export async function upgradePerson(
-  deps: Pick<Deps, 'db' | 'org' | 'clock' | 'peopleChanges'>,
+  deps: Pick<Deps, 'db' | 'org' | 'clock' | 'peopleChanges' | 'log'>,
   user: SessionUser,
   id: number,
   input: PersonUpgrade,

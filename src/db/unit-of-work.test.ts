@@ -1,0 +1,109 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import { startTestApp, type TestApp } from '../../test/support/app.ts';
+import { addPerson } from '../people/service.ts';
+import { withUnitOfWork } from './unit-of-work.ts';
+
+let t: TestApp;
+before(async () => {
+  t = await startTestApp();
+});
+after(() => t.close());
+
+const CTX = { author: 'uow-test@example.org', clientIp: '127.0.0.1', clientUa: null };
+
+async function peopleNamed(name: string): Promise<number> {
+  const rows = await t.deps.db.selectFrom('people').select('id').where('legal_name', '=', name).execute();
+  return rows.length;
+}
+
+/** Audit rows of people added with this legal name. */
+async function auditRowsFor(name: string): Promise<number> {
+  const rows = await t.deps.db.selectFrom('log').select('parameters').where('action', '=', 'new').execute();
+  return rows.filter((r) => (r.parameters as { legal_name?: string }).legal_name === name).length;
+}
+
+/** A logger that keeps what it is given. */
+function keptLog() {
+  const errors: { obj: { err: unknown }; msg: string }[] = [];
+  return { errors, error: (obj: { err: unknown }, msg: string) => void errors.push({ obj, msg }) };
+}
+
+describe('withUnitOfWork', () => {
+  test('commits the work, then runs the after-commit steps in order, seeing the committed change', async () => {
+    const order: string[] = [];
+    const result = await withUnitOfWork(t.deps, async (uow) => {
+      const person = await addPerson(t.deps, { membership: 'Adult', legal_name: 'Una Committed' }, CTX, uow);
+      uow.afterCommit(async () => {
+        order.push(`first sees ${await peopleNamed('Una Committed')}`);
+      });
+      uow.afterCommit(() => void order.push('second'));
+      order.push('work done');
+      return person.id;
+    });
+    assert.ok(result > 0);
+    assert.deepEqual(order, ['work done', 'first sees 1', 'second']);
+    assert.equal(await auditRowsFor('Una Committed'), 1);
+  });
+
+  test('a failure rolls back every write of the unit, the person and its audit row, and runs no after-commit step', async () => {
+    let stepRan = false;
+    await assert.rejects(
+      withUnitOfWork(t.deps, async (uow) => {
+        await addPerson(t.deps, { membership: 'Adult', legal_name: 'Rolf Rolledback' }, CTX, uow);
+        uow.afterCommit(() => void (stepRan = true));
+        assert.equal(await uow.db.selectFrom('people').select('id').where('legal_name', '=', 'Rolf Rolledback').execute().then((r) => r.length), 1);
+        throw new Error('the purchase failed');
+      }),
+      /the purchase failed/,
+    );
+    assert.equal(stepRan, false);
+    assert.equal(await peopleNamed('Rolf Rolledback'), 0);
+    assert.equal(await auditRowsFor('Rolf Rolledback'), 0);
+  });
+
+  test('a failing after-commit step is logged, the other steps still run, and the committed result is returned', async () => {
+    const log = keptLog();
+    const ran: string[] = [];
+    const result = await withUnitOfWork({ db: t.deps.db, log }, async (uow) => {
+      await addPerson(t.deps, { membership: 'Adult', legal_name: 'Stefan Stepfail' }, CTX, uow);
+      uow.afterCommit(() => {
+        throw new Error('cache gone');
+      });
+      uow.afterCommit(() => Promise.reject(new Error('signal gone')));
+      uow.afterCommit(() => void ran.push('third'));
+      return 'committed';
+    });
+    assert.equal(result, 'committed');
+    assert.deepEqual(ran, ['third']);
+    assert.equal(log.errors.length, 2);
+    assert.match(log.errors[0]!.msg, /after-commit step failed/);
+    assert.equal(await peopleNamed('Stefan Stepfail'), 1);
+  });
+
+  test('a unit of work given as `within` is joined: its after-commit steps wait for the outer commit', async () => {
+    const order: string[] = [];
+    await withUnitOfWork(t.deps, async (outer) => {
+      await withUnitOfWork(
+        t.deps,
+        async (inner) => {
+          assert.equal(inner, outer);
+          inner.afterCommit(() => void order.push('inner step'));
+        },
+        outer,
+      );
+      order.push('outer work done');
+    });
+    assert.deepEqual(order, ['outer work done', 'inner step']);
+  });
+
+  test('a person added through the API signals its change after the commit (the public list shows it at once)', async () => {
+    const admin = await t.loginAs('uow-desk@example.org', 'member_admin');
+    const before = (await t.api('public/people')).body as unknown[];
+    const added = await t.api('people', { cookie: admin, json: { legal_name: 'Pia Public', membership: 'Adult', public_first_name: 'Pia' } });
+    assert.equal(added.status, 200, added.text);
+    const now = (await t.api('public/people')).body as { first_name: string }[];
+    assert.equal(now.length, before.length + 1);
+    assert.ok(now.some((p) => p.first_name === 'Pia'));
+  });
+});
