@@ -432,6 +432,8 @@ async function measurePeopleAll(service: Service, ctx: BenchContext, dbCeiling: 
     single.push(r.ms);
     bytes = r.bytes;
   }
+  // The first read finds no page kept (src/people/registry-pages.ts): it is the database's figure.
+  const first = single[0]!;
   single.sort((a, b) => a - b);
   const median = single[2]!;
   await new Promise((r) => setTimeout(r, 500));
@@ -443,7 +445,7 @@ async function measurePeopleAll(service: Service, ctx: BenchContext, dbCeiling: 
   return {
     scenario: 'people-all',
     description: 'GET /api/people, admin session, whole registry',
-    figure: `${fmt(median)} ms for ${(bytes / 1e6).toFixed(1)} MB (median of 5); RSS +${growth.toFixed(0)} MB with 4 at once`,
+    figure: `${fmt(median)} ms for ${(bytes / 1e6).toFixed(1)} MB (median of 5; the first, with no page kept: ${fmt(first)} ms); RSS +${growth.toFixed(0)} MB with 4 at once`,
     errors: 0,
     non2xx: 0,
     dbCeiling: dbCeiling?.perSecond,
@@ -451,7 +453,7 @@ async function measurePeopleAll(service: Service, ctx: BenchContext, dbCeiling: 
     ratio: dbCeiling ? `${(median / dbCeiling.p50Ms).toFixed(2)}× DB time` : '–',
     target: 'whole body ≤ 0.6 s; RSS growth ≤ 100 MB with 4 at once',
     met: median <= 600 && growth <= 100,
-    extra: { medianMs: median, rssGrowthMb: growth, bytes },
+    extra: { medianMs: median, firstMs: first, rssGrowthMb: growth, bytes },
   };
 }
 

@@ -33,6 +33,7 @@ import { liveRoutes } from './live/routes.ts';
 import type { LiveOptions } from './live/service.ts';
 import { createDevMailbox, createSmtpMailer, type Mailer } from './mail/mailer.ts';
 import { createPeopleChanges, relayPeopleNotifications } from './people/changes.ts';
+import { createRegistryPages } from './people/registry-pages.ts';
 import { peopleRoutes } from './people/routes.ts';
 import { publicRoutes } from './public/routes.ts';
 
@@ -105,6 +106,7 @@ export async function openRoster(env: Env, overrides: { log?: Logger; clock?: Cl
     rateLimiter: createRateLimiter(database.db, env.rateLimit, clock),
     sessionCache,
     peopleChanges,
+    registryPages: createRegistryPages({ peopleChanges, clock }),
     publicUrl: env.publicUrl,
   };
 }

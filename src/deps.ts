@@ -10,6 +10,7 @@ import type { Organisation } from './config/org.ts';
 import type { Database, Db } from './db/connect.ts';
 import type { Mailer } from './mail/mailer.ts';
 import type { PeopleChanges } from './people/changes.ts';
+import type { RegistryPages } from './people/registry-pages.ts';
 
 export interface Deps {
   database: Database;
@@ -23,6 +24,8 @@ export interface Deps {
   sessionCache: SessionCache;
   /** Fires after a change to people commits (here, or in another process sharing the database). */
   peopleChanges: PeopleChanges;
+  /** The whole registry's pages as rendered text, kept until a person in the page changes. */
+  registryPages: RegistryPages;
   /** Base URL for links in mail, without a trailing slash. */
   publicUrl: string;
 }

@@ -23,6 +23,11 @@ before(async () => {
     FROM generate_series(1, ${COUNT}) AS n`.execute(t.deps.db);
   await sql`DELETE FROM people WHERE id IN (1, 2, 17, ${PEOPLE_PAGE_SIZE}, ${PEOPLE_PAGE_SIZE + 1}, ${PEOPLE_PAGE_SIZE + 2})
     OR id BETWEEN 1500 AND 1600`.execute(t.deps.db);
+  // Imported paper_pubs not of the form's shape (JSON.stringify writes them), and a gap in the ids
+  // longer than one chunk of nulls.
+  await sql`UPDATE people SET paper_pubs = '{"name": "Odd", "address": "A", "country": "FI", "note": 1}'::jsonb WHERE id = 40`.execute(t.deps.db);
+  await sql`UPDATE people SET paper_pubs = '{"name": 7, "address": "A", "country": "FI"}'::jsonb WHERE id = ${PEOPLE_PAGE_SIZE * 2 + 5}`.execute(t.deps.db);
+  await sql`INSERT INTO people (id, last_modified, membership, legal_name) VALUES (${COUNT + 70_000}, now(), 'Adult', 'Far Away')`.execute(t.deps.db);
   admin = await t.loginAs('admin@example.org', 'member_admin');
 });
 after(() => t.close());

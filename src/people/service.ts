@@ -12,6 +12,7 @@ import { AppError } from '../http/errors.ts';
 import { csvHeader, toCsvRows } from '../http/formats.ts';
 import { preferredName, toPerson, type Person } from './person.ts';
 import { readPerson } from './person-reads.ts';
+import { entryText, NULLS_PER_CHUNK, type RenderedPage } from './registry-pages.ts';
 import {
   changePersonIfUnchanged,
   findExactLookupHits,
@@ -33,6 +34,7 @@ import {
   type PersonChanges,
   type PersonRow,
   type RegistryEntryRow,
+  type RegistryPage,
   type TextFilterField,
 } from './store.ts';
 
@@ -217,10 +219,12 @@ export const REGISTRY_READ_AHEAD = 3;
  * of JSON text, read page by page as the consumer asks for them, so memory stays flat however large
  * the registry. Bad input and a failing first page are thrown here, before any byte is sent.
  */
-export async function listPeople(deps: Pick<Deps, 'db'>, query: PeopleQuery): Promise<AsyncIterable<string>> {
+export async function listPeople(deps: Pick<Deps, 'db' | 'registryPages'>, query: PeopleQuery): Promise<AsyncIterable<string | Buffer>> {
   if (Object.values(query).every((v) => v === undefined)) {
     const pages = await findRegistryPages(deps.db, PEOPLE_PAGE_SIZE);
-    return registryJson(await readAhead(pages, (page) => findRegistryPage(deps.db, page), REGISTRY_READ_AHEAD));
+    deps.registryPages.keepOnly(pages);
+    const readPage = async (page: RegistryPage) => ({ page, read: await deps.registryPages.read(page, () => findRegistryPage(deps.db, page)) });
+    return registryJson(await readAhead(pages, readPage, REGISTRY_READ_AHEAD));
   }
   const text: PeopleFilter['text'] = {};
   for (const field of TEXT_FILTER_FIELDS) {
@@ -277,33 +281,46 @@ async function readAhead<P, R>(pages: P[], read: (page: P) => Promise<R>, depth:
   })();
 }
 
-/** Nulls written per chunk for a gap in the ids, so that even a huge gap streams in bounded pieces. */
-const NULLS_PER_CHUNK = 65_536;
-
 /**
  * The padded JSON array of the registry: each person at the index of their id, as the list entry
  * PostgreSQL wrote (store.ts registryPageQuery), with `null` for ids no one has. Byte for byte
- * JSON.stringify of the array of toListEntry(row).
+ * JSON.stringify of the array of toListEntry(row). A page comes as its kept text
+ * (registry-pages.ts) or as rows.
  */
-async function* registryJson(pages: AsyncIterable<RegistryEntryRow[]>): AsyncGenerator<string> {
+async function* registryJson(pages: AsyncIterable<{ page: RegistryPage; read: RenderedPage | RegistryEntryRow[] | null }>): AsyncGenerator<string | Buffer> {
+  /** The index the next element goes to. */
   let next = 0;
   let chunk = '[';
-  for await (const rows of pages) {
-    for (const row of rows) {
-      while (next < row.id) {
-        const n = Math.min(row.id - next, NULLS_PER_CHUNK);
-        chunk += next === 0 ? 'null' + ',null'.repeat(n - 1) : ',null'.repeat(n);
-        next += n;
-        if (n === NULLS_PER_CHUNK) {
-          yield chunk;
-          chunk = '';
-        }
+  /** Nulls for the indexes from `next` up to `to` (exclusive), in bounded chunks. */
+  function* nullsUpTo(to: number): Generator<string> {
+    while (next < to) {
+      const n = Math.min(to - next, NULLS_PER_CHUNK);
+      chunk += next === 0 ? 'null' + ',null'.repeat(n - 1) : ',null'.repeat(n);
+      next += n;
+      if (n === NULLS_PER_CHUNK) {
+        yield chunk;
+        chunk = '';
       }
-      if (next !== 0) chunk += ',';
-      chunk += row.paper_pubs === null ? row.head + row.tail : `${row.head},"paper_pubs":${JSON.stringify(row.paper_pubs)}${row.tail}`;
-      next = row.id + 1;
     }
-    yield chunk;
+  }
+  for await (const { page, read } of pages) {
+    if (read === null) continue;
+    if (Array.isArray(read)) {
+      for (const row of read) {
+        yield* nullsUpTo(row.id);
+        if (next !== 0) chunk += ',';
+        chunk += entryText(row);
+        next = row.id + 1;
+      }
+    } else {
+      // The page's text starts at index afterId + 1: everything before it is written first.
+      yield* nullsUpTo(page.afterId + 1);
+      yield chunk + (next === 0 ? '' : ',');
+      chunk = '';
+      yield read.text;
+      next = read.lastId + 1;
+    }
+    if (chunk) yield chunk;
     chunk = '';
   }
   yield chunk + ']';
