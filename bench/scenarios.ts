@@ -24,6 +24,8 @@ import {
 } from '../src/people/store.ts';
 import { countedMembershipTypes } from '../src/public/service.ts';
 import { membershipCountsQuery } from '../src/public/store.ts';
+import { EVENT_TYPES, memberGroup } from '../src/outbox/service.ts';
+import { appendOutboxQuery } from '../src/outbox/store.ts';
 import type { HttpRequestSpec } from './load.ts';
 import { seededRandom, type GeneratedPerson } from './generate.ts';
 
@@ -177,20 +179,26 @@ export const SCENARIOS: Scenario[] = [
   },
   {
     name: 'update',
-    description: 'POST /api/people/:id (city), admin session: audit row + live notification',
+    description: 'POST /api/people/:id (city), admin session: audit row + outbox event + live notification',
     target: atLeast(3_000),
     http: (ctx) => ({
       method: 'POST',
       headers: { cookie: ctx.adminCookie, 'content-type': 'application/json' },
       next: () => ({ path: `/api/people/${randomId(ctx)}`, body: JSON.stringify({ city: `City ${Math.floor(ctx.random() * 1e9)}` }) }),
     }),
-    // The service's two statements: the versioned read, then the change + audit row + NOTIFY in one.
+    // The service's statements: the versioned read, then in one transaction the change + audit row
+    // (one statement) and its outbox event.
     dbCeiling: (ctx, sql) => async () => {
       const id = randomId(ctx);
       const read = (await run(sql, findVersionedPersonQuery(compiler, id).compile())) as QueryRows<{ version: string }>;
       const city = `City ${Math.floor(ctx.random() * 1e9)}`;
       const { subject: _subject, ...log } = logEntryValues(systemClock, BENCH_CONTEXT, { subject: id, action: 'update', parameters: { city } });
-      await run(sql, changePersonQuery(compiler, id, read.rows[0]!.version, { city, last_modified: new Date() }, log));
+      const change = changePersonQuery(compiler, id, read.rows[0]!.version, { city, last_modified: new Date() }, log);
+      const event = appendOutboxQuery({ group_key: memberGroup(id), type: 'person.updated', version: EVENT_TYPES['person.updated'], payload: { id, changed: { city } }, created_at: new Date() }).compile(compiler);
+      await sql.transaction([
+        [change.sql, [...change.parameters]],
+        [event.sql, [...event.parameters]],
+      ]);
     },
   },
   {

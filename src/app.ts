@@ -33,6 +33,7 @@ import { liveRoutes } from './live/routes.ts';
 import type { LiveOptions } from './live/service.ts';
 import { createDevMailbox, createSmtpMailer, type Mailer } from './mail/mailer.ts';
 import { createPeopleChanges, relayPeopleNotifications } from './people/changes.ts';
+import { outboxRoutes } from './outbox/routes.ts';
 import { createRegistryPages } from './people/registry-pages.ts';
 import { peopleRoutes } from './people/routes.ts';
 import { publicRoutes } from './public/routes.ts';
@@ -206,6 +207,7 @@ export async function buildApp(deps: Deps, options: AppOptions = {}): Promise<Ro
       await api.register(peopleRoutes(deps, guards));
       await api.register(publicRoutes(deps));
       await api.register(liveRoutes(deps, guards, options.live));
+      await api.register(outboxRoutes(deps, guards));
     },
     { prefix: '/api' },
   );

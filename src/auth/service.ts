@@ -7,6 +7,7 @@ import { recordChange, type ChangeContext } from '../audit/service.ts';
 import { NON_MEMBER, type Organisation } from '../config/org.ts';
 import type { Deps } from '../deps.ts';
 import { withUnitOfWork } from '../db/unit-of-work.ts';
+import { emailGroup, emitEvent } from '../outbox/service.ts';
 import { AppError } from '../http/errors.ts';
 import { renderMail } from '../mail/templates.ts';
 import { addPerson } from '../people/service.ts';
@@ -81,7 +82,7 @@ type KeyDeps = Pick<Deps, 'db' | 'org' | 'clock' | 'mailer' | 'publicUrl' | 'peo
  * `roles`, when the caller already read them, saves a query.
  */
 export async function issueKey(
-  deps: Pick<Deps, 'db' | 'org' | 'clock'>,
+  deps: Pick<Deps, 'db' | 'org' | 'clock' | 'log'>,
   email: string,
   opts: { reset?: boolean; roles?: string[] } = {},
 ): Promise<{ key: string; expires: Date }> {
@@ -89,7 +90,10 @@ export async function issueKey(
   const now = deps.clock.now();
   const isAdmin = (opts.roles ?? (await findRolesByEmail(deps.db, email))).length > 0;
   const expires = new Date(now.getTime() + (isAdmin ? deps.org.keyLifetimeMs.admin : deps.org.keyLifetimeMs.member));
-  await insertKeyPruning(deps.db, { key_hash: hashSecret(key), email, created: now, expires, resets_others: opts.reset ?? false }, KEYS_KEPT_PER_EMAIL - 1);
+  await withUnitOfWork(deps, async (uow) => {
+    await insertKeyPruning(uow.db, { key_hash: hashSecret(key), email, created: now, expires, resets_others: opts.reset ?? false }, KEYS_KEPT_PER_EMAIL - 1);
+    await emitEvent(uow, deps.clock, 'login_link.requested', emailGroup(email), { email });
+  });
   return { key, expires };
 }
 

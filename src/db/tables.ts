@@ -66,6 +66,28 @@ export interface LogTable {
   client_ua: string | null;
 }
 
+export type OutboxState = 'pending' | 'delivered' | 'dead' | 'discarded';
+
+export interface OutboxTable {
+  id: Generated<string>;
+  group_key: string;
+  seq: string;
+  type: string;
+  version: number;
+  payload: Json<Record<string, unknown>>;
+  state: Generated<OutboxState>;
+  attempts: Generated<number>;
+  next_attempt_at: Timestamp;
+  last_error: ColumnType<string | null, string | null | undefined, string | null>;
+  created_at: Timestamp;
+  delivered_at: ColumnType<Date | null, Date | string | null | undefined, Date | string | null>;
+}
+
+export interface OutboxGroupsTable {
+  group_key: string;
+  last_seq: string;
+}
+
 export interface Tables {
   people: PeopleTable;
   keys: KeysTable;
@@ -73,4 +95,6 @@ export interface Tables {
   admins: AdminsTable;
   log: LogTable;
   rate_limits: RateLimitsTable;
+  outbox: OutboxTable;
+  outbox_groups: OutboxGroupsTable;
 }

@@ -7,6 +7,7 @@ import { membershipRank, NON_MEMBER } from '../config/org.ts';
 import type { Deps } from '../deps.ts';
 import type { PaperPubs } from '../db/tables.ts';
 import { withUnitOfWork, type UnitOfWork } from '../db/unit-of-work.ts';
+import { emitEvent, memberGroup, type EventType } from '../outbox/service.ts';
 import { hasRole, type Role } from '../http/auth.ts';
 import { AppError } from '../http/errors.ts';
 import { csvHeader, toCsvRows } from '../http/formats.ts';
@@ -137,7 +138,8 @@ export async function addPerson(
   const insert = () =>
     withUnitOfWork(
       deps,
-      async ({ db: tx, afterCommit }) => {
+      async (uow) => {
+        const { db: tx, afterCommit } = uow;
         const row = await insertPerson(tx, {
           ...values,
           last_modified: deps.clock.now(),
@@ -145,8 +147,10 @@ export async function addPerson(
           paper_pubs: JSON.stringify(values.paper_pubs),
         });
         await recordChange(tx, deps.clock, ctx, { subject: row.id, action: 'new', parameters: { ...values, member_number: row.member_number } });
+        const person = toPerson(row);
+        await emitEvent(uow, deps.clock, 'person.created', memberGroup(row.id), { person });
         afterCommit(() => deps.peopleChanges.committed(row.id));
-        return toPerson(row);
+        return person;
       },
       within,
     );
@@ -430,6 +434,9 @@ interface Decision<T> {
   result: (after: Pick<PersonRow, 'member_number'>) => T;
 }
 
+/** The event each kind of change to a person emits. */
+const CHANGE_EVENTS = { update: 'person.updated', upgrade: 'membership.upgraded' } as const satisfies Record<string, EventType>;
+
 /**
  * Reads person `id`, lets `decide` apply the rules to the row as read, and writes the change with
  * its audit row as one statement that applies only if the row is still as read.
@@ -441,13 +448,14 @@ interface Decision<T> {
 async function changePerson<T>(
   deps: Pick<Deps, 'db' | 'clock' | 'peopleChanges' | 'log'>,
   id: number,
-  action: string,
+  action: keyof typeof CHANGE_EVENTS,
   ctx: ChangeContext,
   decide: (db: Executor, row: PersonRow | undefined) => Promise<Decision<T>>,
 ): Promise<T> {
   type Outcome = { written: boolean; value: T } | undefined;
   /** undefined when the row changed since it was read, and nothing was written. */
-  const attempt = async (db: Executor, lock: boolean): Promise<Outcome> => {
+  /** Runs in `uow` when given (the locked attempt), or in a unit of work of its own around the write. */
+  const attempt = async (db: Executor, lock: boolean, uow?: UnitOfWork): Promise<Outcome> => {
     const read = await findVersionedPersonById(db, id, lock);
     const { version, ...row } = read ?? { version: '' };
     const { changed, result } = await decide(db, read && (row as PersonRow));
@@ -456,8 +464,14 @@ async function changePerson<T>(
     const changes: PersonChanges = { ...rest, last_modified: deps.clock.now() };
     if (paperPubs !== undefined) changes.paper_pubs = JSON.stringify(paperPubs);
     const { subject: _subject, ...log } = logEntryValues(deps.clock, ctx, { subject: id, action, parameters: { ...changed } });
+    // The change, its audit row and its event commit together.
+    const write = async (w: UnitOfWork) => {
+      const after = await changePersonIfUnchanged(w.db, id, version, changes, log);
+      if (after) await emitEvent(w, deps.clock, CHANGE_EVENTS[action], memberGroup(id), { id, changed: { ...changed } });
+      return after;
+    };
     try {
-      const after = await changePersonIfUnchanged(db, id, version, changes, log);
+      const after = await withUnitOfWork(deps, write, uow);
       return after && { written: true, value: result(after) };
     } catch (err) {
       if (!isUniqueViolation(err)) throw err;
@@ -469,8 +483,8 @@ async function changePerson<T>(
   };
   let outcome: Outcome;
   for (let i = 0; i < OPTIMISTIC_ATTEMPTS && !outcome; i++) outcome = await attempt(deps.db, false);
-  outcome ??= await withUnitOfWork(deps, async ({ db: tx }) => {
-    const locked = await attempt(tx, true);
+  outcome ??= await withUnitOfWork(deps, async (uow) => {
+    const locked = await attempt(uow.db, true, uow);
     if (!locked) throw new Error(`Person ${id} changed while its row was locked`);
     return locked;
   });

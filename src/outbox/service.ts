@@ -1,0 +1,99 @@
+/**
+ * The outbox's service: events written with the change they describe (`emitEvent`, inside the
+ * change's unit of work), and what an admin may see and do with them.
+ */
+import type { Clock } from '../clock.ts';
+import type { Deps } from '../deps.ts';
+import type { OutboxState } from '../db/tables.ts';
+import type { UnitOfWork } from '../db/unit-of-work.ts';
+import { AppError } from '../http/errors.ts';
+import { appendOutboxRow, findOutboxRows, moveOutboxRow, type OutboxRow } from './store.ts';
+
+/** Every event type Roster emits, with the version of its payload (raised when a payload's shape changes). */
+export const EVENT_TYPES = {
+  /** payload: { person } — the person as the member API shows it. */
+  'person.created': 1,
+  /** payload: { id, changed } — the fields an update changed, with their new values. */
+  'person.updated': 1,
+  /** payload: { id, changed } — membership, member_number and/or paper_pubs as the upgrade set them. */
+  'membership.upgraded': 1,
+  /** payload: { email } — never the key or the link. */
+  'login_link.requested': 1,
+} as const;
+
+export type EventType = keyof typeof EVENT_TYPES;
+
+/** The group of a person's events: delivered strictly in order. */
+export const memberGroup = (id: number) => `member:${id}`;
+/** The group of events about an address that need not be a person's (login links). */
+export const emailGroup = (email: string) => `email:${email.toLowerCase()}`;
+
+/** Writes an event in `uow`: it commits or rolls back with the change it describes. */
+export async function emitEvent(uow: UnitOfWork, clock: Clock, type: EventType, group: string, payload: Record<string, unknown>): Promise<void> {
+  await appendOutboxRow(uow.db, { group_key: group, type, version: EVENT_TYPES[type], payload, created_at: clock.now() });
+}
+
+export interface OutboxEvent {
+  id: string;
+  group: string;
+  seq: number;
+  type: string;
+  version: number;
+  payload: Record<string, unknown>;
+  state: OutboxState;
+  attempts: number;
+  next_attempt_at: string;
+  last_error: string | null;
+  created_at: string;
+  delivered_at: string | null;
+}
+
+function toEvent(row: OutboxRow): OutboxEvent {
+  return {
+    id: String(row.id),
+    group: row.group_key,
+    seq: Number(row.seq),
+    type: row.type,
+    version: row.version,
+    payload: row.payload,
+    state: row.state,
+    attempts: row.attempts,
+    next_attempt_at: row.next_attempt_at.toISOString(),
+    last_error: row.last_error,
+    created_at: row.created_at.toISOString(),
+    delivered_at: row.delivered_at?.toISOString() ?? null,
+  };
+}
+
+/** Most events a listing returns; page on with `after` (the last id seen). */
+export const OUTBOX_LIST_MAX = 500;
+
+export async function listEvents(
+  deps: Pick<Deps, 'db'>,
+  query: { state?: OutboxState; type?: string; group?: string; after?: string; limit?: number },
+): Promise<OutboxEvent[]> {
+  const rows = await findOutboxRows(deps.db, {
+    state: query.state,
+    type: query.type,
+    group_key: query.group,
+    after: query.after,
+    limit: Math.min(query.limit ?? 100, OUTBOX_LIST_MAX),
+  });
+  return rows.map(toEvent);
+}
+
+/** A dead event goes back to pending, with its tries counted from zero. */
+export async function retryEvent(deps: Pick<Deps, 'db' | 'clock'>, id: string): Promise<void> {
+  if (!(await moveOutboxRow(deps.db, id, 'dead', 'pending', deps.clock.now()))) await refuseNotDead(deps, id);
+}
+
+/** A dead event is given up for good: it stays listed as discarded and is never delivered. */
+export async function discardEvent(deps: Pick<Deps, 'db' | 'clock'>, id: string): Promise<void> {
+  if (!(await moveOutboxRow(deps.db, id, 'dead', 'discarded', deps.clock.now()))) await refuseNotDead(deps, id);
+}
+
+async function refuseNotDead(deps: Pick<Deps, 'db'>, id: string): Promise<never> {
+  const [row] = await findOutboxRows(deps.db, { after: String(BigInt(id) - 1n), limit: 1 });
+  if (!row || String(row.id) !== id) throw new AppError('not_found', `No event has id ${id}`);
+  throw new AppError('conflict', `Event ${id} is ${row.state}: only a dead event can be retried or discarded`);
+}
