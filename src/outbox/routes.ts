@@ -16,21 +16,19 @@ export function outboxRoutes(deps: Deps, guards: Guards): FastifyPluginAsyncType
       { onRequest: memberAdmin, schema: { tags, security, summary: 'Events by id, filtered by state, type and group (member_admin)', querystring: EventsQuery, response: { 200: EventsReply } } },
       async (request) => ({ status: 'success' as const, events: await listEvents(deps, request.query) }),
     );
-    app.post(
-      '/outbox/:id/retry',
-      { onRequest: memberAdmin, schema: { tags, security, summary: 'Send a dead event again, tries counted from zero (member_admin)', params: EventIdParams, response: { 200: EventActionReply } } },
-      async (request) => {
-        await retryEvent(deps, request.params.id);
-        return { status: 'success' as const, id: request.params.id, state: 'pending' as const };
-      },
-    );
-    app.post(
-      '/outbox/:id/discard',
-      { onRequest: memberAdmin, schema: { tags, security, summary: 'Give up a dead event for good (member_admin)', params: EventIdParams, response: { 200: EventActionReply } } },
-      async (request) => {
-        await discardEvent(deps, request.params.id);
-        return { status: 'success' as const, id: request.params.id, state: 'discarded' as const };
-      },
-    );
+    const actions = [
+      { verb: 'retry', summary: 'Send a dead event again, tries counted from zero (member_admin)', act: retryEvent, state: 'pending' },
+      { verb: 'discard', summary: 'Give up a dead event for good (member_admin)', act: discardEvent, state: 'discarded' },
+    ] as const;
+    for (const { verb, summary, act, state } of actions) {
+      app.post(
+        `/outbox/:id/${verb}`,
+        { onRequest: memberAdmin, schema: { tags, security, summary, params: EventIdParams, response: { 200: EventActionReply } } },
+        async (request) => {
+          await act(deps, request.params.id);
+          return { status: 'success' as const, id: request.params.id, state };
+        },
+      );
+    }
   };
 }
