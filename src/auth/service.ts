@@ -8,7 +8,8 @@ import { NON_MEMBER, type Organisation } from '../config/org.ts';
 import type { Deps } from '../deps.ts';
 import { withUnitOfWork } from '../db/unit-of-work.ts';
 import { emailGroup, emitEvent } from '../outbox/service.ts';
-import { AppError } from '../http/errors.ts';
+import { AppError, upstreamUnavailable } from '../http/errors.ts';
+import { isRecipientRefused } from '../mail/mailer.ts';
 import { renderMail } from '../mail/templates.ts';
 import { addPerson } from '../people/service.ts';
 import {
@@ -134,9 +135,10 @@ async function mailLoginLink(deps: KeyDeps, email: string, name: string | null, 
   try {
     await deps.mailer.send({ to: email, ...mail });
   } catch (err) {
-    // The mail server's answer helps the sender, but must not carry the key back to them.
-    const reason = (err as Error).message.split(key).join('[key]');
-    throw new AppError('bad_input', `The login link could not be sent to ${email}: ${reason}`);
+    // Nothing of the mail server's answer goes back to the client (it may name hosts, addresses or
+    // quote the message and its key); the cause is logged, with anything key-like redacted.
+    if (isRecipientRefused(err)) throw new AppError('bad_input', `The mail server refused the address ${email}; check it and try again`, undefined, { cause: err });
+    throw upstreamUnavailable('mail', err);
   }
 }
 

@@ -1,8 +1,10 @@
 /**
  * Errors are data. Services throw AppError with a code; this file owns the single table from
- * code to HTTP status and the member-API body `{ status: 'error' | 'unauthorized', message }`.
+ * code to HTTP status (`ERROR_STATUS`) and the member-API body `{ status: 'error' | 'unauthorized', message }`.
+ * Another format (an XML, SOAP or gateway adapter) renders the same AppError with its own
+ * `ErrorRenderer`, registered on its encapsulated plugin with `registerErrorHandler(plugin, render)`.
  */
-import type { FastifyError, FastifyInstance } from 'fastify';
+import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { redactSecrets } from './log-safety.ts';
 
 export type ErrorCode =
@@ -15,9 +17,13 @@ export type ErrorCode =
   | 'conflict'
   | 'payload_too_large'
   | 'unsupported_media_type'
-  | 'rate_limited';
+  | 'rate_limited'
+  | 'payment_declined'
+  | 'upstream_unavailable'
+  | 'internal';
 
-const STATUS: Record<ErrorCode, number> = {
+/** HTTP status of each code: the one table every adapter answers with. */
+export const ERROR_STATUS: Readonly<Record<ErrorCode, number>> = {
   bad_input: 400,
   unauthenticated: 401,
   forbidden: 401, // kansa answers a session without the right role with 401 (see src/http/README.md)
@@ -28,21 +34,44 @@ const STATUS: Record<ErrorCode, number> = {
   payload_too_large: 413,
   unsupported_media_type: 415,
   rate_limited: 429,
+  payment_declined: 402,
+  upstream_unavailable: 503,
+  internal: 500,
 };
+
+/** Seconds a client is told to wait (Retry-After) when a service we depend on is unavailable. */
+export const UPSTREAM_RETRY_AFTER_SECONDS = 30;
 
 export class AppError extends Error {
   constructor(
     readonly code: ErrorCode,
     message: string,
     readonly details?: Record<string, unknown>,
+    options?: { cause?: unknown },
   ) {
-    super(message);
+    super(message, options);
     this.name = 'AppError';
   }
 }
 
+/** The kinds of service Roster depends on, as named to a client. */
+export type UpstreamKind = 'mail' | 'payment' | 'database';
+
+/**
+ * A service we depend on failed. The client gets a fixed message naming only the kind of service;
+ * `cause` (which may hold addresses, host names or the service's own words) is only logged.
+ */
+export function upstreamUnavailable(service: UpstreamKind, cause: unknown): AppError {
+  return new AppError('upstream_unavailable', `The ${service} service is unavailable; try again shortly`, { service }, { cause });
+}
+
+/** A payment gateway declined a payment: its reason is for the payer, in the message and in `details.reason`. */
+export function paymentDeclined(reason: string): AppError {
+  return new AppError('payment_declined', `The payment was declined: ${reason}`, { reason });
+}
+
 export function httpStatusOf(code: ErrorCode): number {
-  return STATUS[code];
+  return ERROR_STATUS[code];
 }
 
 export interface ErrorBody {
@@ -89,19 +118,55 @@ function fromFastifyError(err: FastifyError): AppError | undefined {
   return undefined;
 }
 
-export function registerErrorHandler(app: FastifyInstance): void {
-  app.setErrorHandler((err: FastifyError | AppError, request, reply) => {
-    const appError = err instanceof AppError ? err : fromFastifyError(err as FastifyError);
-    if (appError) {
-      // One msg per line: the refusal's own message goes in `reason`, with anything key-like
-      // (a refusal may quote the input) redacted.
-      request.log.info({ code: appError.code, reason: redactSecrets(appError.message) }, 'request refused');
-      return reply.code(httpStatusOf(appError.code)).send(errorBody(appError.code, appError.message, appError.details));
-    }
+/**
+ * Renders an AppError in one adapter's format. It returns the payload to send and may set headers
+ * (its content type) on `reply`; the status and Retry-After are already set.
+ */
+export type ErrorRenderer = (error: AppError, reply: FastifyReply) => unknown;
+
+/** The member API's JSON body. */
+export const memberApiBody: ErrorRenderer = (error) => errorBody(error.code, error.message, error.details);
+
+const INTERNAL_MESSAGE = 'Internal server error';
+
+/** The cause of an upstream failure as logged: its name, code and message with anything key-like redacted. */
+function loggableCause(cause: unknown): Record<string, unknown> {
+  if (!(cause instanceof Error)) return { message: redactSecrets(String(cause)) };
+  const { code, responseCode } = cause as { code?: unknown; responseCode?: unknown };
+  return { type: cause.name, code, responseCode, message: redactSecrets(cause.message) };
+}
+
+/** The AppError for anything thrown: itself, Fastify's own refusal, or a 500 whose cause is logged. */
+function toAppError(err: unknown, request: FastifyRequest): AppError {
+  const appError = err instanceof AppError ? err : fromFastifyError(err as FastifyError);
+  if (!appError) {
     request.log.error({ err }, 'request failed');
-    return reply.code(500).send({ status: 'error', message: 'Internal server error' });
-  });
+    return new AppError('internal', INTERNAL_MESSAGE);
+  }
+  if (appError.code === 'upstream_unavailable') {
+    request.log.warn({ code: appError.code, service: appError.details?.service, cause: loggableCause(appError.cause) }, 'upstream unavailable');
+  } else {
+    // One msg per line: the refusal's own message goes in `reason`, with anything key-like
+    // (a refusal may quote the input) redacted.
+    request.log.info({ code: appError.code, reason: redactSecrets(appError.message) }, 'request refused');
+  }
+  return appError;
+}
+
+function send(reply: FastifyReply, error: AppError, render: ErrorRenderer): FastifyReply {
+  reply.code(httpStatusOf(error.code));
+  if (error.code === 'upstream_unavailable') reply.header('retry-after', String(UPSTREAM_RETRY_AFTER_SECONDS));
+  return reply.send(render(error, reply));
+}
+
+/**
+ * Sets the error and not-found handlers of `app` (an encapsulated plugin gets its own; the root
+ * app gets the member API's). Every error of a route in `app`, Fastify's own included (schema,
+ * JSON, 413, 415), and every 404 under the plugin's prefix is rendered by `render`.
+ */
+export function registerErrorHandler(app: FastifyInstance, render: ErrorRenderer = memberApiBody): void {
+  app.setErrorHandler((err: FastifyError | AppError, request, reply) => send(reply, toAppError(err, request), render));
   app.setNotFoundHandler((request, reply) => {
-    reply.code(404).send(errorBody('not_found', `No such endpoint: ${request.method} ${request.url.split('?')[0]}`));
+    send(reply, new AppError('not_found', `No such endpoint: ${request.method} ${request.url.split('?')[0]}`), render);
   });
 }

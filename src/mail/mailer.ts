@@ -20,6 +20,18 @@ export interface Mailer {
 }
 
 /**
+ * Whether a send failed because the mail server permanently refused the recipient (a 5xx answer to
+ * RCPT TO): the address is wrong, and trying again will not help. Any other failure (no connection,
+ * a timeout, refused credentials, a temporary 4xx, a full disk for the development mailbox) is the
+ * mail service's, not the sender's.
+ */
+export function isRecipientRefused(err: unknown): boolean {
+  const { code, command, responseCode, rejected } = (err ?? {}) as { code?: unknown; command?: unknown; responseCode?: unknown; rejected?: unknown };
+  if (code !== 'EENVELOPE' || typeof responseCode !== 'number' || responseCode < 500 || responseCode >= 600) return false;
+  return command === 'RCPT TO' || (Array.isArray(rejected) && rejected.length > 0);
+}
+
+/**
  * nodemailer is loaded with the first message, not at start-up: a server that has sent no mail yet
  * does not hold its modules (part of the idle-memory budget, issue #6).
  */

@@ -63,7 +63,7 @@ export interface TestApp {
 export interface TestAppOptions {
   /** Organisation YAML replacing the demo organisation. */
   orgYaml?: string;
-  /** Extra environment variables, e.g. RATE_LIMIT_PER_EMAIL. */
+  /** Extra environment variables, e.g. RATE_LIMIT_PER_EMAIL, or SMTP_URL to send mail elsewhere than the peer. */
   env?: Record<string, string>;
   /** Reuse this PostgreSQL database (a second server process on the same data). */
   databaseUrl?: string;
@@ -149,7 +149,7 @@ export async function startTestApp(options: TestAppOptions = {}): Promise<TestAp
   const database: TestDatabase = options.databaseUrl
     ? { ...(await connectPostgres(options.databaseUrl)), url: options.databaseUrl }
     : await createTestDatabase();
-  const deps = await openRoster(env, { log: createLogger(env, options.logDestination), clock, database, mailer: createSmtpMailer(mail.url, env.mailFrom) });
+  const deps = await openRoster(env, { log: createLogger(env, options.logDestination), clock, database, mailer: createSmtpMailer(env.smtpUrl ?? mail.url, env.mailFrom) });
   const app = await buildApp(deps, { trustProxy: env.trustProxy, live: options.live });
   await app.listen({ host: '127.0.0.1', port: 0 });
   const url = `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`;
