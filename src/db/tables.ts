@@ -66,6 +66,15 @@ export interface LogTable {
   client_ua: string | null;
 }
 
+export interface JobRunsTable {
+  name: string;
+  /** By the service clock: the job's schedule. */
+  last_started_at: Timestamp;
+  leased_by: string | null;
+  /** By the database clock: when a runner that stopped answering loses the job. */
+  leased_until: ColumnType<Date | null, Date | string | null | undefined, Date | string | null>;
+}
+
 export interface Tables {
   people: PeopleTable;
   keys: KeysTable;
@@ -73,4 +82,5 @@ export interface Tables {
   admins: AdminsTable;
   log: LogTable;
   rate_limits: RateLimitsTable;
+  job_runs: JobRunsTable;
 }
