@@ -16,7 +16,6 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { pino, type DestinationStream, type Logger } from 'pino';
 import { createRateLimiter } from './auth/rate-limit.ts';
 import { authRoutes } from './auth/routes.ts';
-import { removeExpiredSessions, SESSION_SWEEP_INTERVAL_MS } from './auth/service.ts';
 import { createSessionCache, relaySessionNotifications } from './auth/session-cache.ts';
 import { systemClock, type Clock } from './clock.ts';
 import type { Env } from './config/env.ts';
@@ -29,6 +28,8 @@ import { refuseCrossSite } from './http/cross-site.ts';
 import { AppError, registerErrorHandler } from './http/errors.ts';
 import { checkInputText, createValidatorCompiler, parseFormBody } from './http/input.ts';
 import { loggableUrl } from './http/log-safety.ts';
+import { JOBS } from './jobs/registry.ts';
+import { createJobRunner, type Job, type JobRunner, type JobRunnerOptions } from './jobs/runner.ts';
 import { liveRoutes } from './live/routes.ts';
 import type { LiveOptions } from './live/service.ts';
 import { createDevMailbox, createSmtpMailer, type Mailer } from './mail/mailer.ts';
@@ -117,6 +118,10 @@ declare module 'fastify' {
     /** Set on routes that take a WebSocket; an upgrade to any other route is refused. */
     acceptsWebSocket?: boolean;
   }
+  interface FastifyInstance {
+    /** The background jobs of this process (src/jobs/): started when the app is ready, awaited on close. */
+    jobs: JobRunner;
+  }
 }
 
 export type RosterApp = FastifyInstance<RawServerDefault, IncomingMessage, ServerResponse, FastifyBaseLogger, TypeBoxTypeProvider>;
@@ -143,6 +148,8 @@ export interface AppOptions {
   /** See Env.trustProxy. */
   trustProxy?: false | number | string;
   live?: LiveOptions;
+  /** Background jobs (all of src/jobs/registry.ts by default) and their runner's timing. */
+  jobs?: JobRunnerOptions & { list?: readonly Job[] };
 }
 
 export async function buildApp(deps: Deps, options: AppOptions = {}): Promise<RosterApp> {
@@ -212,15 +219,12 @@ export async function buildApp(deps: Deps, options: AppOptions = {}): Promise<Ro
     { prefix: '/api' },
   );
 
-  // Expired sessions and finished rate-limit windows are swept hourly while the service runs (any process may do it).
-  let sweep: NodeJS.Timeout | undefined;
-  app.addHook('onReady', async () => {
-    sweep = setInterval(() => {
-      removeExpiredSessions(deps).catch((err: unknown) => deps.log.warn({ err }, 'could not remove expired sessions'));
-      deps.rateLimiter.sweep().catch((err: unknown) => deps.log.warn({ err }, 'could not remove finished rate-limit windows'));
-    }, SESSION_SWEEP_INTERVAL_MS).unref();
-  });
-  app.addHook('onClose', async () => clearInterval(sweep));
+  // Background jobs run at start and when due by the clock; closing waits for a running one, so it
+  // finishes before the database closes (app.close() comes first in main.ts and the tests).
+  const jobs = createJobRunner(deps, options.jobs?.list ?? JOBS, options.jobs);
+  app.decorate('jobs', jobs);
+  app.addHook('onReady', async () => jobs.start());
+  app.addHook('onClose', async () => jobs.stop());
 
   app.get('/healthz', { schema: { hide: true } }, async () => ({ status: 'ok' }));
   app.get('/readyz', { schema: { hide: true } }, async (_request, reply) => {

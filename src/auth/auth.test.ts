@@ -345,7 +345,7 @@ describe('expired sessions', () => {
     t.clock.advance(31 * DAY);
     try {
       const fresh = await t.login('mia@example.org');
-      const removed = await removeExpiredSessions(t.deps);
+      const removed = await removeExpiredSessions(t.deps, t.clock.now());
       assert.ok(removed > 0);
       assert.equal(await count(), 1);
       assert.equal((await t.api('user', { cookie: fresh })).status, 200);

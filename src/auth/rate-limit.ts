@@ -22,8 +22,8 @@ export interface RateLimiter {
   hit(action: AccountAction, email: string, ip: string): Promise<void>;
   /** Counts one attempt of an action that names no account; throws rate_limited when the IP is over. */
   hitIp(action: 'lookup', ip: string): Promise<void>;
-  /** Deletes counters whose window is over; returns how many. */
-  sweep(): Promise<number>;
+  /** Deletes counters whose window is over at `now` (the clock's by default); returns how many. */
+  sweep(now?: Date): Promise<number>;
 }
 
 const WHAT = { key: 'login link requests', login: 'failed logins', lookup: 'lookups from this address' };
@@ -56,6 +56,6 @@ export function createRateLimiter(db: Db, settings: RateLimitSettings, clock: Cl
   return {
     hit: (action, email, ip) => count(action, ip, email),
     hitIp: (action, ip) => count(action, ip),
-    sweep: () => deleteFinishedWindows(db, new Date(clock.now().getTime() - windowMs)),
+    sweep: (now = clock.now()) => deleteFinishedWindows(db, new Date(now.getTime() - windowMs)),
   };
 }

@@ -295,13 +295,11 @@ export async function removeAdmin(deps: Pick<Deps, 'db' | 'clock' | 'sessionCach
   });
 }
 
-/** How often a running service removes expired sessions. */
-export const SESSION_SWEEP_INTERVAL_MS = 3_600_000;
-
 /**
- * Removes sessions past their expiry. Only logout deletes sessions otherwise, and every login adds
- * one, so without this the table grows for ever. Expired rows are already refused at lookup.
+ * Removes sessions expired at `now`. Only logout deletes sessions otherwise, and every login adds
+ * one, so without this the table grows for ever (run hourly by the session-sweep job, src/jobs/).
+ * Expired rows are already refused at lookup.
  */
-export async function removeExpiredSessions(deps: Pick<Deps, 'db' | 'clock'>): Promise<number> {
-  return deleteExpiredSessions(deps.db, deps.clock.now());
+export async function removeExpiredSessions(deps: Pick<Deps, 'db'>, now: Date): Promise<number> {
+  return deleteExpiredSessions(deps.db, now);
 }

@@ -88,6 +88,15 @@ export interface OutboxGroupsTable {
   last_seq: string;
 }
 
+export interface JobRunsTable {
+  name: string;
+  /** By the service clock: the job's schedule. */
+  last_started_at: Timestamp;
+  leased_by: string | null;
+  /** By the database clock: when a runner that stopped answering loses the job. */
+  leased_until: ColumnType<Date | null, Date | string | null | undefined, Date | string | null>;
+}
+
 export interface Tables {
   people: PeopleTable;
   keys: KeysTable;
@@ -97,4 +106,5 @@ export interface Tables {
   rate_limits: RateLimitsTable;
   outbox: OutboxTable;
   outbox_groups: OutboxGroupsTable;
+  job_runs: JobRunsTable;
 }

@@ -8,7 +8,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { sql } from 'kysely';
 import type { DestinationStream } from 'pino';
-import { buildApp, createLogger, openRoster, type RosterApp } from '../../src/app.ts';
+import { buildApp, createLogger, openRoster, type AppOptions, type RosterApp } from '../../src/app.ts';
 import type { LiveOptions } from '../../src/live/service.ts';
 import { SYSTEM_CONTEXT } from '../../src/audit/service.ts';
 import { addAdmin } from '../../src/auth/service.ts';
@@ -72,6 +72,8 @@ export interface TestAppOptions {
   logDestination?: DestinationStream;
   /** WebSocket check interval and lifetime (short ones for tests of the checks). */
   live?: LiveOptions;
+  /** Background jobs to run instead of the service's; no real-time trigger unless tickMs is given (tests call app.jobs.runDue()). */
+  jobs?: AppOptions['jobs'];
 }
 
 export async function call<T = any>(base: string, pathname: string, options: RequestOptions = {}): Promise<ApiResponse<T>> {
@@ -103,8 +105,8 @@ export function linkIn(text: string): URL {
   return new URL(match[0]);
 }
 
-/** Tables that are not data: the migration record, and counters of refused attempts (rate limits). */
-const NOT_DATA = /^schema_migrations$|rate|limit|attempt/i;
+/** Tables that are not data: the migration record, the jobs' schedule, and counters of refused attempts (rate limits). */
+const NOT_DATA = /^schema_migrations$|^job_runs$|rate|limit|attempt/i;
 
 /** Data tables of the test database (found once per app: migrations do not run while it serves). */
 async function dataTables(deps: Deps): Promise<string[]> {
@@ -150,8 +152,10 @@ export async function startTestApp(options: TestAppOptions = {}): Promise<TestAp
     ? { ...(await connectPostgres(options.databaseUrl)), url: options.databaseUrl }
     : await createTestDatabase();
   const deps = await openRoster(env, { log: createLogger(env, options.logDestination), clock, database, mailer: createSmtpMailer(env.smtpUrl ?? mail.url, env.mailFrom) });
-  const app = await buildApp(deps, { trustProxy: env.trustProxy, live: options.live });
+  const app = await buildApp(deps, { trustProxy: env.trustProxy, live: options.live, jobs: { tickMs: 0, ...options.jobs } });
   await app.listen({ host: '127.0.0.1', port: 0 });
+  // The jobs' run at start is over before a test begins.
+  await app.jobs.idle();
   const url = `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`;
   deps.publicUrl = url;
 
