@@ -315,6 +315,12 @@ describe('rate limits', () => {
       const res = await limited.api('key', { json: { email: 'rita@example.org' } });
       assert.equal(res.status, 429);
       assert.match(res.body.message, /try again in \d+ minutes?/);
+      // Retry-After: the seconds left in the window (15 minutes by default), no more.
+      const retryAfter = Number(res.headers.get('retry-after'));
+      assert.ok(Number.isInteger(retryAfter) && retryAfter >= 1 && retryAfter <= 900, `Retry-After ${res.headers.get('retry-after')}`);
+      limited.clock.advance(60_000);
+      const later = await limited.api('key', { json: { email: 'rita@example.org' } });
+      assert.equal(Number(later.headers.get('retry-after')), retryAfter - 60);
       for (let i = 0; i < 3; i++) await limited.api('login', { json: { email: 'rita@example.org', key: 'x' } });
       assert.equal((await limited.api('login', { json: { email: 'rita@example.org', key: 'x' } })).status, 429);
     } finally {

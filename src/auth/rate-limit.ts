@@ -37,8 +37,12 @@ export function createRateLimiter(db: Db, settings: RateLimitSettings, clock: Cl
   const windowMs = settings.windowSeconds * 1000;
 
   function refuse(what: string, over: WindowCount, now: Date): never {
-    const minutes = Math.max(1, Math.ceil((over.window_start.getTime() + windowMs - now.getTime()) / 60_000));
-    throw new AppError('rate_limited', `Too many ${what}; try again in ${minutes} minute${minutes === 1 ? '' : 's'}`);
+    const waitMs = Math.max(1000, over.window_start.getTime() + windowMs - now.getTime());
+    const minutes = Math.ceil(waitMs / 60_000);
+    const refusal = new AppError('rate_limited', `Too many ${what}; try again in ${minutes} minute${minutes === 1 ? '' : 's'}`);
+    // The window's end, as Retry-After: a client that honours it waits no longer than it must.
+    refusal.retryAfterSeconds = Math.ceil(waitMs / 1000);
+    throw refusal;
   }
 
   async function count(action: AccountAction | 'lookup', ip: string, email?: string): Promise<void> {

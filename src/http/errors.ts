@@ -43,6 +43,9 @@ export const ERROR_STATUS: Readonly<Record<ErrorCode, number>> = {
 export const UPSTREAM_RETRY_AFTER_SECONDS = 30;
 
 export class AppError extends Error {
+  /** Seconds the client should wait before trying again (sent as Retry-After), when known. */
+  retryAfterSeconds?: number;
+
   constructor(
     readonly code: ErrorCode,
     message: string,
@@ -155,7 +158,8 @@ function toAppError(err: unknown, request: FastifyRequest): AppError {
 
 function send(reply: FastifyReply, error: AppError, render: ErrorRenderer): FastifyReply {
   reply.code(httpStatusOf(error.code));
-  if (error.code === 'upstream_unavailable') reply.header('retry-after', String(UPSTREAM_RETRY_AFTER_SECONDS));
+  const retryAfter = error.retryAfterSeconds ?? (error.code === 'upstream_unavailable' ? UPSTREAM_RETRY_AFTER_SECONDS : undefined);
+  if (retryAfter !== undefined) reply.header('retry-after', String(retryAfter));
   return reply.send(render(error, reply));
 }
 
