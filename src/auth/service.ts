@@ -12,6 +12,7 @@ import { AppError, upstreamUnavailable } from '../http/errors.ts';
 import { isRecipientRefused } from '../mail/mailer.ts';
 import { renderMail } from '../mail/templates.ts';
 import { addPerson } from '../people/service.ts';
+import { hasRole } from './roles.ts';
 import {
   deleteAdmin,
   deleteExpiredSessions,
@@ -228,7 +229,7 @@ export async function logout(
   ctx: ChangeContext,
 ): Promise<LogoutResult> {
   const target = input.email ? normaliseEmail(input.email) : user.email;
-  if (target !== user.email && !user.roles.includes('admin_admin')) {
+  if (target !== user.email && !hasRole(user, 'admin_admin')) {
     throw new AppError('forbidden', "Logging out another person's sessions requires admin_admin");
   }
   return withUnitOfWork(deps, async ({ db: tx, afterCommit }): Promise<LogoutResult> => {

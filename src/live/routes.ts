@@ -4,7 +4,8 @@
  */
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import type { Deps } from '../deps.ts';
-import { hasRole, type Guards } from '../http/auth.ts';
+import { hasRole } from '../auth/roles.ts';
+import type { Guards } from '../http/auth.ts';
 import { CLOSE_UNAUTHORIZED, startPeopleUpdates, type LiveOptions } from './service.ts';
 
 export { CLOSE_LIFETIME, CLOSE_UNAUTHORIZED } from './service.ts';

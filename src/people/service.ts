@@ -1,6 +1,7 @@
 /** The rules for people: adding, listing, reading, updating, upgrading, looking up. */
 import { logEntryValues, recordChange, type ChangeContext } from '../audit/service.ts';
 import { findLogBySubject, type Executor } from '../audit/store.ts';
+import { hasRole, type Role } from '../auth/roles.ts';
 import { sendLoginLink } from '../auth/service.ts';
 import type { SessionUser } from '../auth/store.ts';
 import { membershipRank, NON_MEMBER } from '../config/org.ts';
@@ -8,7 +9,6 @@ import type { Deps } from '../deps.ts';
 import type { PaperPubs } from '../db/tables.ts';
 import { withUnitOfWork, type UnitOfWork } from '../db/unit-of-work.ts';
 import { emitEvent, memberGroup, type EventType } from '../outbox/service.ts';
-import { hasRole, type Role } from '../http/auth.ts';
 import { AppError } from '../http/errors.ts';
 import { csvHeader, toCsvRows } from '../http/formats.ts';
 import { preferredName, toPerson, type Person } from './person.ts';
