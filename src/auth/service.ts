@@ -4,6 +4,7 @@
  */
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { recordChange, type ChangeContext } from '../audit/service.ts';
+import { findLogByAuthor } from '../audit/store.ts';
 import { NON_MEMBER, type Organisation } from '../config/org.ts';
 import type { Deps } from '../deps.ts';
 import { withUnitOfWork } from '../db/unit-of-work.ts';
@@ -11,7 +12,9 @@ import { emailGroup, emitEvent } from '../outbox/service.ts';
 import { AppError, upstreamUnavailable } from '../http/errors.ts';
 import { isRecipientRefused } from '../mail/mailer.ts';
 import { renderMail } from '../mail/templates.ts';
+import { toPerson, type Person } from '../people/person.ts';
 import { addPerson } from '../people/service.ts';
+import { findPeopleByEmail } from '../people/store.ts';
 import { hasRole } from './roles.ts';
 import {
   deleteAdmin,
@@ -251,6 +254,27 @@ export async function logout(
     afterCommit(() => deps.sessionCache.dropEmail(target));
     return { email: target, opt, sessions, endedOwnSession };
   });
+}
+
+/** The address whose data `user` asks for: their own, or with member_admin anyone's. */
+function readableEmail(user: SessionUser, email: string | undefined): string {
+  if (!email) return user.email;
+  const target = normaliseEmail(email);
+  if (target !== user.email && !hasRole(user, 'member_admin')) throw new AppError('forbidden', "Reading another user's data requires member_admin");
+  return target;
+}
+
+/** The people and roles of an address (the caller's own unless `email` is given, see readableEmail). */
+export async function getUser(deps: Pick<Deps, 'db'>, user: SessionUser, email?: string): Promise<{ email: string; people: Person[]; roles: string[] }> {
+  const address = readableEmail(user, email);
+  const [people, roles] = await Promise.all([findPeopleByEmail(deps.db, address), findRolesByEmail(deps.db, address)]);
+  return { email: address, people: people.map(toPerson), roles };
+}
+
+/** The changes an address made (the caller's own unless `email` is given, see readableEmail). */
+export async function getUserLog(deps: Pick<Deps, 'db'>, user: SessionUser, email?: string) {
+  const address = readableEmail(user, email);
+  return { email: address, log: await findLogByAuthor(deps.db, address) };
 }
 
 /** Refuses roles the organisation file does not declare, naming the declared ones. */
