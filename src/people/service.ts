@@ -6,13 +6,13 @@ import { sendLoginLink } from '../auth/service.ts';
 import type { SessionUser } from '../auth/store.ts';
 import { membershipRank, NON_MEMBER } from '../config/org.ts';
 import type { Deps } from '../deps.ts';
-import type { PaperPubs } from '../db/tables.ts';
 import { withUnitOfWork, type UnitOfWork } from '../db/unit-of-work.ts';
 import { emitEvent, memberGroup, type EventType } from '../outbox/service.ts';
 import { AppError } from '../http/errors.ts';
 import { csvHeader, toCsvRows } from '../http/formats.ts';
 import { preferredName, toPerson, type Person } from './person.ts';
 import { readPerson } from './person-reads.ts';
+import type { PaperPubs } from './schema.ts';
 import { entryText, NULLS_PER_CHUNK, type RenderedPage } from './registry-pages.ts';
 import {
   changePersonIfUnchanged,
