@@ -14,6 +14,7 @@ import { isRecipientRefused } from '../mail/mailer.ts';
 import { renderMail } from '../mail/templates.ts';
 import { toPerson, type Person } from '../people/person.ts';
 import { addPerson } from '../people/service.ts';
+import { normaliseEmail } from './email.ts';
 import { findPeopleByEmail } from '../people/store.ts';
 import { hasRole } from './roles.ts';
 import {
@@ -39,19 +40,6 @@ export const KEYS_KEPT_PER_EMAIL = 5;
 
 export function hashSecret(secret: string): string {
   return createHash('sha256').update(secret).digest('hex');
-}
-
-/** Whitespace, control and format characters, and lone surrogates: never part of an address. */
-const NOT_IN_AN_ADDRESS = /[\s\p{Cc}\p{Cf}\p{Cs}@]/u;
-
-export function normaliseEmail(email: string | undefined): string {
-  const e = (email ?? '').trim().toLowerCase();
-  if (!e) throw new AppError('bad_input', 'email is required');
-  const [local, domain, ...rest] = e.split('@');
-  if (!local || !domain || rest.length > 0 || NOT_IN_AN_ADDRESS.test(local) || NOT_IN_AN_ADDRESS.test(domain) || e.length > 320) {
-    throw new AppError('bad_input', `${JSON.stringify(e.slice(0, 100))} is not an email address`);
-  }
-  return e;
 }
 
 /**

@@ -1,6 +1,7 @@
 /** The rules for people: adding, listing, reading, updating, upgrading, looking up. */
 import { logEntryValues, recordChange, type ChangeContext } from '../audit/service.ts';
 import { findLogBySubject, type Executor } from '../audit/store.ts';
+import { checkEmailAddress } from '../auth/email.ts';
 import { hasRole, type Role } from '../auth/roles.ts';
 import { sendLoginLink } from '../auth/service.ts';
 import type { SessionUser } from '../auth/store.ts';
@@ -100,10 +101,10 @@ function cleanText(value: string | null | undefined, field: string): string | nu
   return trimmed === '' ? null : trimmed;
 }
 
+/** Trimmed, in the case it was given (logins compare it lower-cased), or null when empty. */
 function cleanEmail(value: string | null | undefined): string | null {
   const email = cleanText(value, 'email');
-  if (email !== null && !/^[^\s@]+@[^\s@]+$/.test(email)) throw new AppError('bad_input', `"${email}" is not an email address`);
-  return email;
+  return email === null ? null : checkEmailAddress(email);
 }
 
 function requireLegalName(value: string | null | undefined): string {
