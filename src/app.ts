@@ -31,13 +31,14 @@ import { loggableUrl } from './http/log-safety.ts';
 import { JOBS } from './jobs/registry.ts';
 import { createJobRunner, type Job, type JobRunner, type JobRunnerOptions } from './jobs/runner.ts';
 import { liveRoutes } from './live/routes.ts';
-import type { LiveOptions } from './live/service.ts';
+import { startPeopleUpdates, type LiveOptions } from './live/service.ts';
 import { createDevMailbox, createSmtpMailer, type Mailer } from './mail/mailer.ts';
 import { createPeopleChanges, relayPeopleNotifications } from './people/changes.ts';
 import { outboxRoutes } from './outbox/routes.ts';
 import { createRegistryPages } from './people/registry-pages.ts';
 import { peopleRoutes } from './people/routes.ts';
 import { publicRoutes } from './public/routes.ts';
+import { createPublicPeopleCache, createStatsCache } from './public/service.ts';
 
 /** Largest request body accepted; bigger ones get 413. */
 export const BODY_LIMIT_BYTES = 256 * 1024;
@@ -208,12 +209,16 @@ export async function buildApp(deps: Deps, options: AppOptions = {}): Promise<Ro
   await app.register(swaggerUi, { routePrefix: '/api/docs', staticCSP: DOCS_CSP });
 
   const guards = createGuards(deps);
+  // The live fan-out and the public caches live as long as this app: built here, handed to the routes.
+  const peopleUpdates = await startPeopleUpdates(deps, options.live);
+  app.addHook('onClose', async () => peopleUpdates.stop());
+  const publicCaches = { stats: createStatsCache(deps), people: createPublicPeopleCache(deps) };
   await app.register(
     async (api) => {
       await api.register(authRoutes(deps, guards));
       await api.register(peopleRoutes(deps, guards));
-      await api.register(publicRoutes(deps));
-      await api.register(liveRoutes(deps, guards, options.live));
+      await api.register(publicRoutes(deps, publicCaches));
+      await api.register(liveRoutes(guards, peopleUpdates));
       await api.register(outboxRoutes(deps, guards));
     },
     { prefix: '/api' },

@@ -132,7 +132,8 @@ function parseAdminArgs(args: string[]): { action?: string; email?: string; role
 async function admin(env: Env, args: string[]): Promise<void> {
   const { action, email, roles } = parseAdminArgs(args);
   const { SYSTEM_CONTEXT } = await import('./audit/service.ts');
-  const { addAdmin, checkDeclaredRoles, issueKey, loginLink, normaliseEmail, removeAdmin } = await import('./auth/service.ts');
+  const { addAdmin, checkDeclaredRoles, issueKey, loginLink, removeAdmin } = await import('./auth/service.ts');
+  const { normaliseEmail } = await import('./auth/email.ts');
   const { listAdmins } = await import('./auth/store.ts');
   switch (action) {
     case 'add': {

@@ -4,12 +4,17 @@
  */
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { recordChange, type ChangeContext } from '../audit/service.ts';
+import { findLogByAuthor } from '../audit/store.ts';
 import { NON_MEMBER, type Organisation } from '../config/org.ts';
 import type { Deps } from '../deps.ts';
 import { withUnitOfWork } from '../db/unit-of-work.ts';
 import { AppError } from '../http/errors.ts';
+import { toPerson, type Person } from '../people/person.ts';
 import { addPerson } from '../people/service.ts';
+import { normaliseEmail } from './email.ts';
 import { requestLoginLink } from './login-link.ts';
+import { findPeopleByEmail } from '../people/store.ts';
+import { hasRole } from './roles.ts';
 import {
   deleteAdmin,
   deleteKeyByHash,
@@ -34,19 +39,6 @@ export const KEYS_KEPT_PER_EMAIL = 5;
 
 export function hashSecret(secret: string): string {
   return createHash('sha256').update(secret).digest('hex');
-}
-
-/** Whitespace, control and format characters, and lone surrogates: never part of an address. */
-const NOT_IN_AN_ADDRESS = /[\s\p{Cc}\p{Cf}\p{Cs}@]/u;
-
-export function normaliseEmail(email: string | undefined): string {
-  const e = (email ?? '').trim().toLowerCase();
-  if (!e) throw new AppError('bad_input', 'email is required');
-  const [local, domain, ...rest] = e.split('@');
-  if (!local || !domain || rest.length > 0 || NOT_IN_AN_ADDRESS.test(local) || NOT_IN_AN_ADDRESS.test(domain) || e.length > 320) {
-    throw new AppError('bad_input', `${JSON.stringify(e.slice(0, 100))} is not an email address`);
-  }
-  return e;
 }
 
 /**
@@ -187,7 +179,7 @@ export async function logout(
   ctx: ChangeContext,
 ): Promise<LogoutResult> {
   const target = input.email ? normaliseEmail(input.email) : user.email;
-  if (target !== user.email && !user.roles.includes('admin_admin')) {
+  if (target !== user.email && !hasRole(user, 'admin_admin')) {
     throw new AppError('forbidden', "Logging out another person's sessions requires admin_admin");
   }
   return withUnitOfWork(deps, async ({ db: tx, afterCommit }): Promise<LogoutResult> => {
@@ -209,6 +201,27 @@ export async function logout(
     afterCommit(() => deps.sessionCache.dropEmail(target));
     return { email: target, opt, sessions, endedOwnSession };
   });
+}
+
+/** The address whose data `user` asks for: their own, or with member_admin anyone's. */
+function readableEmail(user: SessionUser, email: string | undefined): string {
+  if (!email) return user.email;
+  const target = normaliseEmail(email);
+  if (target !== user.email && !hasRole(user, 'member_admin')) throw new AppError('forbidden', "Reading another user's data requires member_admin");
+  return target;
+}
+
+/** The people and roles of an address (the caller's own unless `email` is given, see readableEmail). */
+export async function getUser(deps: Pick<Deps, 'db'>, user: SessionUser, email?: string): Promise<{ email: string; people: Person[]; roles: string[] }> {
+  const address = readableEmail(user, email);
+  const [people, roles] = await Promise.all([findPeopleByEmail(deps.db, address), findRolesByEmail(deps.db, address)]);
+  return { email: address, people: people.map(toPerson), roles };
+}
+
+/** The changes an address made (the caller's own unless `email` is given, see readableEmail). */
+export async function getUserLog(deps: Pick<Deps, 'db'>, user: SessionUser, email?: string) {
+  const address = readableEmail(user, email);
+  return { email: address, log: await findLogByAuthor(deps.db, address) };
 }
 
 /** Refuses roles the organisation file does not declare, naming the declared ones. */

@@ -123,6 +123,7 @@ describe('parseEnv', () => {
   test('other bad values: LOG_LEVEL, ROSTER_ADMIN_EMAIL, rate limits', () => {
     assert.match(problemsOf({ LOG_LEVEL: 'loud' })[0]!, /^LOG_LEVEL must be one of fatal, error, warn, info, debug, trace, silent/);
     assert.match(problemsOf({ ROSTER_ADMIN_EMAIL: 'admin' })[0]!, /^ROSTER_ADMIN_EMAIL is not an email address/);
+    assert.match(problemsOf({ ROSTER_ADMIN_EMAIL: 'ad\u200bmin@example.org' })[0]!, /^ROSTER_ADMIN_EMAIL is not an email address/);
     assert.match(problemsOf({ RATE_LIMIT_WINDOW_SECONDS: '0' })[0]!, /^RATE_LIMIT_WINDOW_SECONDS must be a whole number from 1/);
     assert.match(problemsOf({ RATE_LIMIT_PER_EMAIL: 'many' })[0]!, /^RATE_LIMIT_PER_EMAIL/);
     assert.match(problemsOf({ RATE_LIMIT_PER_IP: '-5' })[0]!, /^RATE_LIMIT_PER_IP/);

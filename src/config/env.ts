@@ -4,6 +4,7 @@
  */
 import { isIP } from 'node:net';
 import path from 'node:path';
+import { isEmailAddress } from '../auth/email.ts';
 
 export interface Env {
   host: string;
@@ -114,7 +115,7 @@ export function parseEnv(source: Record<string, string | undefined> = process.en
   const dataDir = path.resolve(read('DATA_DIR') ?? 'data');
   const orgFile = path.resolve(read('ROSTER_ORG') ?? DEMO_ORG_FILE);
   const adminEmail = (read('ROSTER_ADMIN_EMAIL') ?? 'admin@localhost').toLowerCase();
-  if (!/^[^\s@]+@[^\s@]+$/.test(adminEmail)) problems.push(`ROSTER_ADMIN_EMAIL is not an email address (got "${adminEmail}")`);
+  if (!isEmailAddress(adminEmail)) problems.push(`ROSTER_ADMIN_EMAIL is not an email address (got "${adminEmail}")`);
   const publicUrl = (url('PUBLIC_URL', ['http:', 'https:']) ?? `http://${host}:${port}`).replace(/\/+$/, '');
   const smtpUrl = url('SMTP_URL', ['smtp:', 'smtps:']);
   const mailFrom = read('MAIL_FROM') ?? 'Roster <roster@localhost>';

@@ -1,15 +1,10 @@
 /** Row types of every table, as Kysely sees them. Keep in step with migrations/. */
 import type { ColumnType, Generated } from 'kysely';
+import type { PaperPubs } from '../people/schema.ts';
 
 type Timestamp = ColumnType<Date, Date | string, Date | string>;
 /** jsonb: read as parsed JSON, written as a JSON string. */
 type Json<T> = ColumnType<T, string, string>;
-
-export interface PaperPubs {
-  name: string;
-  address: string;
-  country: string;
-}
 
 export interface PeopleTable {
   id: Generated<number>;

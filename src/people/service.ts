@@ -1,18 +1,19 @@
 /** The rules for people: adding, listing, reading, updating, upgrading, looking up. */
 import { logEntryValues, recordChange, type ChangeContext } from '../audit/service.ts';
 import { findLogBySubject, type Executor } from '../audit/store.ts';
+import { checkEmailAddress } from '../auth/email.ts';
 import { requestLoginLink } from '../auth/login-link.ts';
+import { hasRole, type Role } from '../auth/roles.ts';
 import type { SessionUser } from '../auth/store.ts';
 import { membershipRank, NON_MEMBER } from '../config/org.ts';
 import type { Deps } from '../deps.ts';
-import type { PaperPubs } from '../db/tables.ts';
 import { withUnitOfWork, type UnitOfWork } from '../db/unit-of-work.ts';
 import { emitEvent, memberGroup, type EventType } from '../outbox/service.ts';
-import { hasRole, type Role } from '../http/auth.ts';
 import { AppError } from '../http/errors.ts';
 import { csvHeader, toCsvRows } from '../http/formats.ts';
 import { preferredName, toPerson, type Person } from './person.ts';
 import { readPerson } from './person-reads.ts';
+import type { PaperPubs } from './schema.ts';
 import { entryText, NULLS_PER_CHUNK, type RenderedPage } from './registry-pages.ts';
 import {
   changePersonIfUnchanged,
@@ -100,10 +101,10 @@ function cleanText(value: string | null | undefined, field: string): string | nu
   return trimmed === '' ? null : trimmed;
 }
 
+/** Trimmed, in the case it was given (logins compare it lower-cased), or null when empty. */
 function cleanEmail(value: string | null | undefined): string | null {
   const email = cleanText(value, 'email');
-  if (email !== null && !/^[^\s@]+@[^\s@]+$/.test(email)) throw new AppError('bad_input', `"${email}" is not an email address`);
-  return email;
+  return email === null ? null : checkEmailAddress(email);
 }
 
 function requireLegalName(value: string | null | undefined): string {

@@ -7,7 +7,8 @@
  * the event is marked delivered, sends a second link on redelivery. Both links work.
  */
 import { greetingName, type LoginLinkRequest } from '../../auth/login-link.ts';
-import { issueKey, loginLink, normaliseEmail, safeNextPath, withdrawKey } from '../../auth/service.ts';
+import { normaliseEmail } from '../../auth/email.ts';
+import { issueKey, loginLink, safeNextPath, withdrawKey } from '../../auth/service.ts';
 import type { Deps } from '../../deps.ts';
 import { isRecipientRefused } from '../../mail/mailer.ts';
 import { renderMail } from '../../mail/templates.ts';
