@@ -161,7 +161,8 @@ export async function claimDueGroups(db: Executor, claim: Claim): Promise<Claime
 }
 
 export interface Outcome {
-  id: string;
+  /** One event; or several consecutive ones delivered together (no consumer takes their type). */
+  ids: string[];
   group_key: string;
   owner: string;
   state: 'delivered' | 'pending' | 'dead';
@@ -188,7 +189,7 @@ export async function recordOutcome(db: Executor, o: Outcome): Promise<boolean> 
         delivered_at = CASE WHEN ${o.state}::text = 'delivered' THEN ${o.now}::timestamptz ELSE e.delivered_at END,
         next_attempt_at = coalesce(${o.nextAttemptAt ?? null}::timestamptz, e.next_attempt_at),
         last_error = coalesce(${o.error ?? null}::text, e.last_error)
-      FROM lease WHERE e.id = ${o.id} AND e.group_key = lease.group_key AND e.state = 'pending'
+      FROM lease WHERE e.id = ANY(${o.ids}::bigint[]) AND e.group_key = lease.group_key AND e.state = 'pending'
       RETURNING e.state
     )
     UPDATE outbox_groups g SET

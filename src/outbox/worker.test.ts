@@ -141,6 +141,17 @@ describe('the in-process worker', () => {
     assert.deepEqual(orderViolations(logOf('backoff')), []);
   });
 
+  test('events of a type no consumer takes count as delivered at once', async () => {
+    const group = 'unconsumed:1';
+    await emitInterleaved([group], 3);
+    const idle = createOutboxWorker(t.deps, [], {});
+    assert.ok((await idle.drain()) >= 3);
+    await idle.stop();
+    assert.deepEqual((await rowsOf(group)).map((r) => [r.state, r.attempts]), Array(3).fill(['delivered', 1]));
+    assert.equal(logOf('unconsumed').length, 0);
+    assert.deepEqual(await pendingCounts([group]), [0]);
+  });
+
   test('a delivery that never settles counts as a failure after the timeout; the worker goes on', async () => {
     const group = 'hang:1';
     await emitInterleaved([group], 1);

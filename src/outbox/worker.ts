@@ -88,8 +88,7 @@ export function createOutboxWorker(deps: WorkerDeps, consumers: readonly Consume
   }
 
   async function deliver(event: ClaimedEvent): Promise<Result> {
-    const consumer = consumerOf.get(event.type);
-    if (!consumer) return { state: 'delivered' };
+    const consumer = consumerOf.get(event.type)!;
     const attempt = event.attempts + 1;
     const started = performance.now();
     try {
@@ -127,15 +126,21 @@ export function createOutboxWorker(deps: WorkerDeps, consumers: readonly Consume
   /** Delivers a claimed group's events in order until one fails, the batch ends, the lease is lost or the worker stops. */
   async function runGroup(group: ClaimedGroup): Promise<void> {
     const key = group.group_key;
-    if (group.events.length === 0) return releaseGroup(deps.db, key, owner, deps.clock.now(), group.pending);
-    for (const [i, event] of group.events.entries()) {
+    const events = group.events;
+    if (events.length === 0) return releaseGroup(deps.db, key, owner, deps.clock.now(), group.pending);
+    for (let i = 0; i < events.length; ) {
       if (stopping) return releaseGroup(deps.db, key, owner, deps.clock.now());
-      const result = await deliver(event);
+      const event = events[i]!;
+      // Events no consumer takes are delivered at once, a run of them with one statement.
+      let ids = [event.id];
+      let result: Result = { state: 'delivered' };
+      if (consumerOf.has(event.type)) result = await deliver(event);
+      else ids = events.slice(i, firstTaken(events, i)).map((e) => e.id);
+      i += ids.length;
       const now = deps.clock.now();
       const retryAt = result.state === 'pending' ? new Date(now.getTime() + backoffMs(event.attempts + 1)) : undefined;
-      const last = i === group.events.length - 1;
       const held = await recordOutcome(deps.db, {
-        id: event.id,
+        ids,
         group_key: key,
         owner,
         state: result.state,
@@ -143,15 +148,21 @@ export function createOutboxWorker(deps: WorkerDeps, consumers: readonly Consume
         nextAttemptAt: retryAt,
         error: result.error,
         // A failure gives the group back until its backoff ends; the batch's last event, at once.
-        releaseAt: retryAt ?? (last ? now : undefined),
+        releaseAt: retryAt ?? (i === events.length ? now : undefined),
       });
       if (!held) {
         log.warn({ group: key, event: event.id }, 'lost the lease of an outbox group (it ran past its lease): another worker delivers its events again');
         return;
       }
-      if (result.state === 'delivered') delivered++;
+      if (result.state === 'delivered') delivered += ids.length;
       if (result.state === 'pending') return;
     }
+  }
+
+  /** The index of the first event from `from` on that a consumer takes (or the end). */
+  function firstTaken(events: ClaimedEvent[], from: number): number {
+    const found = events.findIndex((e, j) => j >= from && consumerOf.has(e.type));
+    return found === -1 ? events.length : found;
   }
 
   function renewLeases(): void {
