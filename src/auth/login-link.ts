@@ -39,7 +39,7 @@ export function greetingName(name: string | null | undefined): string | null {
  */
 export async function requestLoginLink(
   uow: UnitOfWork,
-  deps: Pick<Deps, 'clock'>,
+  deps: Pick<Deps, 'clock' | 'outboxSignal'>,
   email: string,
   opts: { name?: string | null; next?: string; reset?: boolean } = {},
 ): Promise<void> {
@@ -48,5 +48,5 @@ export async function requestLoginLink(
   if (name) request.name = name;
   if (opts.next) request.next = opts.next;
   if (opts.reset) request.reset = true;
-  await emitEvent(uow, deps.clock, 'login_link.requested', emailGroup(email), { ...request });
+  await emitEvent(uow, deps, 'login_link.requested', emailGroup(email), { ...request });
 }

@@ -107,7 +107,7 @@ export interface KeyRequest {
  * here. A new account's name is never echoed in its first mail (anyone can ask for any address),
  * and `reset` is deferred to the login (see issueKey).
  */
-export async function requestKey(deps: Pick<Deps, 'db' | 'org' | 'clock' | 'peopleChanges' | 'log' | 'rateLimiter'>, input: KeyRequest, ctx: ChangeContext): Promise<{ email: string }> {
+export async function requestKey(deps: Pick<Deps, 'db' | 'org' | 'clock' | 'peopleChanges' | 'outboxSignal' | 'log' | 'rateLimiter'>, input: KeyRequest, ctx: ChangeContext): Promise<{ email: string }> {
   const email = normaliseEmail(input.email);
   const next = safeNextPath(input.path);
   await deps.rateLimiter.hit('key', email, ctx.clientIp ?? '');
@@ -134,7 +134,7 @@ export interface NewSession {
  * always logs in, so wrong guesses for someone's address (hopeless against 144-bit keys) cannot
  * lock them out. Wrong keys beyond the per-email or per-IP limit get 429 instead of 401.
  */
-export async function login(deps: Pick<Deps, 'db' | 'org' | 'clock' | 'log' | 'rateLimiter'>, input: { email?: string; key?: string }, ctx: ChangeContext): Promise<NewSession> {
+export async function login(deps: Pick<Deps, 'db' | 'org' | 'clock' | 'outboxSignal' | 'log' | 'rateLimiter'>, input: { email?: string; key?: string }, ctx: ChangeContext): Promise<NewSession> {
   if (!input.email || !input.key) throw new AppError('bad_input', 'Both email and key are required');
   const email = normaliseEmail(input.email);
   const presented = Buffer.from(hashSecret(input.key), 'hex');
