@@ -47,6 +47,7 @@ export interface TestApp {
   deps: Deps;
   app: RosterApp;
   database: TestDatabase;
+  /** The SMTP peer mail goes to: shared by the apps on one database (see databaseUrl). */
   mail: SmtpPeer;
   clock: TestClock;
   /** Calls `/api/<path>` (or any path starting with "/"), parsing JSON replies. */
@@ -67,7 +68,7 @@ export interface TestAppOptions {
   orgYaml?: string;
   /** Extra environment variables, e.g. RATE_LIMIT_PER_EMAIL, or SMTP_URL to send mail elsewhere than the peer. */
   env?: Record<string, string>;
-  /** Reuse this PostgreSQL database (a second server process on the same data). */
+  /** Reuse this PostgreSQL database (a second server process on the same data), and its first app's SMTP peer. */
   databaseUrl?: string;
   clock?: TestClock;
   /** Where the JSON log goes (e.g. a stream the test reads); with it, LOG_LEVEL defaults to info. */
@@ -143,8 +144,18 @@ function withMail(deps: Deps, consumers: readonly Consumer[] | undefined): reado
   return [...consumers, createMailConnector(deps)];
 }
 
+/**
+ * The SMTP peer of each PostgreSQL test database's first app. A second server on the same data
+ * shares it: any server's outbox worker may send a mail that was asked for through another.
+ */
+const peerOfDatabase = new Map<string, SmtpPeer>();
+
 export async function startTestApp(options: TestAppOptions = {}): Promise<TestApp> {
-  const mail = await startSmtpPeer();
+  const sharedPeer = options.databaseUrl ? peerOfDatabase.get(options.databaseUrl) : undefined;
+  const mail = sharedPeer ?? (await startSmtpPeer());
+  const closeMail = async () => {
+    if (!sharedPeer) await mail.close();
+  };
   const clock = options.clock ?? createTestClock();
   let orgFile: string | undefined;
   if (options.orgYaml) {
@@ -163,12 +174,13 @@ export async function startTestApp(options: TestAppOptions = {}): Promise<TestAp
       ...options.env,
     });
   } catch (err) {
-    await mail.close();
+    await closeMail();
     throw err;
   }
   const database: TestDatabase = options.databaseUrl
     ? { ...(await connectPostgres(options.databaseUrl)), url: options.databaseUrl }
     : await createTestDatabase();
+  if (!options.databaseUrl && database.url) peerOfDatabase.set(database.url, mail);
   const deps = await openRoster(env, { log: createLogger(env, options.logDestination), clock, database, mailer: createSmtpMailer(env.smtpUrl ?? mail.url, env.mailFrom) });
   const fromEnv = appOptionsFrom(env);
   const app = await buildApp(deps, {
@@ -222,7 +234,8 @@ export async function startTestApp(options: TestAppOptions = {}): Promise<TestAp
     async close() {
       await app.close();
       await database.close();
-      await mail.close();
+      if (!options.databaseUrl && database.url) peerOfDatabase.delete(database.url);
+      await closeMail();
     },
   };
 }
