@@ -66,7 +66,7 @@ export function loginLink(publicUrl: string, email: string, key: string, next?: 
   return `${publicUrl}/api/login?${params.toString()}`;
 }
 
-type KeyDeps = Pick<Deps, 'db' | 'org' | 'clock' | 'mailer' | 'publicUrl' | 'peopleChanges' | 'log'>;
+type KeyDeps = Pick<Deps, 'db' | 'org' | 'clock' | 'mailer' | 'publicUrl' | 'peopleChanges' | 'outboxSignal' | 'log'>;
 
 /**
  * Makes a new key for the address (admins get the shorter admin lifetime) and stores its hash.
@@ -75,7 +75,7 @@ type KeyDeps = Pick<Deps, 'db' | 'org' | 'clock' | 'mailer' | 'publicUrl' | 'peo
  * `roles`, when the caller already read them, saves a query.
  */
 export async function issueKey(
-  deps: Pick<Deps, 'db' | 'org' | 'clock' | 'log'>,
+  deps: Pick<Deps, 'db' | 'org' | 'clock' | 'outboxSignal' | 'log'>,
   email: string,
   opts: { reset?: boolean; roles?: string[] } = {},
 ): Promise<{ key: string; expires: Date }> {
@@ -85,7 +85,7 @@ export async function issueKey(
   const expires = new Date(now.getTime() + (isAdmin ? deps.org.keyLifetimeMs.admin : deps.org.keyLifetimeMs.member));
   await withUnitOfWork(deps, async (uow) => {
     await insertKeyPruning(uow.db, { key_hash: hashSecret(key), email, created: now, expires, resets_others: opts.reset ?? false }, KEYS_KEPT_PER_EMAIL - 1);
-    await emitEvent(uow, deps.clock, 'login_link.requested', emailGroup(email), { email });
+    await emitEvent(uow, deps, 'login_link.requested', emailGroup(email), { email });
   });
   return { key, expires };
 }

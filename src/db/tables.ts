@@ -81,6 +81,11 @@ export interface OutboxTable {
 export interface OutboxGroupsTable {
   group_key: string;
   last_seq: string;
+  /** Pending events of the group. */
+  pending: Generated<number>;
+  /** By the service clock: when a worker may next claim the group (migration 0008). */
+  available_at: Timestamp;
+  lease_owner: ColumnType<string | null, string | null | undefined, string | null>;
 }
 
 export interface JobRunsTable {

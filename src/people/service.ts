@@ -119,7 +119,7 @@ function requireLegalName(value: string | null | undefined): string {
  * retry whole); otherwise in its own, retried when another change took the number drawn.
  */
 export async function addPerson(
-  deps: Pick<Deps, 'db' | 'org' | 'clock' | 'peopleChanges' | 'log'>,
+  deps: Pick<Deps, 'db' | 'org' | 'clock' | 'outboxSignal' | 'peopleChanges' | 'log'>,
   input: NewPerson,
   ctx: ChangeContext,
   within?: UnitOfWork,
@@ -149,7 +149,7 @@ export async function addPerson(
         });
         await recordChange(tx, deps.clock, ctx, { subject: row.id, action: 'new', parameters: { ...values, member_number: row.member_number } });
         const person = toPerson(row);
-        await emitEvent(uow, deps.clock, 'person.created', memberGroup(row.id), { person });
+        await emitEvent(uow, deps, 'person.created', memberGroup(row.id), { person });
         afterCommit(() => deps.peopleChanges.committed(row.id));
         return person;
       },
@@ -447,7 +447,7 @@ const CHANGE_EVENTS = { update: 'person.updated', upgrade: 'membership.upgraded'
  * transaction that holds the row lock across them.
  */
 async function changePerson<T>(
-  deps: Pick<Deps, 'db' | 'clock' | 'peopleChanges' | 'log'>,
+  deps: Pick<Deps, 'db' | 'clock' | 'outboxSignal' | 'peopleChanges' | 'log'>,
   id: number,
   action: keyof typeof CHANGE_EVENTS,
   ctx: ChangeContext,
@@ -468,7 +468,7 @@ async function changePerson<T>(
     // The change, its audit row and its event commit together.
     const write = async (w: UnitOfWork) => {
       const after = await changePersonIfUnchanged(w.db, id, version, changes, log);
-      if (after) await emitEvent(w, deps.clock, CHANGE_EVENTS[action], memberGroup(id), { id, changed: { ...changed } });
+      if (after) await emitEvent(w, deps, CHANGE_EVENTS[action], memberGroup(id), { id, changed: { ...changed } });
       return after;
     };
     try {
@@ -499,7 +499,7 @@ async function changePerson<T>(
  * bought, and may not remove them. An email change mails a login link to the new address.
  */
 export async function updatePerson(
-  deps: Pick<Deps, 'db' | 'org' | 'clock' | 'peopleChanges' | 'mailer' | 'publicUrl' | 'log'>,
+  deps: Pick<Deps, 'db' | 'org' | 'clock' | 'outboxSignal' | 'peopleChanges' | 'mailer' | 'publicUrl' | 'log'>,
   user: SessionUser,
   id: number,
   input: PersonUpdate,
@@ -532,7 +532,7 @@ export async function updatePerson(
  * After a committed email change, a login link for the new address, so that the person can log in
  * there. The change stands whatever happens here: a failure is logged and reported as not sent.
  */
-async function mailLinkToNewAddress(deps: Pick<Deps, 'db' | 'org' | 'clock' | 'peopleChanges' | 'mailer' | 'publicUrl' | 'log'>, id: number, email: string, name: string): Promise<boolean> {
+async function mailLinkToNewAddress(deps: Pick<Deps, 'db' | 'org' | 'clock' | 'outboxSignal' | 'peopleChanges' | 'mailer' | 'publicUrl' | 'log'>, id: number, email: string, name: string): Promise<boolean> {
   try {
     const address = email.toLowerCase();
     await sendLoginLink(deps, address, { name });
@@ -560,7 +560,7 @@ export interface PersonUpgrade {
  * generated unless given (admin_admin only) or set before, and never for NonMember.
  */
 export async function upgradePerson(
-  deps: Pick<Deps, 'db' | 'org' | 'clock' | 'peopleChanges' | 'log'>,
+  deps: Pick<Deps, 'db' | 'org' | 'clock' | 'outboxSignal' | 'peopleChanges' | 'log'>,
   user: SessionUser,
   id: number,
   input: PersonUpgrade,
