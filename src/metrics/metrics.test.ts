@@ -2,7 +2,9 @@ import assert from 'node:assert/strict';
 import { randomBytes, randomUUID } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
 import { sql } from 'kysely';
+import { pino } from 'pino';
 import { startTestApp, type TestApp } from '../../test/support/app.ts';
+import { createTestDatabase } from '../../test/support/database.ts';
 import { EnvError, parseEnv } from '../config/env.ts';
 import { createMetrics, UNMATCHED_ROUTE } from './service.ts';
 
@@ -191,6 +193,20 @@ describe('the outbox', () => {
     const others = ['pending', 'dead', 'discarded'].reduce((sum, state) => sum + Math.min(cap, exact(state)), 0);
     assert.ok(exact('delivered') >= cap);
     assert.equal(valueOf(samples, 'roster_outbox_events', { state: 'delivered' }), Math.max(cap, total - others));
+  });
+
+
+  test('an outbox that cannot be read leaves the outbox gauges out, not stale or zero, and the rest is served', async () => {
+    // A database of its own whose outbox is gone: every read of it fails, as an unreachable one's would.
+    const broken = await createTestDatabase();
+    await sql`ALTER TABLE outbox RENAME TO outbox_elsewhere`.execute(broken.db);
+    const lines: string[] = [];
+    const log = pino({ level: 'warn' }, { write: (line: string) => void lines.push(line) });
+    const { text } = await createMetrics({ db: broken.db, clock: t.clock, log }).render().finally(() => broken.close());
+    assert.doesNotMatch(text, /roster_outbox_events|roster_outbox_oldest_pending_age_seconds/);
+    assert.match(text, /^process_resident_memory_bytes \d+/m);
+    assert.match(text, /^# TYPE roster_http_requests_total counter/m);
+    assert.equal(lines.filter((l) => l.includes('could not read the outbox')).length, 1);
   });
 });
 

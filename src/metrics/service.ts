@@ -16,7 +16,7 @@ export const UNMATCHED_ROUTE = 'unmatched';
 /**
  * Outbox rows are counted per state up to this many. A full count walks every row of its state
  * (1,000,000 pending: 0.1-0.3 s on PostgreSQL, up to 0.9 s on PGlite, whose one connection every
- * request waits for meanwhile); capped here, a scrape took 2-30 ms on either (README.md). Past
+ * request waits for meanwhile); capped here, a scrape took 1-100 ms, mostly under 20 (README.md). Past
  * this, the backlog's size matters less than its age, which is always exact.
  */
 export const OUTBOX_COUNT_CAP = 10_000;
