@@ -6,9 +6,8 @@ import { createHash, timingSafeEqual } from 'node:crypto';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import { withUnitOfWork } from '../db/unit-of-work.ts';
 import type { Deps } from '../deps.ts';
+import type { DeliveryOutcome } from '../outbox/worker.ts';
 import { OUTBOX_STATES, readOutboxSnapshot, type OutboxSnapshot } from './store.ts';
-
-export type DeliveryOutcome = 'delivered' | 'failed' | 'dead';
 
 /** The route label of a request no route matched: one value, whatever path was asked for. */
 export const UNMATCHED_ROUTE = 'unmatched';
