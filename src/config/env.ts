@@ -37,6 +37,8 @@ export interface Env {
     /** Delivered and discarded events are deleted after this many days. */
     retentionDays: number;
   };
+  /** When set, GET /metrics needs it as a bearer token (and takes no session); else a member_admin session. */
+  metricsToken: string | undefined;
 }
 
 export const DEMO_ORG_FILE = 'config/organisation.example.yaml';
@@ -50,6 +52,9 @@ export class EnvError extends Error {
 }
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+
+/** A bearer token fit for an Authorization header, and too long to guess. */
+const METRICS_TOKEN = /^[\x21-\x7e]{16,1024}$/;
 
 /** Names proxy-addr (Fastify's trustProxy) knows for address ranges. */
 const PROXY_RANGE_NAMES = new Set(['loopback', 'linklocal', 'uniquelocal']);
@@ -152,6 +157,12 @@ export function parseEnv(source: Record<string, string | undefined> = process.en
     retentionDays: integer('OUTBOX_RETENTION_DAYS', OUTBOX_DEFAULTS.retentionDays, 1, 3650),
   };
 
+  const metricsToken = read('METRICS_TOKEN');
+  // The token itself is never repeated in a problem: the list is printed.
+  if (metricsToken !== undefined && !METRICS_TOKEN.test(metricsToken)) {
+    problems.push('METRICS_TOKEN must be 16 to 1024 visible ASCII characters without spaces (such as the output of "openssl rand -hex 32")');
+  }
+
   if (problems.length > 0) throw new EnvError(problems);
-  return { host, port, databaseUrl, dataDir, orgFile, adminEmail, publicUrl, smtpUrl, mailFrom, logLevel, trustProxy, rateLimit, outbox };
+  return { host, port, databaseUrl, dataDir, orgFile, adminEmail, publicUrl, smtpUrl, mailFrom, logLevel, trustProxy, rateLimit, outbox, metricsToken };
 }
