@@ -272,7 +272,7 @@ export async function buildApp(deps: Deps, options: AppOptions = {}): Promise<Ro
   app.addHook('onReady', async () => jobs.start());
   app.addHook('onClose', async () => jobs.stop());
   // The in-process outbox worker, the same way; closing waits for its deliveries in flight.
-  const outbox = createOutboxWorker(deps, options.outbox?.consumers ?? connectors(deps), options.outbox?.worker);
+  const outbox = createOutboxWorker(deps, options.outbox?.consumers ?? connectors(deps), { onOutcome: deps.metrics.recordDelivery, ...options.outbox?.worker });
   app.decorate('outbox', outbox);
   if (options.outbox?.start ?? true) app.addHook('onReady', async () => outbox.start());
   app.addHook('onClose', async () => outbox.stop());

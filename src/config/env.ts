@@ -39,6 +39,8 @@ export interface Env {
   };
   /** When set, GET /metrics needs it as a bearer token (and takes no session); else a member_admin session. */
   metricsToken: string | undefined;
+  /** `roster worker` serves GET /metrics on this port (HOST), to METRICS_TOKEN only; unset: none. */
+  workerMetricsPort: number | undefined;
 }
 
 export const DEMO_ORG_FILE = 'config/organisation.example.yaml';
@@ -163,6 +165,12 @@ export function parseEnv(source: Record<string, string | undefined> = process.en
     problems.push('METRICS_TOKEN must be 16 to 1024 visible ASCII characters without spaces (such as the output of "openssl rand -hex 32")');
   }
 
+  // A `roster worker` has no sessions: its metrics are served to the token only.
+  const workerMetricsPort = read('WORKER_METRICS_PORT') === undefined ? undefined : integer('WORKER_METRICS_PORT', 0, 1, 65_535);
+  if (workerMetricsPort !== undefined && metricsToken === undefined) {
+    problems.push('WORKER_METRICS_PORT needs METRICS_TOKEN: a worker serves its metrics only to requests that carry the token');
+  }
+
   if (problems.length > 0) throw new EnvError(problems);
-  return { host, port, databaseUrl, dataDir, orgFile, adminEmail, publicUrl, smtpUrl, mailFrom, logLevel, trustProxy, rateLimit, outbox, metricsToken };
+  return { host, port, databaseUrl, dataDir, orgFile, adminEmail, publicUrl, smtpUrl, mailFrom, logLevel, trustProxy, rateLimit, outbox, metricsToken, workerMetricsPort };
 }
