@@ -34,6 +34,8 @@ import { createJobRunner, type Job, type JobRunner, type JobRunnerOptions } from
 import { liveRoutes } from './live/routes.ts';
 import { startPeopleUpdates, type LiveOptions } from './live/service.ts';
 import { createDevMailbox, createSmtpMailer, type Mailer } from './mail/mailer.ts';
+import { METRICS_TOKEN_SCHEME, metricsRoutes } from './metrics/routes.ts';
+import { createMetrics } from './metrics/service.ts';
 import { createPeopleChanges, relayPeopleNotifications } from './people/changes.ts';
 import { outboxRoutes } from './outbox/routes.ts';
 import type { Consumer } from './outbox/consumers.ts';
@@ -116,6 +118,7 @@ export async function openRoster(env: Env, overrides: { log?: Logger; clock?: Cl
     peopleChanges,
     outboxSignal,
     registryPages: createRegistryPages({ peopleChanges, clock }),
+    metrics: createMetrics({ db: database.db, clock, log }, { bearerToken: env.metricsToken }),
     publicUrl: env.publicUrl,
   };
 }
@@ -214,6 +217,13 @@ export async function buildApp(deps: Deps, options: AppOptions = {}): Promise<Ro
     reply.headers(securityHeaders).header('x-request-id', request.id);
     done();
   });
+  // Every request is counted by its route's pattern (never its raw URL: a path is anyone's to
+  // choose, and each label value is kept for the life of the process); the time is Fastify's own.
+  const { observeRequest } = deps.metrics;
+  app.addHook('onResponse', (request, reply, done) => {
+    observeRequest(request.method, request.routeOptions.url, reply.statusCode, reply.elapsedTime);
+    done();
+  });
   await app.register(cookie);
   await app.register(formbody, { parser: parseFormBody });
   await app.register(websocket);
@@ -231,7 +241,9 @@ export async function buildApp(deps: Deps, options: AppOptions = {}): Promise<Ro
   await app.register(swagger, {
     openapi: {
       info: { title: 'Roster Member Services API', version: '1.0.0', description: 'Member registry and login (Worldcon Member Services API)' },
-      components: { securitySchemes: { session: { type: 'apiKey', in: 'cookie', name: deps.org.id } } },
+      components: {
+        securitySchemes: { session: { type: 'apiKey', in: 'cookie', name: deps.org.id }, [METRICS_TOKEN_SCHEME]: { type: 'http', scheme: 'bearer' } },
+      },
     },
   });
   await app.register(swaggerUi, { routePrefix: '/api/docs', staticCSP: DOCS_CSP });
@@ -251,6 +263,7 @@ export async function buildApp(deps: Deps, options: AppOptions = {}): Promise<Ro
     },
     { prefix: '/api' },
   );
+  await app.register(metricsRoutes(deps, guards));
 
   // Background jobs run at start and when due by the clock; closing waits for a running one, so it
   // finishes before the database closes (app.close() comes first in main.ts and the tests).
@@ -259,7 +272,7 @@ export async function buildApp(deps: Deps, options: AppOptions = {}): Promise<Ro
   app.addHook('onReady', async () => jobs.start());
   app.addHook('onClose', async () => jobs.stop());
   // The in-process outbox worker, the same way; closing waits for its deliveries in flight.
-  const outbox = createOutboxWorker(deps, options.outbox?.consumers ?? connectors(deps), options.outbox?.worker);
+  const outbox = createOutboxWorker(deps, options.outbox?.consumers ?? connectors(deps), { onOutcome: deps.metrics.recordDelivery, ...options.outbox?.worker });
   app.decorate('outbox', outbox);
   if (options.outbox?.start ?? true) app.addHook('onReady', async () => outbox.start());
   app.addHook('onClose', async () => outbox.stop());

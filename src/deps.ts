@@ -9,6 +9,7 @@ import type { Clock } from './clock.ts';
 import type { Organisation } from './config/org.ts';
 import type { Database, Db } from './db/connect.ts';
 import type { Mailer } from './mail/mailer.ts';
+import type { Metrics } from './metrics/service.ts';
 import type { OutboxSignal } from './outbox/signal.ts';
 import type { PeopleChanges } from './people/changes.ts';
 import type { RegistryPages } from './people/registry-pages.ts';
@@ -29,6 +30,8 @@ export interface Deps {
   outboxSignal: OutboxSignal;
   /** The whole registry's pages as rendered text, kept until a person in the page changes. */
   registryPages: RegistryPages;
+  /** This process's Prometheus metrics (src/metrics/); `recordDelivery` is the delivery worker's `onOutcome`. */
+  metrics: Metrics;
   /** Base URL for links in mail, without a trailing slash. */
   publicUrl: string;
 }

@@ -28,7 +28,7 @@ Commands:
 Configuration comes from the environment (see README.md): DATABASE_URL, DATA_DIR, ROSTER_ORG,
 ROSTER_ADMIN_EMAIL, PUBLIC_URL, SMTP_URL, MAIL_FROM, HOST, PORT, LOG_LEVEL, TRUST_PROXY,
 RATE_LIMIT_WINDOW_SECONDS, RATE_LIMIT_PER_EMAIL, RATE_LIMIT_PER_IP, OUTBOX_WORKER (in-process|off),
-OUTBOX_CONCURRENCY, OUTBOX_MAX_ATTEMPTS, OUTBOX_RETENTION_DAYS.
+OUTBOX_CONCURRENCY, OUTBOX_MAX_ATTEMPTS, OUTBOX_RETENTION_DAYS, METRICS_TOKEN, WORKER_METRICS_PORT.
 
 \`serve\` prints an admin login link for ROSTER_ADMIN_EMAIL only on a terminal, and only until an
 admin has logged in; after that, or when stdout is a file or a pipe, run \`roster admin link EMAIL\`.`;

@@ -140,6 +140,8 @@ describe('parseEnv', () => {
     assert.match(problemsOf({ OUTBOX_CONCURRENCY: '0' })[0]!, /^OUTBOX_CONCURRENCY must be a whole number from 1 to 256/);
     assert.match(problemsOf({ OUTBOX_MAX_ATTEMPTS: 'ten' })[0]!, /^OUTBOX_MAX_ATTEMPTS/);
     assert.match(problemsOf({ OUTBOX_RETENTION_DAYS: '0' })[0]!, /^OUTBOX_RETENTION_DAYS must be a whole number from 1/);
+    assert.match(problemsOf({ WORKER_METRICS_PORT: '9100' })[0]!, /^WORKER_METRICS_PORT needs METRICS_TOKEN/);
+    assert.match(problemsOf({ WORKER_METRICS_PORT: '0', METRICS_TOKEN: 'a'.repeat(32) })[0]!, /^WORKER_METRICS_PORT must be a whole number from 1 to 65535/);
   });
 
   test('every problem is listed at once, one line each, in the error message', () => {

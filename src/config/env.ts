@@ -37,6 +37,10 @@ export interface Env {
     /** Delivered and discarded events are deleted after this many days. */
     retentionDays: number;
   };
+  /** When set, GET /metrics needs it as a bearer token (and takes no session); else a member_admin session. */
+  metricsToken: string | undefined;
+  /** `roster worker` serves GET /metrics on this port (HOST), to METRICS_TOKEN only; unset: none. */
+  workerMetricsPort: number | undefined;
 }
 
 export const DEMO_ORG_FILE = 'config/organisation.example.yaml';
@@ -50,6 +54,9 @@ export class EnvError extends Error {
 }
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+
+/** A bearer token fit for an Authorization header, and too long to guess. */
+const METRICS_TOKEN = /^[\x21-\x7e]{16,1024}$/;
 
 /** Names proxy-addr (Fastify's trustProxy) knows for address ranges. */
 const PROXY_RANGE_NAMES = new Set(['loopback', 'linklocal', 'uniquelocal']);
@@ -152,6 +159,18 @@ export function parseEnv(source: Record<string, string | undefined> = process.en
     retentionDays: integer('OUTBOX_RETENTION_DAYS', OUTBOX_DEFAULTS.retentionDays, 1, 3650),
   };
 
+  const metricsToken = read('METRICS_TOKEN');
+  // The token itself is never repeated in a problem: the list is printed.
+  if (metricsToken !== undefined && !METRICS_TOKEN.test(metricsToken)) {
+    problems.push('METRICS_TOKEN must be 16 to 1024 visible ASCII characters without spaces (such as the output of "openssl rand -hex 32")');
+  }
+
+  // A `roster worker` has no sessions: its metrics are served to the token only.
+  const workerMetricsPort = read('WORKER_METRICS_PORT') === undefined ? undefined : integer('WORKER_METRICS_PORT', 0, 1, 65_535);
+  if (workerMetricsPort !== undefined && metricsToken === undefined) {
+    problems.push('WORKER_METRICS_PORT needs METRICS_TOKEN: a worker serves its metrics only to requests that carry the token');
+  }
+
   if (problems.length > 0) throw new EnvError(problems);
-  return { host, port, databaseUrl, dataDir, orgFile, adminEmail, publicUrl, smtpUrl, mailFrom, logLevel, trustProxy, rateLimit, outbox };
+  return { host, port, databaseUrl, dataDir, orgFile, adminEmail, publicUrl, smtpUrl, mailFrom, logLevel, trustProxy, rateLimit, outbox, metricsToken, workerMetricsPort };
 }

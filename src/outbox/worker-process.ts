@@ -4,6 +4,7 @@
  * in-process worker. SIGTERM or SIGINT stops claiming, waits for the deliveries in flight and the
  * running job, closes the database and exits 0.
  */
+import { createServer, type Server } from 'node:http';
 import { createLogger, openRoster, outboxWorkerOptionsFrom } from '../app.ts';
 import type { Env } from '../config/env.ts';
 import type { Deps } from '../deps.ts';
@@ -23,11 +24,12 @@ export interface RunningWorker {
 export async function runWorker(env: Env, consumers: (deps: Deps) => readonly Consumer[] = connectors, options: OutboxWorkerOptions = {}): Promise<RunningWorker> {
   const deps = await openRoster(env, { log: createLogger(env) });
   const jobs = createJobRunner(deps, serviceJobs({ outboxRetentionDays: env.outbox.retentionDays }));
-  const worker = createOutboxWorker(deps, consumers(deps), { ...outboxWorkerOptionsFrom(env), ...options });
+  const worker = createOutboxWorker(deps, consumers(deps), { onOutcome: deps.metrics.recordDelivery, ...outboxWorkerOptionsFrom(env), ...options });
+  const metricsServer = env.workerMetricsPort === undefined ? undefined : await serveMetrics(deps, env.host, env.workerMetricsPort);
   let stopped: Promise<void> | undefined;
   const stop = () =>
     (stopped ??= (async () => {
-      await Promise.all([worker.stop(), jobs.stop()]);
+      await Promise.all([worker.stop(), jobs.stop(), metricsServer && new Promise((resolve) => metricsServer.close(resolve))]);
       await deps.database.close();
       deps.mailer.close?.();
     })());
@@ -47,4 +49,29 @@ export async function runWorker(env: Env, consumers: (deps: Deps) => readonly Co
   worker.start();
   deps.log.info({ database: deps.database.kind }, 'outbox worker running');
   return { deps, stop };
+}
+
+/**
+ * GET /metrics of this process (its delivery counters; the outbox gauges read the shared database),
+ * for the holder of METRICS_TOKEN only: a worker has no sessions.
+ */
+async function serveMetrics(deps: Deps, host: string, port: number): Promise<Server> {
+  const server = createServer((request, response) => {
+    const answer = (status: number, type: string, body: string, headers: Record<string, string> = {}) =>
+      response.writeHead(status, { 'content-type': type, ...headers }).end(body);
+    if (request.method !== 'GET' || request.url?.split('?')[0] !== '/metrics') return answer(404, 'text/plain', 'Only GET /metrics is served here\n');
+    if (!deps.metrics.acceptsAuthorization(request.headers.authorization)) {
+      return answer(401, 'text/plain', 'Send Authorization: Bearer <METRICS_TOKEN>\n', { 'www-authenticate': 'Bearer' });
+    }
+    deps.metrics.render().then(
+      ({ contentType, text }) => answer(200, contentType, text),
+      (err: unknown) => {
+        deps.log.error({ err }, 'metrics: could not render');
+        answer(500, 'text/plain', 'The metrics could not be rendered\n');
+      },
+    );
+  });
+  await new Promise<void>((resolve, reject) => server.once('error', reject).listen(port, host, () => resolve()));
+  deps.log.info({ host, port }, 'worker metrics served at /metrics');
+  return server;
 }

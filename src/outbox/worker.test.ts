@@ -6,6 +6,7 @@ import { killRosterProcesses, startWorkerProcess } from '../../test/support/cli.
 import { DAY } from '../../test/support/clock.ts';
 import { testDatabaseUrl } from '../../test/support/database.ts';
 import { orderViolations, peerConsumer, startDeliveryPeer, type DeliveryPeer, type PeerRecord } from '../../test/support/delivery-peer.ts';
+import { createServer } from 'node:net';
 import { systemClock, type Clock } from '../clock.ts';
 import { withUnitOfWork } from '../db/unit-of-work.ts';
 import { emitEvent } from './service.ts';
@@ -262,10 +263,30 @@ describe('roster worker processes (PostgreSQL)', { skip: testDatabaseUrl() ? fal
     const groups = groupsNamed('procs', 30);
     peer.answer = (r) => (r.group.startsWith('procs:') && (Number(r.id) * 7 + r.attempt) % 5 === 0 ? 'fail' : 'ok');
     peer.delayMs = 2;
-    const workers = await Promise.all([startWorkerProcess(workerEnv()), startWorkerProcess(workerEnv())]);
+    const metricsPort = await freePort();
+    const token = 'worker-metrics-token-0123456789';
+    const workers = await Promise.all([
+      startWorkerProcess(workerEnv({ WORKER_METRICS_PORT: String(metricsPort), METRICS_TOKEN: token })),
+      startWorkerProcess(workerEnv()),
+    ]);
     // Written while both run (woken by NOTIFY), by the real clock, as the processes' own.
     await emitInterleaved(groups, 8, systemClock);
     await peer.until(() => new Set(answered('procs', 'ok').map((r) => r.id)).size === 30 * 8, 30_000);
+
+    // The first worker serves its own delivery counters, to the token only.
+    const metricsUrl = `http://127.0.0.1:${metricsPort}/metrics`;
+    assert.equal((await fetch(metricsUrl)).status, 401);
+    const ownDeliveries = () => peer.log.filter((r) => r.kind === 'ok' && r.worker === workers[0]!.pid).length;
+    const counted = async () => {
+      const scraped = await fetch(metricsUrl, { headers: { authorization: `Bearer ${token}` } });
+      assert.equal(scraped.status, 200);
+      const line = new RegExp(`^roster_outbox_deliveries_total\\{consumer="test-peer",outcome="delivered"\\} (\\d+)$`, 'm').exec(await scraped.text());
+      return Number(line?.[1]);
+    };
+    // The last outcome is counted just after the peer answered it.
+    for (let i = 0; i < 50 && (await counted()) !== ownDeliveries(); i++) await new Promise((r) => setTimeout(r, 100));
+    assert.equal(await counted(), ownDeliveries());
+    assert.ok(ownDeliveries() > 0);
     for (const w of workers) process.kill(w.pid, 'SIGTERM');
     assert.deepEqual(await Promise.all(workers.map((w) => w.exited)), [0, 0], 'SIGTERM stops them cleanly');
     peer.delayMs = 0;
@@ -310,3 +331,12 @@ test("each group's pending count is the number of its pending events", async () 
   assert.ok(rows.length > 0);
   assert.deepEqual(rows.filter((r) => r.pending !== r.counted), []);
 });
+
+/** A loopback port nothing listens on now. */
+async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as { port: number };
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  return port;
+}

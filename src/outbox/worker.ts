@@ -56,6 +56,9 @@ export const OUTBOX_WORKER_DEFAULTS = {
   pollMs: 1_000,
 } as const;
 
+/** A run of delivered events is recorded at the latest this long after the first of them was delivered. */
+const RECORD_DELIVERED_WITHIN_MS = 50;
+
 /** last_error and the log keep this much of a failure's message. */
 const ERROR_CHARS = 300;
 
@@ -123,38 +126,64 @@ export function createOutboxWorker(deps: WorkerDeps, consumers: readonly Consume
     return Math.floor(o.random() * Math.min(o.backoffMaxMs, o.backoffBaseMs * 2 ** (attempt - 1)));
   }
 
-  /** Delivers a claimed group's events in order until one fails, the batch ends, the lease is lost or the worker stops. */
+  /**
+   * Delivers a claimed group's events in order until one fails, the batch ends, the lease is lost or
+   * the worker stops. A run of delivered events is recorded with one statement, at the latest
+   * RECORD_DELIVERED_WITHIN_MS after the first of them was delivered: a worker that dies before
+   * recording delivers that run again (at least once, the same event ids), and no more than that.
+   */
   async function runGroup(group: ClaimedGroup): Promise<void> {
     const key = group.group_key;
     const events = group.events;
     if (events.length === 0) return releaseGroup(deps.db, key, owner, deps.clock.now(), group.pending);
+    let done: string[] = [];
+    let doneSince = 0;
+    const record = async (ids: string[], state: Result['state'], release: boolean, failure?: { retryAt?: Date; error?: string }): Promise<boolean> => {
+      const now = deps.clock.now();
+      const held = await recordOutcome(deps.db, {
+        ids,
+        group_key: key,
+        owner,
+        state,
+        now,
+        nextAttemptAt: failure?.retryAt,
+        error: failure?.error,
+        releaseAt: failure?.retryAt ?? (release ? now : undefined),
+      });
+      if (!held) log.warn({ group: key, event: ids[0] }, 'lost the lease of an outbox group (it ran past its lease): another worker delivers its events again');
+      else if (state === 'delivered') delivered += ids.length;
+      return held;
+    };
+    const recordDone = async (release: boolean): Promise<boolean> => {
+      const ids = done;
+      done = [];
+      return ids.length === 0 ? true : record(ids, 'delivered', release);
+    };
     for (let i = 0; i < events.length; ) {
-      if (stopping) return releaseGroup(deps.db, key, owner, deps.clock.now());
+      if (stopping) {
+        if (done.length > 0) return void (await recordDone(true));
+        return releaseGroup(deps.db, key, owner, deps.clock.now());
+      }
       const event = events[i]!;
-      // Events no consumer takes are delivered at once, a run of them with one statement.
+      // Events no consumer takes are delivered at once, a run of them together.
       let ids = [event.id];
       let result: Result = { state: 'delivered' };
       if (consumerOf.has(event.type)) result = await deliver(event);
       else ids = events.slice(i, firstTaken(events, i)).map((e) => e.id);
       i += ids.length;
-      const now = deps.clock.now();
-      const retryAt = result.state === 'pending' ? new Date(now.getTime() + backoffMs(event.attempts + 1)) : undefined;
-      const held = await recordOutcome(deps.db, {
-        ids,
-        group_key: key,
-        owner,
-        state: result.state,
-        now,
-        nextAttemptAt: retryAt,
-        error: result.error,
-        // A failure gives the group back until its backoff ends; the batch's last event, at once.
-        releaseAt: retryAt ?? (i === events.length ? now : undefined),
-      });
-      if (!held) {
-        log.warn({ group: key, event: event.id }, 'lost the lease of an outbox group (it ran past its lease): another worker delivers its events again');
-        return;
+      const last = i === events.length;
+      if (result.state === 'delivered') {
+        if (done.length === 0) doneSince = performance.now();
+        done.push(...ids);
+        if (!last && performance.now() - doneSince < RECORD_DELIVERED_WITHIN_MS) continue;
+        if (!(await recordDone(last))) return;
+        continue;
       }
-      if (result.state === 'delivered') delivered += ids.length;
+      // The run delivered before this failure is recorded first (the lease kept), then the failure.
+      if (!(await recordDone(false))) return;
+      const retryAt = result.state === 'pending' ? new Date(deps.clock.now().getTime() + backoffMs(event.attempts + 1)) : undefined;
+      // A failure gives the group back until its backoff ends; a dead event at the batch's end, at once.
+      if (!(await record(ids, result.state, last, { retryAt, error: result.error }))) return;
       if (result.state === 'pending') return;
     }
   }
