@@ -8,17 +8,16 @@ import { findLogByAuthor } from '../audit/store.ts';
 import { NON_MEMBER, type Organisation } from '../config/org.ts';
 import type { Deps } from '../deps.ts';
 import { withUnitOfWork } from '../db/unit-of-work.ts';
-import { emailGroup, emitEvent } from '../outbox/service.ts';
-import { AppError, upstreamUnavailable } from '../http/errors.ts';
-import { isRecipientRefused } from '../mail/mailer.ts';
-import { renderMail } from '../mail/templates.ts';
+import { AppError } from '../http/errors.ts';
 import { toPerson, type Person } from '../people/person.ts';
 import { addPerson } from '../people/service.ts';
 import { normaliseEmail } from './email.ts';
+import { requestLoginLink } from './login-link.ts';
 import { findPeopleByEmail } from '../people/store.ts';
 import { hasRole } from './roles.ts';
 import {
   deleteAdmin,
+  deleteKeyByHash,
   deleteExpiredSessions,
   deleteKeysByEmail,
   deleteSession,
@@ -66,16 +65,15 @@ export function loginLink(publicUrl: string, email: string, key: string, next?: 
   return `${publicUrl}/api/login?${params.toString()}`;
 }
 
-type KeyDeps = Pick<Deps, 'db' | 'org' | 'clock' | 'mailer' | 'publicUrl' | 'peopleChanges' | 'outboxSignal' | 'log'>;
-
 /**
  * Makes a new key for the address (admins get the shorter admin lifetime) and stores its hash.
  * With `reset`, the address's other keys are deleted when this key is used to log in, not now: a
  * stranger may ask for a reset, and must not cancel the links the member already holds.
- * `roles`, when the caller already read them, saves a query.
+ * It mails nothing: the mail connector calls it when it sends a link, and `roster admin link` and
+ * the start-up link print theirs. `roles`, when the caller already read them, saves a query.
  */
 export async function issueKey(
-  deps: Pick<Deps, 'db' | 'org' | 'clock' | 'outboxSignal' | 'log'>,
+  deps: Pick<Deps, 'db' | 'org' | 'clock'>,
   email: string,
   opts: { reset?: boolean; roles?: string[] } = {},
 ): Promise<{ key: string; expires: Date }> {
@@ -83,55 +81,16 @@ export async function issueKey(
   const now = deps.clock.now();
   const isAdmin = (opts.roles ?? (await findRolesByEmail(deps.db, email))).length > 0;
   const expires = new Date(now.getTime() + (isAdmin ? deps.org.keyLifetimeMs.admin : deps.org.keyLifetimeMs.member));
-  await withUnitOfWork(deps, async (uow) => {
-    await insertKeyPruning(uow.db, { key_hash: hashSecret(key), email, created: now, expires, resets_others: opts.reset ?? false }, KEYS_KEPT_PER_EMAIL - 1);
-    await emitEvent(uow, deps, 'login_link.requested', emailGroup(email), { email });
-  });
+  await insertKeyPruning(deps.db, { key_hash: hashSecret(key), email, created: now, expires, resets_others: opts.reset ?? false }, KEYS_KEPT_PER_EMAIL - 1);
   return { key, expires };
 }
 
-/** Longest name a mail greets by; a longer one is not echoed at all. */
-const GREETING_NAME_MAX = 60;
-
 /**
- * A name fit to put in a mail from the organisation: letters, spaces and . ' - only, at most
- * GREETING_NAME_MAX characters. Anyone can create an account with any name, so a name with a
- * link, digits or other punctuation is not echoed (the mail greets the address instead).
+ * Drops a key that was never mailed (its send failed), so that retries through an outage do not
+ * each push one of the member's working links out of the KEYS_KEPT_PER_EMAIL kept.
  */
-export function greetingName(name: string | null): string | null {
-  const plain = name?.trim();
-  if (!plain || plain.length > GREETING_NAME_MAX || !/^[\p{L}\p{M}][\p{L}\p{M} .'-]*$/u.test(plain)) return null;
-  return plain;
-}
-
-/**
- * Issues a key for the address (see issueKey) and mails its link, greeting `name` if it is a plain
- * name (see greetingName), or else the address.
- */
-export async function sendLoginLink(
-  deps: KeyDeps,
-  email: string,
-  opts: { name?: string | null; next?: string; reset?: boolean; roles?: string[] } = {},
-): Promise<void> {
-  const { key, expires } = await issueKey(deps, email, { reset: opts.reset, roles: opts.roles });
-  await mailLoginLink(deps, email, opts.name ?? null, key, expires, opts.next);
-}
-
-async function mailLoginLink(deps: KeyDeps, email: string, name: string | null, key: string, expires: Date, next?: string): Promise<void> {
-  const mail = await renderMail(deps.org, 'login-link', {
-    name: greetingName(name) ?? email,
-    email,
-    link: loginLink(deps.publicUrl, email, key, next),
-    expires: expires.toISOString().slice(0, 10),
-  });
-  try {
-    await deps.mailer.send({ to: email, ...mail });
-  } catch (err) {
-    // Nothing of the mail server's answer goes back to the client (it may name hosts, addresses or
-    // quote the message and its key); the cause is logged, with anything key-like redacted.
-    if (isRecipientRefused(err)) throw new AppError('bad_input', `The mail server refused the address ${email}; check it and try again`, undefined, { cause: err });
-    throw upstreamUnavailable('mail', err);
-  }
+export async function withdrawKey(deps: Pick<Deps, 'db'>, key: string): Promise<void> {
+  await deleteKeyByHash(deps.db, hashSecret(key));
 }
 
 export interface KeyRequest {
@@ -142,25 +101,25 @@ export interface KeyRequest {
 }
 
 /**
- * Mails a login link. Checked before anything is counted or stored: the address and the path. A
- * new account's name is never echoed in its first mail (anyone can ask for any address), and
- * `reset` is deferred to the login (see issueKey).
+ * Asks for a login link. Checked before anything is counted or stored: the address and the path.
+ * A new account (a NonMember) and the link's request commit together, in one unit of work; the
+ * mail itself is sent after commit by the outbox, so a mail server that is down fails nothing
+ * here. A new account's name is never echoed in its first mail (anyone can ask for any address),
+ * and `reset` is deferred to the login (see issueKey).
  */
-export async function requestKey(deps: KeyDeps & Pick<Deps, 'rateLimiter'>, input: KeyRequest, ctx: ChangeContext): Promise<{ email: string }> {
+export async function requestKey(deps: Pick<Deps, 'db' | 'org' | 'clock' | 'peopleChanges' | 'outboxSignal' | 'log' | 'rateLimiter'>, input: KeyRequest, ctx: ChangeContext): Promise<{ email: string }> {
   const email = normaliseEmail(input.email);
   const next = safeNextPath(input.path);
   await deps.rateLimiter.hit('key', email, ctx.clientIp ?? '');
   const recipient = await findKeyRecipient(deps.db, email);
-  let greeting = recipient.name;
-  if (!recipient.known) {
-    const name = input.name?.trim();
-    if (!name) {
-      throw new AppError('bad_input', `No account uses ${email}. To create one, send your name with the email address.`);
-    }
-    await addPerson(deps, { membership: NON_MEMBER, legal_name: name, email }, { ...ctx, author: email });
-    greeting = null;
+  const name = input.name?.trim();
+  if (!recipient.known && !name) {
+    throw new AppError('bad_input', `No account uses ${email}. To create one, send your name with the email address.`);
   }
-  await sendLoginLink(deps, email, { name: greeting, next, reset: input.reset, roles: recipient.roles });
+  await withUnitOfWork(deps, async (uow) => {
+    if (!recipient.known) await addPerson(deps, { membership: NON_MEMBER, legal_name: name!, email }, { ...ctx, author: email }, uow);
+    await requestLoginLink(uow, deps, email, { name: recipient.known ? recipient.name : null, next, reset: input.reset });
+  });
   return { email };
 }
 
@@ -175,7 +134,7 @@ export interface NewSession {
  * always logs in, so wrong guesses for someone's address (hopeless against 144-bit keys) cannot
  * lock them out. Wrong keys beyond the per-email or per-IP limit get 429 instead of 401.
  */
-export async function login(deps: KeyDeps & Pick<Deps, 'rateLimiter'>, input: { email?: string; key?: string }, ctx: ChangeContext): Promise<NewSession> {
+export async function login(deps: Pick<Deps, 'db' | 'org' | 'clock' | 'outboxSignal' | 'log' | 'rateLimiter'>, input: { email?: string; key?: string }, ctx: ChangeContext): Promise<NewSession> {
   if (!input.email || !input.key) throw new AppError('bad_input', 'Both email and key are required');
   const email = normaliseEmail(input.email);
   const presented = Buffer.from(hashSecret(input.key), 'hex');
@@ -189,7 +148,7 @@ export async function login(deps: KeyDeps & Pick<Deps, 'rateLimiter'>, input: { 
     // Mails a new link, so it is counted like a failure.
     await deps.rateLimiter.hit('login', email, ctx.clientIp ?? '');
     const recipient = await findKeyRecipient(deps.db, email);
-    await sendLoginLink(deps, email, { name: recipient.name, reset: true, roles: recipient.roles });
+    await withUnitOfWork(deps, (uow) => requestLoginLink(uow, deps, email, { name: recipient.name, reset: true }));
     throw new AppError('key_expired', `That login key has expired. A new login link has been sent to ${email}.`);
   }
   const sessionId = randomBytes(32).toString('base64url');

@@ -21,6 +21,10 @@ export async function deleteKeysByEmail(db: Executor, email: string): Promise<nu
   return Number(result.numDeletedRows);
 }
 
+export async function deleteKeyByHash(db: Executor, keyHash: string): Promise<void> {
+  await db.deleteFrom('keys').where('key_hash', '=', keyHash).execute();
+}
+
 /**
  * Stores a new key and, in the same statement, drops all but the newest `keep` earlier keys of its
  * address (keep 0 drops them all), so repeated requests cannot pile up rows. The new row is not

@@ -2,7 +2,7 @@
  * The error model (src/http/errors.ts) through HTTP: every code answers its status in the member
  * API's JSON and, from the same AppError, in another adapter's format (a test-only XML plugin with
  * its own renderer); Fastify's own refusals and 404s go through the plugin's renderer too. A mail
- * server that cannot be reached is a 503 that names only the kind of service.
+ * server that is down or refuses an address fails no request: mail is sent from the outbox.
  */
 import assert from 'node:assert/strict';
 import { createServer, type AddressInfo } from 'node:net';
@@ -10,7 +10,9 @@ import { after, before, describe, test } from 'node:test';
 import { Type } from 'typebox';
 import { SMTPServer } from 'smtp-server';
 import { buildApp, BODY_LIMIT_BYTES, type RosterApp } from '../app.ts';
-import { call, startTestApp, type TestApp } from '../../test/support/app.ts';
+import { call, linkIn, startTestApp, type TestApp } from '../../test/support/app.ts';
+import { startSmtpPeer, type SmtpPeer } from '../../test/support/smtp-peer.ts';
+import { listEvents, type OutboxEvent } from '../outbox/service.ts';
 import {
   AppError,
   ERROR_STATUS,
@@ -157,49 +159,95 @@ async function closedPort(): Promise<number> {
   return port;
 }
 
-describe('mail failures', () => {
-  test('POST key with the mail server down is 503, with the cause only in the log', async () => {
+describe('mail failures never reach a client', () => {
+  test('SMTP down for a while, then up: POST key answers 200 at once; every mail arrives once, and each link logs in', async () => {
     const port = await closedPort();
     const logLines: string[] = [];
     const t = await startTestApp({ env: { SMTP_URL: `smtp://127.0.0.1:${port}` }, logDestination: { write: (line: string) => void logLines.push(line) } });
+    const addresses = ['down.one@example.org', 'down.two@example.org', 'down.three@example.org'];
+    let peer: SmtpPeer | undefined;
     try {
-      const res = await t.api('key', { json: { email: 'nomail@example.org', name: 'No Mail' } });
-      assert.equal(res.status, 503, res.text);
-      assert.deepEqual(res.body, { status: 'error', message: 'The mail service is unavailable; try again shortly', service: 'mail' });
-      assert.equal(res.headers.get('retry-after'), String(UPSTREAM_RETRY_AFTER_SECONDS));
-      assert.doesNotMatch(res.text, /ECONNREFUSED|127\.0\.0\.1|nomail/);
-      assert.doesNotMatch(res.text, new RegExp(String(port)));
+      for (const email of addresses) {
+        const res = await t.api('key', { json: { email, name: 'Down Time' } });
+        assert.equal(res.status, 200, res.text);
+        assert.deepEqual(res.body, { status: 'success', email });
+      }
+      // Every send has been tried and has failed: nothing was mailed, nothing is lost.
+      await t.app.outbox.drain();
+      const failed = await outboxRows(t, 'login_link.requested');
+      assert.deepEqual(failed.map((e) => [e.state, e.attempts > 0]), addresses.map(() => ['pending', true]));
+      for (const e of failed) assert.match(e.last_error ?? '', /ECONNREFUSED/);
+      assert.equal(t.mail.messages.length, 0);
 
-      const logged = logLines.map((line) => JSON.parse(line)).find((entry) => entry.msg === 'upstream unavailable');
-      assert.ok(logged, `no 'upstream unavailable' line in:\n${logLines.join('')}`);
-      assert.equal(logged.service, 'mail');
-      assert.equal(logged.level, 40);
-      assert.match(logged.cause.message, /ECONNREFUSED/);
+      peer = await startSmtpPeer({ port });
+      t.clock.advance(60 * 60_000);
+      await t.app.outbox.drain();
+      for (const email of addresses) {
+        assert.equal(peer.messages.filter((m) => m.to === email).length, 1, `one mail to ${email}`);
+        const link = linkIn((await peer.nextMailTo(email)).text);
+        const login = await t.api(link.pathname + link.search);
+        assert.equal(login.status, 200, login.text);
+        // The keys of the failed tries were withdrawn: only the mailed one is stored.
+        assert.equal(await keysOf(t, email), 1);
+      }
+      assert.deepEqual((await outboxRows(t, 'login_link.requested')).map((e) => e.state), addresses.map(() => 'delivered'));
+      // Nothing of the mail server's text was logged, only the error's codes.
+      assert.doesNotMatch(logLines.join(''), /key=|connect ECONNREFUSED/);
     } finally {
       await t.close();
+      await peer?.close();
     }
   });
 
-  test('an address the mail server refuses is 400 without the server text', async () => {
+  test('an address the mail server refuses for good: 200, the event is dead at once, not retried, and the log has no server text', async () => {
+    let refusals = 0;
     const server = new SMTPServer({
       authOptional: true,
       disabledCommands: ['STARTTLS'],
       logger: false,
       onRcptTo(address, _session, callback) {
+        refusals += 1;
         const refusal = Object.assign(new Error(`5.1.1 <${address.address}> mailbox unknown at mx.internal.example`), { responseCode: 550 });
         callback(refusal);
       },
     });
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-    const t = await startTestApp({ env: { SMTP_URL: `smtp://127.0.0.1:${(server.server.address() as AddressInfo).port}` } });
+    const logLines: string[] = [];
+    const t = await startTestApp({
+      env: { SMTP_URL: `smtp://127.0.0.1:${(server.server.address() as AddressInfo).port}` },
+      logDestination: { write: (line: string) => void logLines.push(line) },
+    });
     try {
       const res = await t.api('key', { json: { email: 'gone@example.org', name: 'Gone Away' } });
-      assert.equal(res.status, 400, res.text);
-      assert.equal(res.body.message, 'The mail server refused the address gone@example.org; check it and try again');
-      assert.doesNotMatch(res.text, /mx\.internal|5\.1\.1|550/);
+      assert.equal(res.status, 200, res.text);
+      await t.app.outbox.drain();
+      const [event] = await outboxRows(t, 'login_link.requested');
+      assert.equal(event?.state, 'dead');
+      assert.equal(event?.attempts, 1);
+      assert.match(event?.last_error ?? '', /refused the recipient/);
+      // No retry loop: however late it gets, the dead event is not tried again.
+      t.clock.advance(24 * 60 * 60_000);
+      await t.app.outbox.drain();
+      assert.equal(refusals, 1);
+      assert.equal((await outboxRows(t, 'login_link.requested'))[0]?.attempts, 1);
+      assert.equal(await keysOf(t, 'gone@example.org'), 0);
+      const log = logLines.join('');
+      assert.match(log, /refused the recipient/);
+      assert.doesNotMatch(log, /mx\.internal|5\.1\.1|mailbox unknown|key=/);
+      assert.doesNotMatch(JSON.stringify(event), /mx\.internal|5\.1\.1|mailbox unknown/);
     } finally {
       await t.close();
       await new Promise<void>((resolve) => server.close(() => resolve()));
     }
   });
 });
+
+/** The outbox rows of a type, oldest first (read as the admin API shows them). */
+async function outboxRows(t: TestApp, type: string): Promise<OutboxEvent[]> {
+  return listEvents(t.deps, { type });
+}
+
+async function keysOf(t: TestApp, email: string): Promise<number> {
+  const { count } = await t.deps.db.selectFrom('keys').where('email', '=', email).select((eb) => eb.fn.countAll<string>().as('count')).executeTakeFirstOrThrow();
+  return Number(count);
+}

@@ -36,7 +36,8 @@ function valueOf(samples: Sample[], name: string, labels: Record<string, string>
 let t: TestApp;
 let admin: string;
 before(async () => {
-  t = await startTestApp();
+  // The worker delivers only when drained: the outbox counts see events as written.
+  t = await startTestApp({ outbox: { start: false } });
   admin = await t.loginAs('metrics-admin@example.org', 'member_admin');
 });
 after(() => t.close());

@@ -16,8 +16,11 @@ export const EVENT_TYPES = {
   'person.updated': 1,
   /** payload: { id, changed } — membership, member_number and/or paper_pubs as the upgrade set them. */
   'membership.upgraded': 1,
-  /** payload: { email } — never the key or the link. */
-  'login_link.requested': 1,
+  /**
+   * payload: { email, name?, next?, reset? } (LoginLinkRequest, src/auth/login-link.ts) — never the
+   * key or the link; the mail connector makes the key when it sends the mail. Version 1 had { email }.
+   */
+  'login_link.requested': 2,
 } as const;
 
 export type EventType = keyof typeof EVENT_TYPES;

@@ -30,7 +30,8 @@ export interface OutboxRow {
  * Appends an event to its group, in one statement: the group's next sequence number is taken by
  * upserting its `outbox_groups` row (which stays locked until the transaction ends, so numbers
  * follow commit order within a group), and the event is inserted with it. The same upsert counts
- * the event as pending; a new group is due at once (the event's time), an existing one keeps its
+ * the event as pending; a new or idle group is due at once (the event's time: a release stamped
+ * by a clock that was ahead, or a test's clock moved back, must not hold it), a busy one keeps its
  * `available_at` (a worker's lease or backoff goes on).
  */
 export async function appendOutboxRow(db: Executor, row: NewOutboxRow): Promise<{ id: string; seq: string }> {
@@ -43,7 +44,8 @@ export function appendOutboxQuery(row: NewOutboxRow) {
   return sql<{ id: string; seq: string }>`
     WITH next AS (
       INSERT INTO outbox_groups (group_key, last_seq, pending, available_at) VALUES (${row.group_key}, 1, 1, ${row.created_at})
-      ON CONFLICT (group_key) DO UPDATE SET last_seq = outbox_groups.last_seq + 1, pending = outbox_groups.pending + 1
+      ON CONFLICT (group_key) DO UPDATE SET last_seq = outbox_groups.last_seq + 1, pending = outbox_groups.pending + 1,
+        available_at = CASE WHEN outbox_groups.pending = 0 AND outbox_groups.lease_owner IS NULL THEN EXCLUDED.available_at ELSE outbox_groups.available_at END
       RETURNING last_seq
     )
     INSERT INTO outbox (group_key, seq, type, version, payload, created_at, next_attempt_at)

@@ -25,6 +25,7 @@ before(async () => {
   peer = await startDeliveryPeer();
   t = await startTestApp({
     outbox: {
+      start: false,
       consumers: [peerConsumer(peer.url)],
       worker: {
         concurrency: 8,

@@ -114,7 +114,7 @@ export const PersonUpdateBody = Type.Object(
 export const PersonUpdateReply = Type.Object({
   status: Type.Literal('success'),
   updated: Type.Array(Type.String(), { description: 'The fields whose value changed' }),
-  key_sent: Type.Boolean({ description: 'True when the email changed and a login link was mailed to the new address' }),
+  key_sent: Type.Boolean({ description: 'True when the email changed: a login link to the new address is mailed (by the outbox, after commit)' }),
 });
 
 export const UpgradeBody = Type.Object(

@@ -2,8 +2,8 @@
 import { logEntryValues, recordChange, type ChangeContext } from '../audit/service.ts';
 import { findLogBySubject, type Executor } from '../audit/store.ts';
 import { checkEmailAddress } from '../auth/email.ts';
+import { requestLoginLink } from '../auth/login-link.ts';
 import { hasRole, type Role } from '../auth/roles.ts';
-import { sendLoginLink } from '../auth/service.ts';
 import type { SessionUser } from '../auth/store.ts';
 import { membershipRank, NON_MEMBER } from '../config/org.ts';
 import type { Deps } from '../deps.ts';
@@ -433,6 +433,8 @@ interface Decision<T> {
   changed: ChangedValues;
   /** The reply, given the member number the person has afterwards. */
   result: (after: Pick<PersonRow, 'member_number'>) => T;
+  /** More writes that belong to the change, in its unit of work (run only if the change is written). */
+  alsoWrite?: (uow: UnitOfWork) => Promise<void>;
 }
 
 /** The event each kind of change to a person emits. */
@@ -459,7 +461,7 @@ async function changePerson<T>(
   const attempt = async (db: Executor, lock: boolean, uow?: UnitOfWork): Promise<Outcome> => {
     const read = await findVersionedPersonById(db, id, lock);
     const { version, ...row } = read ?? { version: '' };
-    const { changed, result } = await decide(db, read && (row as PersonRow));
+    const { changed, result, alsoWrite } = await decide(db, read && (row as PersonRow));
     if (Object.keys(changed).length === 0) return { written: false, value: result(row as PersonRow) };
     const { paper_pubs: paperPubs, ...rest } = changed;
     const changes: PersonChanges = { ...rest, last_modified: deps.clock.now() };
@@ -468,7 +470,10 @@ async function changePerson<T>(
     // The change, its audit row and its event commit together.
     const write = async (w: UnitOfWork) => {
       const after = await changePersonIfUnchanged(w.db, id, version, changes, log);
-      if (after) await emitEvent(w, deps, CHANGE_EVENTS[action], memberGroup(id), { id, changed: { ...changed } });
+      if (after) {
+        await emitEvent(w, deps, CHANGE_EVENTS[action], memberGroup(id), { id, changed: { ...changed } });
+        await alsoWrite?.(w);
+      }
       return after;
     };
     try {
@@ -496,10 +501,11 @@ async function changePerson<T>(
 /**
  * Own record or member_admin. membership and email need member_admin (a member's are ignored);
  * where paper publications are paid for, a member may change paper_pubs only once they have been
- * bought, and may not remove them. An email change mails a login link to the new address.
+ * bought, and may not remove them. An email change asks for a login link to the new address, in
+ * the change's unit of work (mailed after commit by the outbox).
  */
 export async function updatePerson(
-  deps: Pick<Deps, 'db' | 'org' | 'clock' | 'outboxSignal' | 'peopleChanges' | 'mailer' | 'publicUrl' | 'log'>,
+  deps: Pick<Deps, 'db' | 'org' | 'clock' | 'outboxSignal' | 'peopleChanges' | 'log'>,
   user: SessionUser,
   id: number,
   input: PersonUpdate,
@@ -507,7 +513,7 @@ export async function updatePerson(
 ): Promise<{ updated: string[]; key_sent: boolean }> {
   const sent: ChangedValues = updateValues(deps.org, user, input);
   const admin = hasRole(user, 'member_admin');
-  const { updated, newEmail, name } = await changePerson(deps, id, 'update', ctx, async (db, found) => {
+  return changePerson(deps, id, 'update', ctx, async (db, found) => {
     const row = assertMayAccess(found, user, id, ['member_admin'], 'change');
     const wanted = { ...sent };
     // Only where paper publications are sold (paid_paper_pubs) are they a purchase a member may not make or undo here.
@@ -523,24 +529,10 @@ export async function updatePerson(
     }
     const changed = changedValues(row, wanted);
     const newEmail = changed.email ?? null;
-    return { changed, result: () => ({ updated: fieldOrder(changed), newEmail, name: preferredName({ ...row, ...changed }) }) };
+    // The person can log in at the new address by a link mailed there.
+    const alsoWrite = newEmail === null ? undefined : (uow: UnitOfWork) => requestLoginLink(uow, deps, newEmail.toLowerCase(), { name: preferredName({ ...row, ...changed }) });
+    return { changed, result: () => ({ updated: fieldOrder(changed), key_sent: newEmail !== null }), alsoWrite };
   });
-  return { updated, key_sent: newEmail !== null && (await mailLinkToNewAddress(deps, id, newEmail, name)) };
-}
-
-/**
- * After a committed email change, a login link for the new address, so that the person can log in
- * there. The change stands whatever happens here: a failure is logged and reported as not sent.
- */
-async function mailLinkToNewAddress(deps: Pick<Deps, 'db' | 'org' | 'clock' | 'outboxSignal' | 'peopleChanges' | 'mailer' | 'publicUrl' | 'log'>, id: number, email: string, name: string): Promise<boolean> {
-  try {
-    const address = email.toLowerCase();
-    await sendLoginLink(deps, address, { name });
-    return true;
-  } catch (err) {
-    deps.log.warn({ err, person: id }, 'the email change is saved, but no login link could be mailed to the new address');
-    return false;
-  }
 }
 
 const REPORT_ORDER = [...UPDATE_FIELDS, 'member_number'] as const;

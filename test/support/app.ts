@@ -15,7 +15,9 @@ import { addAdmin } from '../../src/auth/service.ts';
 import { parseEnv } from '../../src/config/env.ts';
 import { connectPostgres } from '../../src/db/connect.ts';
 import type { Deps } from '../../src/deps.ts';
+import { createMailConnector } from '../../src/events/connectors/mail.ts';
 import { createSmtpMailer } from '../../src/mail/mailer.ts';
+import type { Consumer } from '../../src/outbox/consumers.ts';
 import { addPerson, type NewPerson } from '../../src/people/service.ts';
 import { createTestClock, type TestClock } from './clock.ts';
 import { createTestDatabase, type TestDatabase } from './database.ts';
@@ -45,6 +47,7 @@ export interface TestApp {
   deps: Deps;
   app: RosterApp;
   database: TestDatabase;
+  /** The SMTP peer mail goes to: shared by the apps on one database (see databaseUrl). */
   mail: SmtpPeer;
   clock: TestClock;
   /** Calls `/api/<path>` (or any path starting with "/"), parsing JSON replies. */
@@ -65,7 +68,7 @@ export interface TestAppOptions {
   orgYaml?: string;
   /** Extra environment variables, e.g. RATE_LIMIT_PER_EMAIL, or SMTP_URL to send mail elsewhere than the peer. */
   env?: Record<string, string>;
-  /** Reuse this PostgreSQL database (a second server process on the same data). */
+  /** Reuse this PostgreSQL database (a second server process on the same data), and its first app's SMTP peer. */
   databaseUrl?: string;
   clock?: TestClock;
   /** Where the JSON log goes (e.g. a stream the test reads); with it, LOG_LEVEL defaults to info. */
@@ -75,8 +78,10 @@ export interface TestAppOptions {
   /** Background jobs to run instead of the service's; no real-time trigger unless tickMs is given (tests call app.jobs.runDue()). */
   jobs?: AppOptions['jobs'];
   /**
-   * The outbox worker's consumers and timing. By default it is not started and never polls: tests
-   * deliver with `app.outbox.drain()`, so nothing changes in the background between two requests.
+   * The outbox worker's consumers and timing. It runs as the service's does (OUTBOX_WORKER), woken
+   * after each commit, so mail is sent as in production; it never polls in real time (a test moves
+   * the clock and calls `app.outbox.drain()` for retries). `start: false`: it delivers only when
+   * drained, so nothing changes in the background between two requests.
    */
   outbox?: AppOptions['outbox'];
 }
@@ -130,8 +135,27 @@ async function dataDigest(deps: Deps, tables: string[]): Promise<string> {
   return result.rows.map((r) => r.part).join(' ');
 }
 
+/**
+ * A test's own consumers, with the mail connector unless one of them takes login links: `login()`
+ * needs the mail. Undefined (the service's connectors) when the test gives none.
+ */
+function withMail(deps: Deps, consumers: readonly Consumer[] | undefined): readonly Consumer[] | undefined {
+  if (!consumers || consumers.some((c) => c.types.includes('login_link.requested'))) return consumers;
+  return [...consumers, createMailConnector(deps)];
+}
+
+/**
+ * The SMTP peer of each PostgreSQL test database's first app. A second server on the same data
+ * shares it: any server's outbox worker may send a mail that was asked for through another.
+ */
+const peerOfDatabase = new Map<string, SmtpPeer>();
+
 export async function startTestApp(options: TestAppOptions = {}): Promise<TestApp> {
-  const mail = await startSmtpPeer();
+  const sharedPeer = options.databaseUrl ? peerOfDatabase.get(options.databaseUrl) : undefined;
+  const mail = sharedPeer ?? (await startSmtpPeer());
+  const closeMail = async () => {
+    if (!sharedPeer) await mail.close();
+  };
   const clock = options.clock ?? createTestClock();
   let orgFile: string | undefined;
   if (options.orgYaml) {
@@ -150,19 +174,20 @@ export async function startTestApp(options: TestAppOptions = {}): Promise<TestAp
       ...options.env,
     });
   } catch (err) {
-    await mail.close();
+    await closeMail();
     throw err;
   }
   const database: TestDatabase = options.databaseUrl
     ? { ...(await connectPostgres(options.databaseUrl)), url: options.databaseUrl }
     : await createTestDatabase();
+  if (!options.databaseUrl && database.url) peerOfDatabase.set(database.url, mail);
   const deps = await openRoster(env, { log: createLogger(env, options.logDestination), clock, database, mailer: createSmtpMailer(env.smtpUrl ?? mail.url, env.mailFrom) });
   const fromEnv = appOptionsFrom(env);
   const app = await buildApp(deps, {
     ...fromEnv,
     live: options.live,
     jobs: { ...fromEnv.jobs, tickMs: 0, ...options.jobs },
-    outbox: { start: false, ...options.outbox, worker: { ...fromEnv.outbox?.worker, pollMs: 0, ...options.outbox?.worker } },
+    outbox: { start: fromEnv.outbox?.start, ...options.outbox, consumers: withMail(deps, options.outbox?.consumers), worker: { ...fromEnv.outbox?.worker, pollMs: 0, ...options.outbox?.worker } },
   });
   await app.listen({ host: '127.0.0.1', port: 0 });
   // The jobs' run at start is over before a test begins.
@@ -172,9 +197,12 @@ export async function startTestApp(options: TestAppOptions = {}): Promise<TestAp
 
   const api = <T>(pathname: string, opts?: RequestOptions) => call<T>(url, pathname, opts);
   let tables: string[] | undefined;
+  const workerStarted = options.outbox?.start ?? fromEnv.outbox?.start ?? true;
   const login = async (email: string) => {
     const res = await api('key', { json: { email } });
     if (res.status !== 200) throw new Error(`POST key for ${email} failed: ${res.status} ${res.text}`);
+    // The link is mailed by the outbox: at once by a started worker, else by this drain.
+    await app.outbox.drain();
     const link = linkIn((await mail.nextMailTo(email)).text);
     const loginRes = await call(url, link.pathname + link.search);
     const cookie = loginRes.headers.get('set-cookie');
@@ -198,11 +226,16 @@ export async function startTestApp(options: TestAppOptions = {}): Promise<TestAp
       const person = await addPerson(deps, { membership: 'Adult', ...input }, SYSTEM_CONTEXT);
       return { id: person.id, member_number: person.member_number };
     },
-    dataDigest: async () => dataDigest(deps, (tables ??= await dataTables(deps))),
+    async dataDigest() {
+      // A running worker may be marking events delivered: the digest is taken once it is idle.
+      if (workerStarted) await app.outbox.drain();
+      return dataDigest(deps, (tables ??= await dataTables(deps)));
+    },
     async close() {
       await app.close();
       await database.close();
-      await mail.close();
+      if (!options.databaseUrl && database.url) peerOfDatabase.delete(database.url);
+      await closeMail();
     },
   };
 }

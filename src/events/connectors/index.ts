@@ -4,8 +4,8 @@
  */
 import type { Deps } from '../../deps.ts';
 import type { Consumer } from '../../outbox/consumers.ts';
+import { createMailConnector } from './mail.ts';
 
-export function connectors(_deps: Deps): Consumer[] {
-  // None yet: the mail connector comes next. Until then every event counts as delivered.
-  return [];
+export function connectors(deps: Deps): Consumer[] {
+  return [createMailConnector(deps)];
 }

@@ -1,0 +1,88 @@
+/**
+ * The mail connector: the outbox consumer that sends Roster's mail, after the change that asked
+ * for it has committed. It takes `login_link.requested`: makes the key only now (the key is stored
+ * hashed and never sits in the outbox), renders the login-link template and sends it.
+ *
+ * Delivery is at least once: a worker that dies after the mail server accepted a mail, but before
+ * the event is marked delivered, sends a second link on redelivery. Both links work.
+ */
+import { greetingName, type LoginLinkRequest } from '../../auth/login-link.ts';
+import { normaliseEmail } from '../../auth/email.ts';
+import { issueKey, loginLink, safeNextPath, withdrawKey } from '../../auth/service.ts';
+import type { Deps } from '../../deps.ts';
+import { isRecipientRefused } from '../../mail/mailer.ts';
+import { renderMail } from '../../mail/templates.ts';
+import { PermanentFailure, type Consumer, type OutboxDelivery } from '../../outbox/consumers.ts';
+
+/** Payload versions of `login_link.requested` this connector reads (EVENT_TYPES has the newest). */
+const LOGIN_LINK_VERSIONS = [1, 2];
+
+export type MailConnectorDeps = Pick<Deps, 'db' | 'org' | 'clock' | 'mailer' | 'publicUrl'>;
+
+export function createMailConnector(deps: MailConnectorDeps): Consumer {
+  return {
+    name: 'mail',
+    types: ['login_link.requested'],
+    deliver: (event) => sendLoginLink(deps, readLoginLinkRequest(event)),
+  };
+}
+
+/**
+ * Issues a key (admins get the admin lifetime, see issueKey) and mails its link. A retry after a
+ * failed send makes a fresh key: the failed one is withdrawn, as it was never mailed.
+ */
+async function sendLoginLink(deps: MailConnectorDeps, request: LoginLinkRequest): Promise<void> {
+  const { email } = request;
+  const { key, expires } = await issueKey(deps, email, { reset: request.reset });
+  try {
+    const mail = await renderMail(deps.org, 'login-link', {
+      name: request.name ?? email,
+      email,
+      link: loginLink(deps.publicUrl, email, key, request.next),
+      expires: expires.toISOString().slice(0, 10),
+    });
+    await deps.mailer.send({ to: email, ...mail });
+  } catch (err) {
+    // If even this fails, the key only counts towards the address's kept keys until it expires.
+    await withdrawKey(deps, key).catch(() => {});
+    throw mailFailure(err);
+  }
+}
+
+/**
+ * The request as sent, checked again: the payload comes from the database, and version 1 carried
+ * the address only. A payload no retry can fix is a PermanentFailure; a newer version than this
+ * process knows is retried (a newer process, during a rolling deploy, can send it).
+ */
+function readLoginLinkRequest(event: OutboxDelivery): LoginLinkRequest {
+  if (!LOGIN_LINK_VERSIONS.includes(event.version)) {
+    throw new Error(`login_link.requested version ${event.version} is newer than this process reads (${LOGIN_LINK_VERSIONS.join(', ')})`);
+  }
+  const { email, name, next, reset } = event.payload;
+  try {
+    const request: LoginLinkRequest = { email: normaliseEmail(typeof email === 'string' ? email : undefined) };
+    if (event.version === 1) return request;
+    const greeting = greetingName(typeof name === 'string' ? name : null);
+    if (greeting) request.name = greeting;
+    const path = safeNextPath(typeof next === 'string' ? next : undefined);
+    if (path) request.next = path;
+    if (reset === true) request.reset = true;
+    return request;
+  } catch (err) {
+    throw new PermanentFailure(`login_link.requested ${event.id} has an unusable payload: ${(err as Error).message}`);
+  }
+}
+
+/**
+ * What is kept of a failed send (in the worker's log and the event's last_error, which member_admin
+ * can read): the error's codes, never the mail server's text, which may name hosts or quote the
+ * message with its key. A recipient the server refuses for good (5xx to RCPT TO) is dead-lettered at
+ * once; anything else (no connection, a timeout, a temporary 4xx) is retried with backoff.
+ */
+function mailFailure(err: unknown): Error {
+  const { code, originalCode, command, responseCode } = (err ?? {}) as Record<string, unknown>;
+  const codes = [code, originalCode, command, responseCode].filter((part) => typeof part === 'string' || typeof part === 'number');
+  const summary = codes.length > 0 ? codes.join(' ') : err instanceof Error ? err.name : 'unknown error';
+  if (isRecipientRefused(err)) return new PermanentFailure(`The mail server refused the recipient address (${summary})`);
+  return new Error(`The mail was not sent (${summary})`);
+}
