@@ -74,9 +74,10 @@ export function createLogger(env: Pick<Env, 'logLevel'>, destination?: Destinati
 }
 
 /** PostgreSQL at DATABASE_URL, or the embedded PGlite database in DATA_DIR/pglite. */
-export async function openDatabase(env: Pick<Env, 'databaseUrl' | 'dataDir'>, log?: Logger): Promise<Database> {
-  if (!env.databaseUrl) return openPglite({ dataDir: path.join(env.dataDir, 'pglite') });
-  return connectPostgres(env.databaseUrl, 10, (msg, err) => log?.warn({ err }, msg));
+export async function openDatabase(env: Pick<Env, 'databaseUrl' | 'databasePrepared' | 'dataDir'>, log?: Logger): Promise<Database> {
+  const options = { preparedStatements: env.databasePrepared };
+  if (!env.databaseUrl) return openPglite({ dataDir: path.join(env.dataDir, 'pglite'), ...options });
+  return connectPostgres(env.databaseUrl, 10, (msg, err) => log?.warn({ err }, msg), options);
 }
 
 /** Opens the database (PGlite in DATA_DIR unless DATABASE_URL is set), migrates, builds Deps. */
