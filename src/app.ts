@@ -16,7 +16,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { pino, type DestinationStream, type Logger } from 'pino';
 import { createRateLimiter } from './auth/rate-limit.ts';
 import { authRoutes } from './auth/routes.ts';
-import { createSessionCache, relaySessionNotifications } from './auth/session-cache.ts';
+import { createSessionCache, createSessionChanges, followSessionChanges } from './auth/session-cache.ts';
 import { systemClock, type Clock } from './clock.ts';
 import type { Env } from './config/env.ts';
 import { loadOrganisation } from './config/org.ts';
@@ -33,7 +33,7 @@ import { createJobRunner, type Job, type JobRunner, type JobRunnerOptions } from
 import { liveRoutes } from './live/routes.ts';
 import type { LiveOptions } from './live/service.ts';
 import { createDevMailbox, createSmtpMailer, type Mailer } from './mail/mailer.ts';
-import { createPeopleChanges, relayPeopleNotifications } from './people/changes.ts';
+import { createPeopleChanges } from './people/changes.ts';
 import { outboxRoutes } from './outbox/routes.ts';
 import { createRegistryPages } from './people/registry-pages.ts';
 import { peopleRoutes } from './people/routes.ts';
@@ -92,11 +92,13 @@ export async function openRoster(env: Env, overrides: { log?: Logger; clock?: Cl
     await database.close();
     throw err;
   }
-  const peopleChanges = createPeopleChanges(database.db, (err) => log.warn({ err }, 'could not announce a change to people'));
-  await relayPeopleNotifications(database, peopleChanges);
-  const sessionCache = createSessionCache();
-  await relaySessionNotifications(database, sessionCache);
   const clock = overrides.clock ?? systemClock;
+  const peopleChanges = createPeopleChanges(database.db, (err) => log.warn({ err }, 'could not announce a change to people'));
+  await peopleChanges.listen(database);
+  const sessionChanges = createSessionChanges(database.db, (err) => log.warn({ err }, 'could not announce a change to sessions'));
+  await sessionChanges.listen(database);
+  const sessionCache = createSessionCache({ nowMs: () => clock.now().getTime() });
+  followSessionChanges(sessionChanges, sessionCache);
   const mailer =
     overrides.mailer ?? (env.smtpUrl ? createSmtpMailer(env.smtpUrl, env.mailFrom) : createDevMailbox(path.join(env.dataDir, 'mail'), log));
   return {
@@ -108,6 +110,7 @@ export async function openRoster(env: Env, overrides: { log?: Logger; clock?: Cl
     log,
     rateLimiter: createRateLimiter(database.db, env.rateLimit, clock),
     sessionCache,
+    sessionChanges,
     peopleChanges,
     registryPages: createRegistryPages({ peopleChanges, clock }),
     publicUrl: env.publicUrl,

@@ -23,7 +23,6 @@ import {
   findRolesByEmail,
   insertKeyPruning,
   insertSession,
-  notifySessionsChanged,
   upsertAdmin,
   type SessionUser,
 } from './store.ts';
@@ -221,7 +220,7 @@ export interface LogoutResult {
 }
 
 export async function logout(
-  deps: Pick<Deps, 'db' | 'clock' | 'sessionCache' | 'log'>,
+  deps: Pick<Deps, 'db' | 'clock' | 'sessionChanges' | 'log'>,
   user: SessionUser,
   sessionIdHash: string,
   input: LogoutRequest,
@@ -231,7 +230,8 @@ export async function logout(
   if (target !== user.email && !user.roles.includes('admin_admin')) {
     throw new AppError('forbidden', "Logging out another person's sessions requires admin_admin");
   }
-  return withUnitOfWork(deps, async ({ db: tx, afterCommit }): Promise<LogoutResult> => {
+  return withUnitOfWork(deps, async (uow): Promise<LogoutResult> => {
+    const tx = uow.db;
     let sessions: number | undefined;
     let endedOwnSession: boolean;
     if (input.all || input.reset || target !== user.email) {
@@ -242,12 +242,11 @@ export async function logout(
       endedOwnSession = true;
     }
     if (input.reset) await deleteKeysByEmail(tx, target);
-    await notifySessionsChanged(tx, target);
+    deps.sessionChanges.afterCommit(uow, target);
     const opt = input.reset ? 'reset' : input.all ? 'all' : undefined;
     if (opt || target !== user.email) {
       await recordChange(tx, deps.clock, ctx, { subject: null, action: 'logout', parameters: { email: target, opt, sessions } });
     }
-    afterCommit(() => deps.sessionCache.dropEmail(target));
     return { email: target, opt, sessions, endedOwnSession };
   });
 }
@@ -266,30 +265,29 @@ export function checkDeclaredRoles(org: Pick<Organisation, 'adminRoles'>, roles:
  * Grants roles (added to any the address already has). Re-granting roles already held changes
  * nothing, so it writes no audit row and invalidates no session.
  */
-export async function addAdmin(deps: Pick<Deps, 'db' | 'clock' | 'sessionCache' | 'org' | 'log'>, email: string, roles: string[], ctx: ChangeContext): Promise<string[]> {
+export async function addAdmin(deps: Pick<Deps, 'db' | 'clock' | 'sessionChanges' | 'org' | 'log'>, email: string, roles: string[], ctx: ChangeContext): Promise<string[]> {
   const address = normaliseEmail(email);
   checkDeclaredRoles(deps.org, roles);
-  return withUnitOfWork(deps, async ({ db: tx, afterCommit }) => {
+  return withUnitOfWork(deps, async (uow) => {
+    const tx = uow.db;
     const held = await findRolesByEmail(tx, address);
     const added = [...new Set(roles)].filter((r) => !held.includes(r));
     const merged = [...held, ...added].sort();
     if (added.length === 0) return merged;
     await upsertAdmin(tx, address, merged);
     await recordChange(tx, deps.clock, ctx, { subject: null, action: 'admin-add', parameters: { email: address, roles } });
-    await notifySessionsChanged(tx, address);
-    afterCommit(() => deps.sessionCache.dropEmail(address));
+    deps.sessionChanges.afterCommit(uow, address);
     return merged;
   });
 }
 
-export async function removeAdmin(deps: Pick<Deps, 'db' | 'clock' | 'sessionCache' | 'log'>, email: string, ctx: ChangeContext): Promise<boolean> {
+export async function removeAdmin(deps: Pick<Deps, 'db' | 'clock' | 'sessionChanges' | 'log'>, email: string, ctx: ChangeContext): Promise<boolean> {
   const address = normaliseEmail(email);
-  return withUnitOfWork(deps, async ({ db: tx, afterCommit }) => {
-    const deleted = (await deleteAdmin(tx, address)) > 0;
+  return withUnitOfWork(deps, async (uow) => {
+    const deleted = (await deleteAdmin(uow.db, address)) > 0;
     if (deleted) {
-      await recordChange(tx, deps.clock, ctx, { subject: null, action: 'admin-remove', parameters: { email: address } });
-      await notifySessionsChanged(tx, address);
-      afterCommit(() => deps.sessionCache.dropEmail(address));
+      await recordChange(uow.db, deps.clock, ctx, { subject: null, action: 'admin-remove', parameters: { email: address } });
+      deps.sessionChanges.afterCommit(uow, address);
     }
     return deleted;
   });

@@ -101,13 +101,8 @@ export async function findSessionUser(db: Executor, idHash: string, now: Date): 
   return row && { email: row.email, roles: row.roles ?? [], expires: row.expires };
 }
 
-/** Channel of the NOTIFY sent, with the email as payload, when an address's sessions or roles change. */
+/** The sessions change signal's channel (auth/session-cache.ts): addresses whose sessions or roles changed. */
 export const SESSIONS_CHANNEL = 'sessions_changed';
-
-/** Tells every process sharing the database (at commit of `tx`) to forget cached sessions of `email`. */
-export async function notifySessionsChanged(tx: Executor, email: string): Promise<void> {
-  await sql`SELECT pg_notify(${SESSIONS_CHANNEL}, ${email})`.execute(tx);
-}
 
 export async function deleteSession(db: Executor, idHash: string): Promise<number> {
   const result = await db.deleteFrom('sessions').where('id_hash', '=', idHash).executeTakeFirst();

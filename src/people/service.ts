@@ -113,6 +113,15 @@ function requireLegalName(value: string | null | undefined): string {
 }
 
 /**
+ * What every write to person `id` adds in its unit of work: its outbox event, and the people
+ * change signal once the unit commits (caches here and in other processes drop the person).
+ */
+async function personChanged(deps: Pick<Deps, 'clock' | 'peopleChanges'>, uow: UnitOfWork, id: number, type: EventType, payload: Record<string, unknown>): Promise<void> {
+  await emitEvent(uow, deps.clock, type, memberGroup(id), payload);
+  deps.peopleChanges.afterCommit(uow, id);
+}
+
+/**
  * Adds a person; every membership but NonMember gets a member number. Given `within`, the person
  * is added in that unit of work (and a member number taken meanwhile fails it, for its owner to
  * retry whole); otherwise in its own, retried when another change took the number drawn.
@@ -139,7 +148,7 @@ export async function addPerson(
     withUnitOfWork(
       deps,
       async (uow) => {
-        const { db: tx, afterCommit } = uow;
+        const { db: tx } = uow;
         const row = await insertPerson(tx, {
           ...values,
           last_modified: deps.clock.now(),
@@ -148,8 +157,7 @@ export async function addPerson(
         });
         await recordChange(tx, deps.clock, ctx, { subject: row.id, action: 'new', parameters: { ...values, member_number: row.member_number } });
         const person = toPerson(row);
-        await emitEvent(uow, deps.clock, 'person.created', memberGroup(row.id), { person });
-        afterCommit(() => deps.peopleChanges.committed(row.id));
+        await personChanged(deps, uow, row.id, 'person.created', { person });
         return person;
       },
       within,
@@ -452,14 +460,14 @@ async function changePerson<T>(
   ctx: ChangeContext,
   decide: (db: Executor, row: PersonRow | undefined) => Promise<Decision<T>>,
 ): Promise<T> {
-  type Outcome = { written: boolean; value: T } | undefined;
+  type Outcome = { value: T } | undefined;
   /** undefined when the row changed since it was read, and nothing was written. */
   /** Runs in `uow` when given (the locked attempt), or in a unit of work of its own around the write. */
   const attempt = async (db: Executor, lock: boolean, uow?: UnitOfWork): Promise<Outcome> => {
     const read = await findVersionedPersonById(db, id, lock);
     const { version, ...row } = read ?? { version: '' };
     const { changed, result } = await decide(db, read && (row as PersonRow));
-    if (Object.keys(changed).length === 0) return { written: false, value: result(row as PersonRow) };
+    if (Object.keys(changed).length === 0) return { value: result(row as PersonRow) };
     const { paper_pubs: paperPubs, ...rest } = changed;
     const changes: PersonChanges = { ...rest, last_modified: deps.clock.now() };
     if (paperPubs !== undefined) changes.paper_pubs = JSON.stringify(paperPubs);
@@ -467,12 +475,12 @@ async function changePerson<T>(
     // The change, its audit row and its event commit together.
     const write = async (w: UnitOfWork) => {
       const after = await changePersonIfUnchanged(w.db, id, version, changes, log);
-      if (after) await emitEvent(w, deps.clock, CHANGE_EVENTS[action], memberGroup(id), { id, changed: { ...changed } });
+      if (after) await personChanged(deps, w, id, CHANGE_EVENTS[action], { id, changed: { ...changed } });
       return after;
     };
     try {
       const after = await withUnitOfWork(deps, write, uow);
-      return after && { written: true, value: result(after) };
+      return after && { value: result(after) };
     } catch (err) {
       if (!isUniqueViolation(err)) throw err;
       // The member number written was taken since it was checked (the statement wrote nothing):
@@ -488,7 +496,6 @@ async function changePerson<T>(
     if (!locked) throw new Error(`Person ${id} changed while its row was locked`);
     return locked;
   });
-  if (outcome.written) deps.peopleChanges.committed(id);
   return outcome.value;
 }
 

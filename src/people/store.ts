@@ -381,11 +381,6 @@ export async function nextMemberNumber(db: Executor): Promise<number> {
   }
 }
 
-/** Announces committed changes to people on PEOPLE_CHANNEL: the payload is their ids, comma-separated. */
-export async function notifyPeopleChanged(db: Executor, ids: number[]): Promise<void> {
-  await sql`SELECT pg_notify(${PEOPLE_CHANNEL}, ${ids.join(',')})`.execute(db);
-}
-
 /** The person ids in a PEOPLE_CHANNEL payload ('' after a reopened LISTEN connection: none known). */
 export function parsePeopleChanged(payload: string): number[] {
   return payload.split(',').map(Number).filter((id) => Number.isSafeInteger(id) && id > 0);
