@@ -102,7 +102,9 @@ export async function openRoster(env: Env, overrides: { log?: Logger; clock?: Cl
   const mailer =
     overrides.mailer ?? (env.smtpUrl ? createSmtpMailer(env.smtpUrl, env.mailFrom) : createDevMailbox(path.join(env.dataDir, 'mail'), log));
   return {
-    database,
+    // A change's NOTIFY follows its commit by one event-loop turn: one made just before closing
+    // (a CLI command's) is still sent.
+    database: { ...database, close: async () => Promise.all([peopleChanges.flush(), sessionChanges.flush()]).then(() => database.close()) },
     db: database.db,
     org,
     clock,

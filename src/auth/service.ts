@@ -6,8 +6,8 @@ import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { recordChange, type ChangeContext } from '../audit/service.ts';
 import { NON_MEMBER, type Organisation } from '../config/org.ts';
 import type { Deps } from '../deps.ts';
-import { withUnitOfWork } from '../db/unit-of-work.ts';
-import { emailGroup, emitEvent } from '../outbox/service.ts';
+import { withSingleStatement, withUnitOfWork } from '../db/unit-of-work.ts';
+import { emailGroup, newEvent } from '../outbox/service.ts';
 import { AppError, upstreamUnavailable } from '../http/errors.ts';
 import { isRecipientRefused } from '../mail/mailer.ts';
 import { renderMail } from '../mail/templates.ts';
@@ -90,9 +90,10 @@ export async function issueKey(
   const now = deps.clock.now();
   const isAdmin = (opts.roles ?? (await findRolesByEmail(deps.db, email))).length > 0;
   const expires = new Date(now.getTime() + (isAdmin ? deps.org.keyLifetimeMs.admin : deps.org.keyLifetimeMs.member));
-  await withUnitOfWork(deps, async (uow) => {
-    await insertKeyPruning(uow.db, { key_hash: hashSecret(key), email, created: now, expires, resets_others: opts.reset ?? false }, KEYS_KEPT_PER_EMAIL - 1);
-    await emitEvent(uow, deps.clock, 'login_link.requested', emailGroup(email), { email });
+  // The key and its login_link.requested event: one statement, so no transaction.
+  const event = newEvent(deps.clock, 'login_link.requested', emailGroup(email), { email });
+  await withSingleStatement(deps, async (uow) => {
+    await insertKeyPruning(uow.db, { key_hash: hashSecret(key), email, created: now, expires, resets_others: opts.reset ?? false }, KEYS_KEPT_PER_EMAIL - 1, event);
   });
   return { key, expires };
 }

@@ -1,6 +1,7 @@
 /** SQL for login keys, sessions and admin roles. Emails are stored lower-case. */
 import { sql, type RawBuilder } from 'kysely';
 import type { Executor } from '../audit/store.ts';
+import { insertOutboxEvent, takeOutboxSeq, type NewOutboxRow } from '../outbox/store.ts';
 
 export interface StoredKey {
   key_hash: string;
@@ -23,11 +24,13 @@ export async function deleteKeysByEmail(db: Executor, email: string): Promise<nu
 
 /**
  * Stores a new key and, in the same statement, drops all but the newest `keep` earlier keys of its
- * address (keep 0 drops them all), so repeated requests cannot pile up rows. The new row is not
- * visible to the DELETE (one snapshot), so it is never pruned itself.
+ * address (keep 0 drops them all), so repeated requests cannot pile up rows, and appends `event`
+ * (the login link's) to the outbox, its group's seq taken under the group row's lock. The new row
+ * is not visible to the DELETE (one snapshot), so it is never pruned itself. One statement: the
+ * key and its event commit together with no transaction.
  */
-export async function insertKeyPruning(db: Executor, row: KeyRow, keep: number): Promise<void> {
-  await db.executeQuery(insertKeyPruningQuery(db, row, keep));
+export async function insertKeyPruning(db: Executor, row: KeyRow, keep: number, event: NewOutboxRow): Promise<void> {
+  await db.executeQuery(insertKeyPruningQuery(db, row, keep, event));
 }
 
 export interface KeyRow {
@@ -39,13 +42,13 @@ export interface KeyRow {
   resets_others?: boolean;
 }
 
-export function insertKeyPruningQuery(db: Executor, row: KeyRow, keep: number) {
+export function insertKeyPruningQuery(db: Executor, row: KeyRow, keep: number, event: NewOutboxRow) {
   return sql`
     WITH pruned AS (
       DELETE FROM keys WHERE email = ${row.email} AND key_hash NOT IN (
         SELECT key_hash FROM keys WHERE email = ${row.email} ORDER BY created DESC LIMIT ${keep}
       )
-    )
+    ), outbox_next AS (${takeOutboxSeq(event)}), outbox_appended AS (${insertOutboxEvent(event, 'outbox_next')})
     INSERT INTO keys (key_hash, email, created, expires, resets_others)
     VALUES (${row.key_hash}, ${row.email}, ${row.created}, ${row.expires}, ${row.resets_others ?? false})`.compile(db);
 }

@@ -95,6 +95,16 @@ describe('createChangeSignal', () => {
     assert.deepEqual(errors, []);
   });
 
+  test('flush sends what is queued at once and waits for it (a CLI command closing the database right after its change)', async () => {
+    const { signal, payloads, errors } = await numbersSignal();
+    signal.committed(11);
+    await signal.flush();
+    await database.close();
+    database = await createTestDatabase();
+    assert.deepEqual(errors, [], 'sent before the database closed');
+    assert.ok(payloads.length <= 1);
+  });
+
   test('a reopened LISTEN connection (payload "") fires the listeners with undefined: drop everything', async () => {
     const signal = createChangeSignal(database.db, 'signal_test_reopened', { separator: ',', toText: String, fromText: Number, onError: () => {} });
     let deliver: Listener | undefined;

@@ -37,6 +37,8 @@ export interface ChangeSignal<K> {
   keysIn(payload: string): K[];
   /** Fires the listeners for every NOTIFY on the channel, from any process. */
   listen(database: Pick<Database, 'listen'>): Promise<() => Promise<void>>;
+  /** Sends the queued NOTIFYs now and waits for every one sent: before the database closes (a CLI command's change). */
+  flush(): Promise<void>;
 }
 
 export interface ChangeSignalOptions<K> {
@@ -59,7 +61,12 @@ export function createChangeSignal<K>(db: Executor, channel: string, options: Ch
   const fire = (key: K | undefined) => {
     for (const l of listeners) l(key);
   };
-  const notify = (payload: string) => void sql`SELECT pg_notify(${channel}, ${payload})`.execute(db).catch(options.onError);
+  const sending = new Set<Promise<void>>();
+  const notify = (payload: string) => {
+    const sent = sql`SELECT pg_notify(${channel}, ${payload})`.execute(db).then(() => undefined, options.onError);
+    sending.add(sent);
+    void sent.finally(() => sending.delete(sent));
+  };
   const flush = () => {
     let payload = '';
     for (const text of new Set(pending)) {
@@ -93,6 +100,10 @@ export function createChangeSignal<K>(db: Executor, channel: string, options: Ch
     },
     committed,
     keysIn,
+    async flush() {
+      flush();
+      await Promise.all(sending);
+    },
     listen(database) {
       return database.listen(channel, (payload) => {
         // '' comes after a lost LISTEN connection was reopened: any change may have been missed.

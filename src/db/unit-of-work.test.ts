@@ -4,7 +4,7 @@ import { sql } from 'kysely';
 import { startTestApp, type TestApp } from '../../test/support/app.ts';
 import { addPerson } from '../people/service.ts';
 import type { Db } from './connect.ts';
-import { withUnitOfWork, type UnitOfWork } from './unit-of-work.ts';
+import { withSingleStatement, withUnitOfWork, type UnitOfWork } from './unit-of-work.ts';
 
 let t: TestApp;
 before(async () => {
@@ -107,6 +107,41 @@ describe('withUnitOfWork', () => {
     const now = (await t.api('public/people')).body as { first_name: string }[];
     assert.equal(now.length, before.length + 1);
     assert.ok(now.some((p) => p.first_name === 'Pia'));
+  });
+
+  describe('withSingleStatement', () => {
+    test('runs the statement with no transaction, then its after-commit steps; a failed statement runs none', async () => {
+      await sql`CREATE TABLE single_statement_probe (id int PRIMARY KEY)`.execute(t.deps.db);
+      const ran: string[] = [];
+      await withSingleStatement(t.deps, async (uow) => {
+        await sql`INSERT INTO single_statement_probe VALUES (${1})`.execute(uow.db);
+        // In a transaction, the insert's transaction id would still be this statement's.
+        const { rows } = await sql<{ xid: string | null }>`SELECT pg_current_xact_id_if_assigned()::text AS xid`.execute(uow.db);
+        assert.equal(rows[0]!.xid, null, 'the insert committed on its own');
+        uow.afterCommit(() => void ran.push('written'));
+      });
+      await assert.rejects(
+        withSingleStatement(t.deps, async (uow) => {
+          uow.afterCommit(() => void ran.push('failed'));
+          await sql`INSERT INTO single_statement_probe VALUES (${1})`.execute(uow.db);
+        }),
+        /duplicate key/,
+      );
+      assert.deepEqual(ran, ['written']);
+    });
+
+    test('given a unit of work, joins it: the statement commits or rolls back with it', async () => {
+      await sql`CREATE TABLE single_statement_joined (id int PRIMARY KEY)`.execute(t.deps.db);
+      await assert.rejects(
+        withUnitOfWork(t.deps, async (outer) => {
+          await withSingleStatement(t.deps, (inner) => sql`INSERT INTO single_statement_joined VALUES (${1})`.execute(inner.db), outer);
+          throw new Error('the owner failed');
+        }),
+        /the owner failed/,
+      );
+      const { rows } = await sql<{ n: number }>`SELECT count(*)::int AS n FROM single_statement_joined`.execute(t.deps.db);
+      assert.equal(rows[0]!.n, 0);
+    });
   });
 
   describe('after a schema change by another process (stale cached plans)', () => {

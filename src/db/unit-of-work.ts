@@ -64,6 +64,21 @@ export async function withUnitOfWork<T>(deps: UnitOfWorkDeps, work: (uow: UnitOf
   }
 }
 
+/**
+ * A unit of work whose writes are ONE statement (reads before it are fine): a single statement is
+ * atomic, so no transaction is opened, saving BEGIN and COMMIT (two round trips, and a
+ * transaction's share of the connection). `uow.db` is the pool; the after-commit steps run once the
+ * statement has returned. Given `within`, the work joins it as with withUnitOfWork. A stale cached
+ * plan outside a transaction is retried by the connection itself (connect.ts).
+ */
+export async function withSingleStatement<T>(deps: UnitOfWorkDeps, work: (uow: UnitOfWork) => Promise<T>, within?: UnitOfWork): Promise<T> {
+  if (within) return work(within);
+  const steps: AfterCommit[] = [];
+  const result = await work({ db: deps.db, afterCommit: (step) => void steps.push(step) });
+  await runAfterCommit(deps.log, steps);
+  return result;
+}
+
 async function runAfterCommit(log: ErrorLog, steps: AfterCommit[]): Promise<void> {
   for (const step of steps) {
     try {

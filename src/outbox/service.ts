@@ -7,7 +7,7 @@ import type { Deps } from '../deps.ts';
 import type { OutboxState } from '../db/tables.ts';
 import type { UnitOfWork } from '../db/unit-of-work.ts';
 import { AppError } from '../http/errors.ts';
-import { appendOutboxRow, findOutboxRows, moveOutboxRow, type OutboxRow } from './store.ts';
+import { appendOutboxRow, findOutboxRows, moveOutboxRow, type NewOutboxRow, type OutboxRow } from './store.ts';
 
 /** Every event type Roster emits, with the version of its payload (raised when a payload's shape changes). */
 export const EVENT_TYPES = {
@@ -30,7 +30,12 @@ export const emailGroup = (email: string) => `email:${email.toLowerCase()}`;
 
 /** Writes an event in `uow`: it commits or rolls back with the change it describes. */
 export async function emitEvent(uow: UnitOfWork, clock: Clock, type: EventType, group: string, payload: Record<string, unknown>): Promise<void> {
-  await appendOutboxRow(uow.db, { group_key: group, type, version: EVENT_TYPES[type], payload, created_at: clock.now() });
+  await appendOutboxRow(uow.db, newEvent(clock, type, group, payload));
+}
+
+/** An event as a writer appends it in its own change's statement (outbox/store.ts takeOutboxSeq). */
+export function newEvent(clock: Clock, type: EventType, group: string, payload: Record<string, unknown>): NewOutboxRow {
+  return { group_key: group, type, version: EVENT_TYPES[type], payload, created_at: clock.now() };
 }
 
 export interface OutboxEvent {

@@ -6,8 +6,8 @@ import type { SessionUser } from '../auth/store.ts';
 import { membershipRank, NON_MEMBER } from '../config/org.ts';
 import type { Deps } from '../deps.ts';
 import type { PaperPubs } from '../db/tables.ts';
-import { withUnitOfWork, type UnitOfWork } from '../db/unit-of-work.ts';
-import { emitEvent, memberGroup, type EventType } from '../outbox/service.ts';
+import { withSingleStatement, withUnitOfWork, type UnitOfWork } from '../db/unit-of-work.ts';
+import { emitEvent, memberGroup, newEvent, type EventType } from '../outbox/service.ts';
 import { hasRole, type Role } from '../http/auth.ts';
 import { AppError } from '../http/errors.ts';
 import { csvHeader, toCsvRows } from '../http/formats.ts';
@@ -113,8 +113,10 @@ function requireLegalName(value: string | null | undefined): string {
 }
 
 /**
- * What every write to person `id` adds in its unit of work: its outbox event, and the people
- * change signal once the unit commits (caches here and in other processes drop the person).
+ * What adding person `id` writes besides the row, in its unit of work: its outbox event, and the
+ * people change signal once the unit commits (caches here and in other processes drop the person).
+ * A change to a person appends its event in its own statement, and signals the same way
+ * (changePerson).
  */
 async function personChanged(deps: Pick<Deps, 'clock' | 'peopleChanges'>, uow: UnitOfWork, id: number, type: EventType, payload: Record<string, unknown>): Promise<void> {
   await emitEvent(uow, deps.clock, type, memberGroup(id), payload);
@@ -447,11 +449,11 @@ const CHANGE_EVENTS = { update: 'person.updated', upgrade: 'membership.upgraded'
 
 /**
  * Reads person `id`, lets `decide` apply the rules to the row as read, and writes the change with
- * its audit row as one statement that applies only if the row is still as read.
- * When someone else changed it in between, nothing was written: it is read and decided again. After
- * OPTIMISTIC_ATTEMPTS lost races, the last attempt locks the row in a transaction, so a person under
- * a storm of changes still gets theirs through. Two round trips for a change, instead of six in a
- * transaction that holds the row lock across them.
+ * its audit row and its outbox event as one statement that applies only if the row is still as
+ * read. When someone else changed it in between, nothing was written: it is read and decided
+ * again. After OPTIMISTIC_ATTEMPTS lost races, the last attempt locks the row in a transaction, so
+ * a person under a storm of changes still gets theirs through. Two round trips for a change,
+ * instead of BEGIN, read, change, event, COMMIT.
  */
 async function changePerson<T>(
   deps: Pick<Deps, 'db' | 'clock' | 'peopleChanges' | 'log'>,
@@ -461,8 +463,10 @@ async function changePerson<T>(
   decide: (db: Executor, row: PersonRow | undefined) => Promise<Decision<T>>,
 ): Promise<T> {
   type Outcome = { value: T } | undefined;
-  /** undefined when the row changed since it was read, and nothing was written. */
-  /** Runs in `uow` when given (the locked attempt), or in a unit of work of its own around the write. */
+  /**
+   * undefined when the row changed since it was read, and nothing was written. Runs in `uow` when
+   * given (the locked attempt); otherwise with no transaction (the read, then the one write).
+   */
   const attempt = async (db: Executor, lock: boolean, uow?: UnitOfWork): Promise<Outcome> => {
     const read = await findVersionedPersonById(db, id, lock);
     const { version, ...row } = read ?? { version: '' };
@@ -472,14 +476,15 @@ async function changePerson<T>(
     const changes: PersonChanges = { ...rest, last_modified: deps.clock.now() };
     if (paperPubs !== undefined) changes.paper_pubs = JSON.stringify(paperPubs);
     const { subject: _subject, ...log } = logEntryValues(deps.clock, ctx, { subject: id, action, parameters: { ...changed } });
-    // The change, its audit row and its event commit together.
+    const event = newEvent(deps.clock, CHANGE_EVENTS[action], memberGroup(id), { id, changed: { ...changed } });
+    // The change, its audit row and its event: one statement, so no transaction of its own.
     const write = async (w: UnitOfWork) => {
-      const after = await changePersonIfUnchanged(w.db, id, version, changes, log);
-      if (after) await personChanged(deps, w, id, CHANGE_EVENTS[action], { id, changed: { ...changed } });
+      const after = await changePersonIfUnchanged(w.db, id, version, changes, log, event);
+      if (after) deps.peopleChanges.afterCommit(w, id);
       return after;
     };
     try {
-      const after = await withUnitOfWork(deps, write, uow);
+      const after = await withSingleStatement(deps, write, uow);
       return after && { value: result(after) };
     } catch (err) {
       if (!isUniqueViolation(err)) throw err;
