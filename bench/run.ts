@@ -17,10 +17,14 @@ import pg from 'pg';
 import { SMTPServer } from 'smtp-server';
 import { connectPostgres, prepareStatementsOn, wrapPglite } from '../src/db/connect.ts';
 import { migrate } from '../src/db/migrate.ts';
+import { openRoster, outboxWorkerOptionsFrom } from '../src/app.ts';
+import { parseEnv } from '../src/config/env.ts';
+import { createOutboxWorker } from '../src/outbox/worker.ts';
 import { generatePeople, insertPeople } from './generate.ts';
 import { assertWrkInstalled, runLoop, runWrk, type LoadResult } from './load.ts';
 import { buildService, memoryOf, resetPeak, startHttpCeiling, startPersonReference, startService, stopAll, type Service } from './processes.ts';
 import { machine, saveResult, writeBenchmarks, type RunResult, type ScenarioResult } from './report.ts';
+import { BENCH_EVENT_TYPE, measureOutboxClaim, measureOutboxDrain, DRAIN_WORKERS, OUTBOX_SCENARIOS, startDrainWorkers, type DrainWorkers } from './outbox.ts';
 import { benchRandom, SCENARIOS, type BenchContext, type SqlRunner } from './scenarios.ts';
 
 const { values } = parseArgs({
@@ -36,10 +40,11 @@ const peopleCount = Number(values.people);
 const durationS = Number(values.duration);
 const connections = Number(values.connections);
 const dbKind = values.db as 'postgres' | 'pglite';
-const chosen = values.scenario?.length ? values.scenario : SCENARIOS.map((s) => s.name);
-const unknown = chosen.filter((n) => !SCENARIOS.some((s) => s.name === n));
+const ALL_SCENARIOS: string[] = [...SCENARIOS.map((s) => s.name), ...OUTBOX_SCENARIOS];
+const chosen = values.scenario?.length ? values.scenario : ALL_SCENARIOS;
+const unknown = chosen.filter((n) => !ALL_SCENARIOS.includes(n));
 if (!['postgres', 'pglite'].includes(dbKind) || unknown.length || !(peopleCount > 0) || !(durationS > 0) || !(connections > 0)) {
-  console.error(`Usage: npm run bench -- [--people N] [--scenario ${SCENARIOS.map((s) => s.name).join('|')}]… [--db postgres|pglite] [--duration S] [--connections N]`);
+  console.error(`Usage: npm run bench -- [--people N] [--scenario ${ALL_SCENARIOS.join('|')}]… [--db postgres|pglite] [--duration S] [--connections N]`);
   if (unknown.length) console.error(`Unknown scenario: ${unknown.join(', ')}`);
   process.exit(2);
 }
@@ -300,6 +305,13 @@ async function main(): Promise<void> {
     say(`${s.name}: ${r.figure} (errors ${r.errors + r.non2xx}, peak RSS ${r.peakRssMb.toFixed(0)} MB) — target ${r.target}${r.met === null ? '' : r.met ? ': met' : ': NOT met'}`);
   }
 
+  // The outbox scenarios run on databases of their own, with the service idle.
+  for (const name of OUTBOX_SCENARIOS.filter((n) => chosen.includes(n))) {
+    const r = await measureOutboxScenario(name);
+    results.push(r);
+    say(`${name}: ${r.figure} — target ${r.target}${r.met === null ? '' : r.met ? ': met' : ': NOT met'}`);
+  }
+
   const memoryCeiling = dbKind === 'postgres' ? 250 : 450;
   const peak = Math.max(...results.map((r) => r.peakRssMb ?? 0));
   results.push({
@@ -339,10 +351,52 @@ async function main(): Promise<void> {
   });
 
   const result: RunResult = { date, db: dbKind, people: peopleCount, connections, durationS, machine: machine(), startupMs, scenarios: results };
-  const complete = chosen.length === SCENARIOS.length && peopleCount === 100_000;
+  const complete = chosen.length === ALL_SCENARIOS.length && peopleCount === 100_000;
   const file = await saveResult(result, complete);
   if (complete) await writeBenchmarks();
   say(`\nwrote ${path.relative(process.cwd(), file)}${complete ? ' and BENCHMARKS.md' : ' (a partial run: BENCHMARKS.md is left as it was)'}`);
+}
+
+/**
+ * An outbox scenario on a fresh database of its own (bench/outbox.ts): on PostgreSQL a new database
+ * (dropped after) and two worker processes for the drain; on PGlite a temporary data directory and
+ * one worker in this process (PGlite has a single connection).
+ */
+async function measureOutboxScenario(name: (typeof OUTBOX_SCENARIOS)[number]): Promise<ScenarioResult> {
+  if (dbKind === 'postgres') {
+    const serverUrl = process.env.BENCH_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
+    const dbName = `roster_bench_outbox_${process.pid}_${randomBytes(3).toString('hex')}`;
+    const admin = new pg.Client({ connectionString: serverUrl });
+    await admin.connect();
+    await admin.query(`CREATE DATABASE ${dbName}`);
+    const url = new URL(serverUrl);
+    url.pathname = `/${dbName}`;
+    const database = await connectPostgres(url.toString(), 4);
+    try {
+      await migrate(database.db);
+      if (name === 'outbox-claim') return await measureOutboxClaim(database.db, progress);
+      return await measureOutboxDrain(database.db, async () => startDrainWorkers(url.toString(), DRAIN_WORKERS), DRAIN_WORKERS, progress);
+    } finally {
+      await database.close();
+      await admin.query(`DROP DATABASE IF EXISTS ${dbName} WITH (FORCE)`);
+      await admin.end();
+    }
+  }
+  const dataDir = await mkdtemp(path.join(os.tmpdir(), 'roster-bench-outbox-'));
+  try {
+    const env = parseEnv({ DATA_DIR: dataDir, LOG_LEVEL: 'warn' });
+    const deps = await openRoster(env);
+    try {
+      if (name === 'outbox-claim') return { ...(await measureOutboxClaim(deps.db, progress)), target: '– (set for PostgreSQL only)', met: null };
+      const worker = createOutboxWorker(deps, [{ name: 'bench-noop', types: [BENCH_EVENT_TYPE], deliver: async () => {} }], outboxWorkerOptionsFrom(env));
+      const inProcess = async (): Promise<DrainWorkers> => (worker.start(), { ready: Promise.resolve(), stop: () => worker.stop() });
+      return { ...(await measureOutboxDrain(deps.db, inProcess, 1, progress)), target: '– (set for PostgreSQL only)', met: null };
+    } finally {
+      await deps.database.close();
+    }
+  } finally {
+    await rm(dataDir, { recursive: true, force: true });
+  }
 }
 
 /** One HTTP exchange on a keep-alive agent: lighter for the bench process than fetch, which competes with the service for CPU. */

@@ -28,16 +28,21 @@ import { refuseCrossSite } from './http/cross-site.ts';
 import { AppError, registerErrorHandler } from './http/errors.ts';
 import { checkInputText, createValidatorCompiler, parseFormBody } from './http/input.ts';
 import { loggableUrl } from './http/log-safety.ts';
-import { JOBS } from './jobs/registry.ts';
+import { connectors } from './events/connectors/index.ts';
+import { JOBS, serviceJobs } from './jobs/registry.ts';
 import { createJobRunner, type Job, type JobRunner, type JobRunnerOptions } from './jobs/runner.ts';
 import { liveRoutes } from './live/routes.ts';
-import type { LiveOptions } from './live/service.ts';
+import { startPeopleUpdates, type LiveOptions } from './live/service.ts';
 import { createDevMailbox, createSmtpMailer, type Mailer } from './mail/mailer.ts';
 import { createPeopleChanges } from './people/changes.ts';
 import { outboxRoutes } from './outbox/routes.ts';
+import type { Consumer } from './outbox/consumers.ts';
+import { createOutboxSignal } from './outbox/signal.ts';
+import { createOutboxWorker, type OutboxWorker, type OutboxWorkerOptions } from './outbox/worker.ts';
 import { createRegistryPages } from './people/registry-pages.ts';
 import { peopleRoutes } from './people/routes.ts';
 import { publicRoutes } from './public/routes.ts';
+import { createPublicPeopleCache, createStatsCache } from './public/service.ts';
 
 /** Largest request body accepted; bigger ones get 413. */
 export const BODY_LIMIT_BYTES = 256 * 1024;
@@ -99,6 +104,7 @@ export async function openRoster(env: Env, overrides: { log?: Logger; clock?: Cl
   await sessionChanges.listen(database);
   const sessionCache = createSessionCache({ nowMs: () => clock.now().getTime() });
   followSessionChanges(sessionChanges, sessionCache);
+  const outboxSignal = createOutboxSignal(database, (err) => log.warn({ err }, 'could not notify the outbox workers (they find the events by polling)'));
   const mailer =
     overrides.mailer ?? (env.smtpUrl ? createSmtpMailer(env.smtpUrl, env.mailFrom) : createDevMailbox(path.join(env.dataDir, 'mail'), log));
   return {
@@ -114,6 +120,7 @@ export async function openRoster(env: Env, overrides: { log?: Logger; clock?: Cl
     sessionCache,
     sessionChanges,
     peopleChanges,
+    outboxSignal,
     registryPages: createRegistryPages({ peopleChanges, clock }),
     publicUrl: env.publicUrl,
   };
@@ -127,6 +134,8 @@ declare module 'fastify' {
   interface FastifyInstance {
     /** The background jobs of this process (src/jobs/): started when the app is ready, awaited on close. */
     jobs: JobRunner;
+    /** This process's outbox worker (src/outbox/): started when the app is ready unless OUTBOX_WORKER=off, awaited on close. */
+    outbox: OutboxWorker;
   }
 }
 
@@ -156,6 +165,26 @@ export interface AppOptions {
   live?: LiveOptions;
   /** Background jobs (all of src/jobs/registry.ts by default) and their runner's timing. */
   jobs?: JobRunnerOptions & { list?: readonly Job[] };
+  outbox?: {
+    /** Start the worker when the app is ready (default); false: it delivers only when drained. */
+    start?: boolean;
+    /** What it delivers to (src/events/connectors/ by default). */
+    consumers?: readonly Consumer[];
+    worker?: OutboxWorkerOptions;
+  };
+}
+
+/** The app's options that come from the environment. */
+export function appOptionsFrom(env: Env): AppOptions {
+  return {
+    trustProxy: env.trustProxy,
+    jobs: { list: serviceJobs({ outboxRetentionDays: env.outbox.retentionDays }) },
+    outbox: { start: env.outbox.worker === 'in-process', worker: outboxWorkerOptionsFrom(env) },
+  };
+}
+
+export function outboxWorkerOptionsFrom(env: Env): OutboxWorkerOptions {
+  return { concurrency: env.outbox.concurrency, maxAttempts: env.outbox.maxAttempts };
 }
 
 export async function buildApp(deps: Deps, options: AppOptions = {}): Promise<RosterApp> {
@@ -214,12 +243,16 @@ export async function buildApp(deps: Deps, options: AppOptions = {}): Promise<Ro
   await app.register(swaggerUi, { routePrefix: '/api/docs', staticCSP: DOCS_CSP });
 
   const guards = createGuards(deps);
+  // The live fan-out and the public caches live as long as this app: built here, handed to the routes.
+  const peopleUpdates = await startPeopleUpdates(deps, options.live);
+  app.addHook('onClose', async () => peopleUpdates.stop());
+  const publicCaches = { stats: createStatsCache(deps), people: createPublicPeopleCache(deps) };
   await app.register(
     async (api) => {
       await api.register(authRoutes(deps, guards));
       await api.register(peopleRoutes(deps, guards));
-      await api.register(publicRoutes(deps));
-      await api.register(liveRoutes(deps, guards, options.live));
+      await api.register(publicRoutes(deps, publicCaches));
+      await api.register(liveRoutes(guards, peopleUpdates));
       await api.register(outboxRoutes(deps, guards));
     },
     { prefix: '/api' },
@@ -231,6 +264,11 @@ export async function buildApp(deps: Deps, options: AppOptions = {}): Promise<Ro
   app.decorate('jobs', jobs);
   app.addHook('onReady', async () => jobs.start());
   app.addHook('onClose', async () => jobs.stop());
+  // The in-process outbox worker, the same way; closing waits for its deliveries in flight.
+  const outbox = createOutboxWorker(deps, options.outbox?.consumers ?? connectors(deps), options.outbox?.worker);
+  app.decorate('outbox', outbox);
+  if (options.outbox?.start ?? true) app.addHook('onReady', async () => outbox.start());
+  app.addHook('onClose', async () => outbox.stop());
 
   app.get('/healthz', { schema: { hide: true } }, async () => ({ status: 'ok' }));
   app.get('/readyz', { schema: { hide: true } }, async (_request, reply) => {

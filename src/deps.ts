@@ -9,6 +9,7 @@ import type { Clock } from './clock.ts';
 import type { Organisation } from './config/org.ts';
 import type { Database, Db } from './db/connect.ts';
 import type { Mailer } from './mail/mailer.ts';
+import type { OutboxSignal } from './outbox/signal.ts';
 import type { PeopleChanges } from './people/changes.ts';
 import type { RegistryPages } from './people/registry-pages.ts';
 
@@ -26,6 +27,8 @@ export interface Deps {
   sessionChanges: SessionChanges;
   /** Fires after a change to people commits (here, or in another process sharing the database). */
   peopleChanges: PeopleChanges;
+  /** Wakes the outbox workers after events commit (this process's at once, other processes' by NOTIFY). */
+  outboxSignal: OutboxSignal;
   /** The whole registry's pages as rendered text, kept until a person in the page changes. */
   registryPages: RegistryPages;
   /** Base URL for links in mail, without a trailing slash. */

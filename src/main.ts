@@ -1,5 +1,5 @@
 /**
- * The `roster` command: serve | migrate | admin add|link|list|remove.
+ * The `roster` command: serve | worker | migrate | admin add|link|list|remove.
  * Only the environment parser is loaded up front; each command imports what it needs, so `--help`
  * and mistakes on the command line answer at once.
  */
@@ -11,6 +11,9 @@ const HELP = `Usage: roster <command>
 
 Commands:
   serve                                 Run the HTTP service (the default)
+  worker                                Deliver outbox events and run the background jobs,
+                                        without HTTP (any number, on PostgreSQL); SIGTERM
+                                        or SIGINT lets deliveries in flight finish, then exits
   migrate                               Apply database migrations and exit
   admin add EMAIL --role ROLE [--role ROLE…]
                                         Grant roles declared in the organisation file
@@ -24,7 +27,8 @@ Commands:
 
 Configuration comes from the environment (see README.md): DATABASE_URL, DATA_DIR, ROSTER_ORG,
 ROSTER_ADMIN_EMAIL, PUBLIC_URL, SMTP_URL, MAIL_FROM, HOST, PORT, LOG_LEVEL, TRUST_PROXY,
-RATE_LIMIT_WINDOW_SECONDS, RATE_LIMIT_PER_EMAIL, RATE_LIMIT_PER_IP.
+RATE_LIMIT_WINDOW_SECONDS, RATE_LIMIT_PER_EMAIL, RATE_LIMIT_PER_IP, OUTBOX_WORKER (in-process|off),
+OUTBOX_CONCURRENCY, OUTBOX_MAX_ATTEMPTS, OUTBOX_RETENTION_DAYS.
 
 \`serve\` prints an admin login link for ROSTER_ADMIN_EMAIL only on a terminal, and only until an
 admin has logged in; after that, or when stdout is a file or a pipe, run \`roster admin link EMAIL\`.`;
@@ -38,12 +42,12 @@ class UsageError extends Error {}
 class StartError extends Error {}
 
 async function serve(env: Env): Promise<void> {
-  const { buildApp, openRoster } = await import('./app.ts');
+  const { appOptionsFrom, buildApp, openRoster } = await import('./app.ts');
   const { SYSTEM_CONTEXT } = await import('./audit/service.ts');
   const { addAdmin, issueKey, loginLink } = await import('./auth/service.ts');
   const { hasAnyAdminLoggedIn } = await import('./auth/store.ts');
   const deps = await openRoster(env);
-  const app = await buildApp(deps, { trustProxy: env.trustProxy });
+  const app = await buildApp(deps, appOptionsFrom(env));
   await addAdmin(deps, env.adminEmail, ['admin_admin', 'member_admin'], SYSTEM_CONTEXT);
   // A link is made only for an operator at a terminal, and only until an admin has logged in:
   // stdout is also where the JSON log goes, and every printed link stays valid for days.
@@ -132,7 +136,8 @@ function parseAdminArgs(args: string[]): { action?: string; email?: string; role
 async function admin(env: Env, args: string[]): Promise<void> {
   const { action, email, roles } = parseAdminArgs(args);
   const { SYSTEM_CONTEXT } = await import('./audit/service.ts');
-  const { addAdmin, checkDeclaredRoles, issueKey, loginLink, normaliseEmail, removeAdmin } = await import('./auth/service.ts');
+  const { addAdmin, checkDeclaredRoles, issueKey, loginLink, removeAdmin } = await import('./auth/service.ts');
+  const { normaliseEmail } = await import('./auth/email.ts');
   const { listAdmins } = await import('./auth/store.ts');
   switch (action) {
     case 'add': {
@@ -186,10 +191,15 @@ async function main(argv: string[]): Promise<void> {
     console.log(HELP);
     return;
   }
-  if (!['serve', 'migrate', 'admin'].includes(command)) throw new UsageError(`Unknown command "${command}"`);
+  if (!['serve', 'worker', 'migrate', 'admin'].includes(command)) throw new UsageError(`Unknown command "${command}"`);
   if (command !== 'admin' && rest.length > 0) throw new UsageError(`"${command}" takes no arguments (got "${rest.join(' ')}")`);
   const env = parseEnv();
   if (command === 'serve') return serve(env);
+  if (command === 'worker') {
+    const { runWorker } = await import('./outbox/worker-process.ts');
+    await runWorker(env);
+    return;
+  }
   if (command === 'migrate') return migrateCommand(env);
   return admin(env, rest);
 }

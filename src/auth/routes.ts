@@ -1,16 +1,12 @@
 /** HTTP face of login, logout and the current user. */
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import type { Static } from 'typebox';
-import { findLogByAuthor } from '../audit/store.ts';
 import type { Deps } from '../deps.ts';
-import { changeContext, clearSessionCookie, hasRole, sessionCookie, setSessionCookie, type Guards } from '../http/auth.ts';
+import { changeContext, clearSessionCookie, sessionCookie, setSessionCookie, type Guards } from '../http/auth.ts';
 import { AppError } from '../http/errors.ts';
 import { isTrueish } from '../http/formats.ts';
-import { toPerson } from '../people/person.ts';
-import { findPeopleByEmail } from '../people/store.ts';
 import { KeyBody, KeyReply, LoginInput, LoginReply, LogoutInput, LogoutReply, UserQuery } from './schema.ts';
-import { login, logout, normaliseEmail, requestKey, safeNextPath } from './service.ts';
-import { findRolesByEmail, type SessionUser } from './store.ts';
+import { getUser, getUserLog, login, logout, requestKey, safeNextPath } from './service.ts';
 
 /** Logout options that act beyond the caller's own session, and so need POST. */
 const LOGOUT_OPTIONS = ['all', 'reset', 'email'] as const;
@@ -64,23 +60,12 @@ export function authRoutes(deps: Deps, guards: Guards): FastifyPluginAsyncTypebo
       });
     }
 
-    /** The email whose data is asked for: another user's needs member_admin. */
-    function targetEmail(user: SessionUser, email?: string): string {
-      if (!email) return user.email;
-      const target = normaliseEmail(email);
-      if (target !== user.email && !hasRole(user, 'member_admin')) throw new AppError('forbidden', "Reading another user's data requires member_admin");
-      return target;
-    }
+    app.get('/user', { preHandler: guards.requireUser, schema: { tags: ['user'], summary: 'Memberships and roles of an email address', querystring: UserQuery } }, async (request) =>
+      getUser(deps, request.user!, request.query.email),
+    );
 
-    app.get('/user', { preHandler: guards.requireUser, schema: { tags: ['user'], summary: 'Memberships and roles of an email address', querystring: UserQuery } }, async (request) => {
-      const email = targetEmail(request.user!, request.query.email);
-      const [people, roles] = await Promise.all([findPeopleByEmail(deps.db, email), findRolesByEmail(deps.db, email)]);
-      return { email, people: people.map(toPerson), roles };
-    });
-
-    app.get('/user/log', { preHandler: guards.requireUser, schema: { tags: ['user'], summary: 'Changes made by an email address', querystring: UserQuery } }, async (request) => {
-      const email = targetEmail(request.user!, request.query.email);
-      return { email, log: await findLogByAuthor(deps.db, email) };
-    });
+    app.get('/user/log', { preHandler: guards.requireUser, schema: { tags: ['user'], summary: 'Changes made by an email address', querystring: UserQuery } }, async (request) =>
+      getUserLog(deps, request.user!, request.query.email),
+    );
   };
 }

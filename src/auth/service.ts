@@ -4,14 +4,19 @@
  */
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { recordChange, type ChangeContext } from '../audit/service.ts';
+import { findLogByAuthor } from '../audit/store.ts';
 import { NON_MEMBER, type Organisation } from '../config/org.ts';
 import type { Deps } from '../deps.ts';
 import { withSingleStatement, withUnitOfWork } from '../db/unit-of-work.ts';
-import { emailGroup, newEvent } from '../outbox/service.ts';
+import { emailGroup, eventWritten, newEvent } from '../outbox/service.ts';
 import { AppError, upstreamUnavailable } from '../http/errors.ts';
 import { isRecipientRefused } from '../mail/mailer.ts';
 import { renderMail } from '../mail/templates.ts';
+import { toPerson, type Person } from '../people/person.ts';
 import { addPerson } from '../people/service.ts';
+import { normaliseEmail } from './email.ts';
+import { findPeopleByEmail } from '../people/store.ts';
+import { hasRole } from './roles.ts';
 import {
   deleteAdmin,
   deleteExpiredSessions,
@@ -34,19 +39,6 @@ export const KEYS_KEPT_PER_EMAIL = 5;
 
 export function hashSecret(secret: string): string {
   return createHash('sha256').update(secret).digest('hex');
-}
-
-/** Whitespace, control and format characters, and lone surrogates: never part of an address. */
-const NOT_IN_AN_ADDRESS = /[\s\p{Cc}\p{Cf}\p{Cs}@]/u;
-
-export function normaliseEmail(email: string | undefined): string {
-  const e = (email ?? '').trim().toLowerCase();
-  if (!e) throw new AppError('bad_input', 'email is required');
-  const [local, domain, ...rest] = e.split('@');
-  if (!local || !domain || rest.length > 0 || NOT_IN_AN_ADDRESS.test(local) || NOT_IN_AN_ADDRESS.test(domain) || e.length > 320) {
-    throw new AppError('bad_input', `${JSON.stringify(e.slice(0, 100))} is not an email address`);
-  }
-  return e;
 }
 
 /**
@@ -73,7 +65,7 @@ export function loginLink(publicUrl: string, email: string, key: string, next?: 
   return `${publicUrl}/api/login?${params.toString()}`;
 }
 
-type KeyDeps = Pick<Deps, 'db' | 'org' | 'clock' | 'mailer' | 'publicUrl' | 'peopleChanges' | 'log'>;
+type KeyDeps = Pick<Deps, 'db' | 'org' | 'clock' | 'mailer' | 'publicUrl' | 'peopleChanges' | 'outboxSignal' | 'log'>;
 
 /**
  * Makes a new key for the address (admins get the shorter admin lifetime) and stores its hash.
@@ -82,7 +74,7 @@ type KeyDeps = Pick<Deps, 'db' | 'org' | 'clock' | 'mailer' | 'publicUrl' | 'peo
  * `roles`, when the caller already read them, saves a query.
  */
 export async function issueKey(
-  deps: Pick<Deps, 'db' | 'org' | 'clock' | 'log'>,
+  deps: Pick<Deps, 'db' | 'org' | 'clock' | 'outboxSignal' | 'log'>,
   email: string,
   opts: { reset?: boolean; roles?: string[] } = {},
 ): Promise<{ key: string; expires: Date }> {
@@ -94,6 +86,7 @@ export async function issueKey(
   const event = newEvent(deps.clock, 'login_link.requested', emailGroup(email), { email });
   await withSingleStatement(deps, async (uow) => {
     await insertKeyPruning(uow.db, { key_hash: hashSecret(key), email, created: now, expires, resets_others: opts.reset ?? false }, KEYS_KEPT_PER_EMAIL - 1, event);
+    eventWritten(uow, deps);
   });
   return { key, expires };
 }
@@ -228,7 +221,7 @@ export async function logout(
   ctx: ChangeContext,
 ): Promise<LogoutResult> {
   const target = input.email ? normaliseEmail(input.email) : user.email;
-  if (target !== user.email && !user.roles.includes('admin_admin')) {
+  if (target !== user.email && !hasRole(user, 'admin_admin')) {
     throw new AppError('forbidden', "Logging out another person's sessions requires admin_admin");
   }
   return withUnitOfWork(deps, async (uow): Promise<LogoutResult> => {
@@ -250,6 +243,27 @@ export async function logout(
     }
     return { email: target, opt, sessions, endedOwnSession };
   });
+}
+
+/** The address whose data `user` asks for: their own, or with member_admin anyone's. */
+function readableEmail(user: SessionUser, email: string | undefined): string {
+  if (!email) return user.email;
+  const target = normaliseEmail(email);
+  if (target !== user.email && !hasRole(user, 'member_admin')) throw new AppError('forbidden', "Reading another user's data requires member_admin");
+  return target;
+}
+
+/** The people and roles of an address (the caller's own unless `email` is given, see readableEmail). */
+export async function getUser(deps: Pick<Deps, 'db'>, user: SessionUser, email?: string): Promise<{ email: string; people: Person[]; roles: string[] }> {
+  const address = readableEmail(user, email);
+  const [people, roles] = await Promise.all([findPeopleByEmail(deps.db, address), findRolesByEmail(deps.db, address)]);
+  return { email: address, people: people.map(toPerson), roles };
+}
+
+/** The changes an address made (the caller's own unless `email` is given, see readableEmail). */
+export async function getUserLog(deps: Pick<Deps, 'db'>, user: SessionUser, email?: string) {
+  const address = readableEmail(user, email);
+  return { email: address, log: await findLogByAuthor(deps.db, address) };
 }
 
 /** Refuses roles the organisation file does not declare, naming the declared ones. */

@@ -30,6 +30,7 @@ describe('parseEnv', () => {
     assert.equal(env.logLevel, 'info');
     assert.equal(env.trustProxy, false);
     assert.deepEqual(env.rateLimit, { windowSeconds: 900, perEmail: 10, perIp: 100 });
+    assert.deepEqual(env.outbox, { worker: 'in-process', concurrency: 8, maxAttempts: 10, retentionDays: 7 });
   });
 
   test('reads every variable, trimming blanks and lower-casing the admin address', () => {
@@ -48,6 +49,10 @@ describe('parseEnv', () => {
       RATE_LIMIT_WINDOW_SECONDS: '60',
       RATE_LIMIT_PER_EMAIL: '3',
       RATE_LIMIT_PER_IP: '50',
+      OUTBOX_WORKER: 'off',
+      OUTBOX_CONCURRENCY: '32',
+      OUTBOX_MAX_ATTEMPTS: '5',
+      OUTBOX_RETENTION_DAYS: '30',
     });
     assert.equal(env.host, '0.0.0.0');
     assert.equal(env.port, 8080);
@@ -61,6 +66,7 @@ describe('parseEnv', () => {
     assert.equal(env.logLevel, 'debug');
     assert.equal(env.trustProxy, '10.0.0.0/8,127.0.0.1');
     assert.deepEqual(env.rateLimit, { windowSeconds: 60, perEmail: 3, perIp: 50 });
+    assert.deepEqual(env.outbox, { worker: 'off', concurrency: 32, maxAttempts: 5, retentionDays: 30 });
   });
 
   test('an empty value counts as unset', () => {
@@ -130,9 +136,17 @@ describe('parseEnv', () => {
   test('other bad values: LOG_LEVEL, ROSTER_ADMIN_EMAIL, rate limits', () => {
     assert.match(problemsOf({ LOG_LEVEL: 'loud' })[0]!, /^LOG_LEVEL must be one of fatal, error, warn, info, debug, trace, silent/);
     assert.match(problemsOf({ ROSTER_ADMIN_EMAIL: 'admin' })[0]!, /^ROSTER_ADMIN_EMAIL is not an email address/);
+    assert.match(problemsOf({ ROSTER_ADMIN_EMAIL: 'ad\u200bmin@example.org' })[0]!, /^ROSTER_ADMIN_EMAIL is not an email address/);
     assert.match(problemsOf({ RATE_LIMIT_WINDOW_SECONDS: '0' })[0]!, /^RATE_LIMIT_WINDOW_SECONDS must be a whole number from 1/);
     assert.match(problemsOf({ RATE_LIMIT_PER_EMAIL: 'many' })[0]!, /^RATE_LIMIT_PER_EMAIL/);
     assert.match(problemsOf({ RATE_LIMIT_PER_IP: '-5' })[0]!, /^RATE_LIMIT_PER_IP/);
+  });
+
+  test('bad outbox settings are refused, saying what is allowed', () => {
+    assert.match(problemsOf({ OUTBOX_WORKER: 'separate' })[0]!, /^OUTBOX_WORKER must be in-process .* or off .*got "separate"/);
+    assert.match(problemsOf({ OUTBOX_CONCURRENCY: '0' })[0]!, /^OUTBOX_CONCURRENCY must be a whole number from 1 to 256/);
+    assert.match(problemsOf({ OUTBOX_MAX_ATTEMPTS: 'ten' })[0]!, /^OUTBOX_MAX_ATTEMPTS/);
+    assert.match(problemsOf({ OUTBOX_RETENTION_DAYS: '0' })[0]!, /^OUTBOX_RETENTION_DAYS must be a whole number from 1/);
   });
 
   test('every problem is listed at once, one line each, in the error message', () => {

@@ -4,6 +4,7 @@
  */
 import { isIP } from 'node:net';
 import path from 'node:path';
+import { isEmailAddress } from '../auth/email.ts';
 
 export interface Env {
   host: string;
@@ -27,9 +28,22 @@ export interface Env {
    */
   trustProxy: false | number | string;
   rateLimit: { windowSeconds: number; perEmail: number; perIp: number };
+  /** Outbox delivery (src/outbox/README.md). */
+  outbox: {
+    /** `in-process`: the server delivers events itself; `off`: only `roster worker` processes do. */
+    worker: 'in-process' | 'off';
+    /** Groups one worker delivers at the same time. */
+    concurrency: number;
+    /** Tries before an event is dead-lettered. */
+    maxAttempts: number;
+    /** Delivered and discarded events are deleted after this many days. */
+    retentionDays: number;
+  };
 }
 
 export const DEMO_ORG_FILE = 'config/organisation.example.yaml';
+
+export const OUTBOX_DEFAULTS = { concurrency: 8, maxAttempts: 10, retentionDays: 7 } as const;
 
 export class EnvError extends Error {
   constructor(readonly problems: string[]) {
@@ -123,7 +137,7 @@ export function parseEnv(source: Record<string, string | undefined> = process.en
   const dataDir = path.resolve(read('DATA_DIR') ?? 'data');
   const orgFile = path.resolve(read('ROSTER_ORG') ?? DEMO_ORG_FILE);
   const adminEmail = (read('ROSTER_ADMIN_EMAIL') ?? 'admin@localhost').toLowerCase();
-  if (!/^[^\s@]+@[^\s@]+$/.test(adminEmail)) problems.push(`ROSTER_ADMIN_EMAIL is not an email address (got "${adminEmail}")`);
+  if (!isEmailAddress(adminEmail)) problems.push(`ROSTER_ADMIN_EMAIL is not an email address (got "${adminEmail}")`);
   const publicUrl = (url('PUBLIC_URL', ['http:', 'https:']) ?? `http://${host}:${port}`).replace(/\/+$/, '');
   const smtpUrl = url('SMTP_URL', ['smtp:', 'smtps:']);
   const mailFrom = read('MAIL_FROM') ?? 'Roster <roster@localhost>';
@@ -136,6 +150,17 @@ export function parseEnv(source: Record<string, string | undefined> = process.en
     perIp: integer('RATE_LIMIT_PER_IP', 100, 1, 1_000_000_000),
   };
 
+  const outboxWorker = read('OUTBOX_WORKER') ?? 'in-process';
+  if (outboxWorker !== 'in-process' && outboxWorker !== 'off') {
+    problems.push(`OUTBOX_WORKER must be in-process (the server delivers events) or off (only \`roster worker\` processes do) (got "${outboxWorker}")`);
+  }
+  const outbox = {
+    worker: outboxWorker === 'off' ? ('off' as const) : ('in-process' as const),
+    concurrency: integer('OUTBOX_CONCURRENCY', OUTBOX_DEFAULTS.concurrency, 1, 256),
+    maxAttempts: integer('OUTBOX_MAX_ATTEMPTS', OUTBOX_DEFAULTS.maxAttempts, 1, 1000),
+    retentionDays: integer('OUTBOX_RETENTION_DAYS', OUTBOX_DEFAULTS.retentionDays, 1, 3650),
+  };
+
   if (problems.length > 0) throw new EnvError(problems);
-  return { host, port, databaseUrl, databasePrepared, dataDir, orgFile, adminEmail, publicUrl, smtpUrl, mailFrom, logLevel, trustProxy, rateLimit };
+  return { host, port, databaseUrl, databasePrepared, dataDir, orgFile, adminEmail, publicUrl, smtpUrl, mailFrom, logLevel, trustProxy, rateLimit, outbox };
 }

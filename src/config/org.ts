@@ -7,6 +7,7 @@ import path from 'node:path';
 import { Type } from 'typebox';
 import { Value } from 'typebox/value';
 import YAML from 'yaml';
+import { ROLES } from '../auth/roles.ts';
 
 const MembershipTypeSchema = Type.Object(
   {
@@ -68,9 +69,6 @@ export interface Organisation {
 
 export const NON_MEMBER = 'NonMember';
 
-/** Roles Roster's own code checks: every organisation file declares them. */
-export const ROLES_CHECKED_BY_ROSTER = ['admin_admin', 'member_admin', 'member_list'] as const;
-
 /** kansa's admin_roles, declared when the organisation file lists none. */
 export const DEFAULT_ADMIN_ROLES = ['admin_admin', 'hugo_admin', 'member_admin', 'member_list', 'raami_admin', 'siteselection'];
 const DAY_MS = 86_400_000;
@@ -118,7 +116,7 @@ export function parseOrganisation(text: string, file: string): Organisation {
   const nonMemberAt = raw.membership_types.findIndex((t) => t.key === NON_MEMBER);
   if (nonMemberAt > 0) problems.push(`/membership_types/${nonMemberAt}/key: ${NON_MEMBER} must be listed first (it is the lowest type)`);
   const adminRoles = raw.admin_roles ?? DEFAULT_ADMIN_ROLES;
-  const missingRoles = ROLES_CHECKED_BY_ROSTER.filter((r) => !adminRoles.includes(r));
+  const missingRoles = ROLES.filter((r) => !adminRoles.includes(r));
   if (missingRoles.length > 0) problems.push(`/admin_roles: must include ${missingRoles.join(', ')} (Roster's own checks use them)`);
   if (new Set(adminRoles).size !== adminRoles.length) problems.push('/admin_roles: a role is listed twice');
   if (problems.length > 0) throw new OrgFileError(file, problems);

@@ -1,15 +1,10 @@
 /** Row types of every table, as Kysely sees them. Keep in step with migrations/. */
 import type { ColumnType, Generated } from 'kysely';
+import type { PaperPubs } from '../people/schema.ts';
 
 type Timestamp = ColumnType<Date, Date | string, Date | string>;
 /** jsonb: read as parsed JSON, written as a JSON string. */
 type Json<T> = ColumnType<T, string, string>;
-
-export interface PaperPubs {
-  name: string;
-  address: string;
-  country: string;
-}
 
 export interface PeopleTable {
   id: Generated<number>;
@@ -86,6 +81,11 @@ export interface OutboxTable {
 export interface OutboxGroupsTable {
   group_key: string;
   last_seq: string;
+  /** Pending events of the group. */
+  pending: Generated<number>;
+  /** By the service clock: when a worker may next claim the group (migration 0008). */
+  available_at: Timestamp;
+  lease_owner: ColumnType<string | null, string | null | undefined, string | null>;
 }
 
 export interface JobRunsTable {

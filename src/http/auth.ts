@@ -6,7 +6,7 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { ChangeContext } from '../audit/service.ts';
 import { hashSecret } from '../auth/service.ts';
 import { findSessionUser, type SessionUser } from '../auth/store.ts';
-import { ROLES_CHECKED_BY_ROSTER } from '../config/org.ts';
+import { hasRole, type Role } from '../auth/roles.ts';
 import type { Deps } from '../deps.ts';
 import { AppError } from './errors.ts';
 
@@ -16,10 +16,6 @@ declare module 'fastify' {
     sessionIdHash: string | null;
   }
 }
-
-/** Roles Roster's own checks use; the organisation file declares these and any others (`admin_roles`). */
-export type Role = (typeof ROLES_CHECKED_BY_ROSTER)[number];
-export const ROLES: readonly Role[] = ROLES_CHECKED_BY_ROSTER;
 
 export interface SessionCookie {
   name: string;
@@ -99,15 +95,11 @@ export function createGuards(deps: Pick<Deps, 'db' | 'clock' | 'org' | 'publicUr
     requireRole: (...roles) =>
       guard((user) => {
         if (!user) return unauthenticated();
-        if (!roles.some((r) => user.roles.includes(r))) return new AppError('forbidden', `This needs the ${roles.join(' or ')} role`);
+        if (!hasRole(user, ...roles)) return new AppError('forbidden', `This needs the ${roles.join(' or ')} role`);
         return undefined;
       }),
     optionalUser: guard(() => undefined),
   };
-}
-
-export function hasRole(user: SessionUser | null, ...roles: Role[]): boolean {
-  return !!user && roles.some((r) => user.roles.includes(r));
 }
 
 /** The author and client of a change, for the audit log. */

@@ -1,8 +1,11 @@
 /** Every background job of the service. Renewals and dunning will join these. */
 import { removeExpiredSessions } from '../auth/service.ts';
+import { OUTBOX_DEFAULTS } from '../config/env.ts';
+import { pruneEvents } from '../outbox/service.ts';
 import type { Job } from './runner.ts';
 
 const HOUR = 3_600_000;
+const DAY = 24 * HOUR;
 
 /** Only logout deletes sessions otherwise, and every login adds one: without it the table grows for ever. */
 export const sessionSweep: Job = { name: 'session-sweep', everyMs: HOUR, run: (deps, now) => removeExpiredSessions(deps, now) };
@@ -10,4 +13,15 @@ export const sessionSweep: Job = { name: 'session-sweep', everyMs: HOUR, run: (d
 /** Rate-limit counters whose window is over (they no longer count). */
 export const rateLimitSweep: Job = { name: 'rate-limit-sweep', everyMs: HOUR, run: (deps, now) => deps.rateLimiter.sweep(now) };
 
-export const JOBS: readonly Job[] = [sessionSweep, rateLimitSweep];
+/** Delivered and discarded outbox events older than the retention (OUTBOX_RETENTION_DAYS). */
+export function outboxPrune(retentionDays: number): Job {
+  return { name: 'outbox-prune', everyMs: HOUR, run: (deps, now) => pruneEvents(deps, new Date(now.getTime() - retentionDays * DAY)) };
+}
+
+/** The jobs, with the settings from the environment that some of them take. */
+export function serviceJobs(settings: { outboxRetentionDays: number }): readonly Job[] {
+  return [sessionSweep, rateLimitSweep, outboxPrune(settings.outboxRetentionDays)];
+}
+
+/** The jobs with the default settings. */
+export const JOBS: readonly Job[] = serviceJobs({ outboxRetentionDays: OUTBOX_DEFAULTS.retentionDays });

@@ -3,17 +3,15 @@
  * HTTP 404 (by the app-wide hook in app.ts), and a cross-site one with 403, as plain HTTP is.
  */
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
-import type { Deps } from '../deps.ts';
-import { hasRole, type Guards } from '../http/auth.ts';
-import { CLOSE_UNAUTHORIZED, startPeopleUpdates, type LiveOptions } from './service.ts';
+import { hasRole } from '../auth/roles.ts';
+import type { Guards } from '../http/auth.ts';
+import { CLOSE_UNAUTHORIZED, type PeopleUpdates } from './service.ts';
 
 export { CLOSE_LIFETIME, CLOSE_UNAUTHORIZED } from './service.ts';
 
-export function liveRoutes(deps: Deps, guards: Guards, options: LiveOptions = {}): FastifyPluginAsyncTypebox {
+/** `updates` is the fan-out, started and stopped with the app (app.ts). */
+export function liveRoutes(guards: Guards, updates: PeopleUpdates): FastifyPluginAsyncTypebox {
   return async (app) => {
-    const updates = await startPeopleUpdates(deps, options);
-    app.addHook('onClose', async () => updates.stop());
-
     // The session is resolved in the preHandler, before the upgrade completes, so an authorised
     // socket joins the fan-out before its client sees the connection open.
     app.get(

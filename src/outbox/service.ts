@@ -7,7 +7,7 @@ import type { Deps } from '../deps.ts';
 import type { OutboxState } from '../db/tables.ts';
 import type { UnitOfWork } from '../db/unit-of-work.ts';
 import { AppError } from '../http/errors.ts';
-import { appendOutboxRow, findOutboxRows, moveOutboxRow, type NewOutboxRow, type OutboxRow } from './store.ts';
+import { appendOutboxRow, deleteFinishedOutboxRows, findOutboxRows, moveOutboxRow, type NewOutboxRow, type OutboxRow } from './store.ts';
 
 /** Every event type Roster emits, with the version of its payload (raised when a payload's shape changes). */
 export const EVENT_TYPES = {
@@ -29,11 +29,31 @@ export const memberGroup = (id: number) => `member:${id}`;
 export const emailGroup = (email: string) => `email:${email.toLowerCase()}`;
 
 /** Writes an event in `uow`: it commits or rolls back with the change it describes. */
-export async function emitEvent(uow: UnitOfWork, clock: Clock, type: EventType, group: string, payload: Record<string, unknown>): Promise<void> {
-  await appendOutboxRow(uow.db, newEvent(clock, type, group, payload));
+export async function emitEvent(
+  uow: UnitOfWork,
+  deps: Pick<Deps, 'clock' | 'outboxSignal'>,
+  type: EventType,
+  group: string,
+  payload: Record<string, unknown>,
+): Promise<void> {
+  await appendOutboxRow(uow.db, newEvent(deps.clock, type, group, payload));
+  eventWritten(uow, deps);
 }
 
-/** An event as a writer appends it in its own change's statement (outbox/store.ts takeOutboxSeq). */
+const woken = new WeakSet<UnitOfWork>();
+
+/**
+ * Wakes the outbox workers once `uow` commits (once per unit of work, however many events it
+ * wrote). emitEvent calls it; a writer that inserts an event with its own SQL must call it too,
+ * or its events wait for the next poll.
+ */
+export function eventWritten(uow: UnitOfWork, deps: Pick<Deps, 'outboxSignal'>): void {
+  if (woken.has(uow)) return;
+  woken.add(uow);
+  uow.afterCommit(() => deps.outboxSignal.written());
+}
+
+/** An event as a writer appends it in its own change's statement (outbox/store.ts takeOutboxSeq); it then calls eventWritten. */
 export function newEvent(clock: Clock, type: EventType, group: string, payload: Record<string, unknown>): NewOutboxRow {
   return { group_key: group, type, version: EVENT_TYPES[type], payload, created_at: clock.now() };
 }
@@ -87,9 +107,13 @@ export async function listEvents(
   return rows.map(toEvent);
 }
 
-/** A dead event goes back to pending, with its tries counted from zero. */
-export async function retryEvent(deps: Pick<Deps, 'db' | 'clock'>, id: string): Promise<void> {
+/**
+ * A dead event goes back to pending, with its tries counted from zero. It has the lowest seq of
+ * its group's pending events, so it is delivered next in its group.
+ */
+export async function retryEvent(deps: Pick<Deps, 'db' | 'clock' | 'outboxSignal'>, id: string): Promise<void> {
   if (!(await moveOutboxRow(deps.db, id, 'dead', 'pending', deps.clock.now()))) await refuseNotDead(deps, id);
+  deps.outboxSignal.written();
 }
 
 /** A dead event is given up for good: it stays listed as discarded and is never delivered. */
@@ -101,4 +125,23 @@ async function refuseNotDead(deps: Pick<Deps, 'db'>, id: string): Promise<never>
   const [row] = await findOutboxRows(deps.db, { after: String(BigInt(id) - 1n), limit: 1 });
   if (!row || String(row.id) !== id) throw new AppError('not_found', `No event has id ${id}`);
   throw new AppError('conflict', `Event ${id} is ${row.state}: only a dead event can be retried or discarded`);
+}
+
+/** Rows deleted per statement when pruning: each statement stays short. */
+const PRUNE_BATCH = 1000;
+
+/**
+ * Deletes delivered and discarded events finished before `before`, in batches. Groups stay (their
+ * `last_seq` keeps sequence numbers going up); pending and dead events are never pruned.
+ */
+export async function pruneEvents(deps: Pick<Deps, 'db'>, before: Date): Promise<number> {
+  let deleted = 0;
+  for (const state of ['delivered', 'discarded'] as const) {
+    for (;;) {
+      const n = await deleteFinishedOutboxRows(deps.db, state, before, PRUNE_BATCH);
+      deleted += n;
+      if (n < PRUNE_BATCH) break;
+    }
+  }
+  return deleted;
 }

@@ -29,7 +29,9 @@ export interface OutboxRow {
 /**
  * Appends an event to its group, in one statement: the group's next sequence number is taken by
  * upserting its `outbox_groups` row (which stays locked until the transaction ends, so numbers
- * follow commit order within a group), and the event is inserted with it.
+ * follow commit order within a group), and the event is inserted with it. The same upsert counts
+ * the event as pending; a new group is due at once (the event's time), an existing one keeps its
+ * `available_at` (a worker's lease or backoff goes on).
  */
 export async function appendOutboxRow(db: Executor, row: NewOutboxRow): Promise<{ id: string; seq: string }> {
   const { rows } = await appendOutboxQuery(row).execute(db);
@@ -50,8 +52,9 @@ export function appendOutboxQuery(row: NewOutboxRow) {
  */
 export function takeOutboxSeq(row: NewOutboxRow, onlyIf?: string) {
   return sql<{ last_seq: string }>`
-      INSERT INTO outbox_groups (group_key, last_seq) SELECT ${row.group_key}, 1${onlyIf === undefined ? sql`` : sql` FROM ${sql.table(onlyIf)} LIMIT 1`}
-      ON CONFLICT (group_key) DO UPDATE SET last_seq = outbox_groups.last_seq + 1
+      INSERT INTO outbox_groups (group_key, last_seq, pending, available_at)
+      SELECT ${row.group_key}, 1, 1, ${row.created_at}::timestamptz${onlyIf === undefined ? sql`` : sql` FROM ${sql.table(onlyIf)} LIMIT 1`}
+      ON CONFLICT (group_key) DO UPDATE SET last_seq = outbox_groups.last_seq + 1, pending = outbox_groups.pending + 1
       RETURNING last_seq`;
 }
 
@@ -85,13 +88,170 @@ export async function findOutboxRows(db: Executor, filter: OutboxFilter): Promis
     .execute() as Promise<OutboxRow[]>;
 }
 
-/** Moves event `id` from state `from` to `to` (with the given attempts reset); false when it was not in `from`. */
+/**
+ * Moves event `id` from state `from` to `to`; false when it was not in `from`. An event going back
+ * to pending has its tries counted from zero and counts again in its group's pending events (the
+ * event and the counter change in one statement).
+ */
 export async function moveOutboxRow(db: Executor, id: string, from: OutboxState, to: OutboxState, now: Date): Promise<boolean> {
-  const result = await db
-    .updateTable('outbox')
-    .set({ state: to, next_attempt_at: now, ...(to === 'pending' ? { attempts: 0, last_error: null } : {}) })
-    .where('id', '=', id)
-    .where('state', '=', from)
-    .executeTakeFirst();
-  return result.numUpdatedRows > 0n;
+  const reset = to === 'pending';
+  const { rows } = await sql<{ id: string }>`
+    WITH moved AS (
+      UPDATE outbox SET state = ${to}, next_attempt_at = ${now},
+        attempts = CASE WHEN ${reset}::boolean THEN 0 ELSE attempts END,
+        last_error = CASE WHEN ${reset}::boolean THEN NULL ELSE last_error END
+      WHERE id = ${id} AND state = ${from}
+      RETURNING id, group_key
+    ), counted AS (
+      UPDATE outbox_groups g SET pending = g.pending + 1 FROM moved WHERE ${reset}::boolean AND g.group_key = moved.group_key
+    )
+    SELECT id FROM moved`.execute(db);
+  return rows.length > 0;
+}
+
+/** An event as a worker claims it. */
+export interface ClaimedEvent {
+  id: string;
+  group_key: string;
+  seq: number;
+  type: string;
+  version: number;
+  payload: Record<string, unknown>;
+  attempts: number;
+  created_at: Date;
+}
+
+export interface ClaimedGroup {
+  group_key: string;
+  /** The group's pending count when it was claimed. */
+  pending: number;
+  /** Its first pending events in order (fewer than `pending` only when the counter drifted, or an event committed during the claim). */
+  events: ClaimedEvent[];
+}
+
+export interface Claim {
+  owner: string;
+  now: Date;
+  leaseUntil: Date;
+  groups: number;
+  eventsPerGroup: number;
+  /** Groups this worker is delivering already (never claimed twice by one worker). */
+  busy: string[];
+}
+
+/**
+ * Claims up to `groups` due groups in one statement: the due ones are found through the partial
+ * index on `available_at` (no scan of pending events), locked with SKIP LOCKED (a group another
+ * worker is claiming, or a writer is appending to, is passed over), leased to `owner` until
+ * `leaseUntil`, and each one's first pending events are read in seq order.
+ */
+export async function claimDueGroups(db: Executor, claim: Claim): Promise<ClaimedGroup[]> {
+  const { rows } = await sql<ClaimedEvent & { pending: number; id: string | null }>`
+    WITH claimed AS (
+      UPDATE outbox_groups g SET available_at = ${claim.leaseUntil}, lease_owner = ${claim.owner}
+      FROM (
+        SELECT group_key FROM outbox_groups
+        WHERE pending > 0 AND available_at <= ${claim.now} AND group_key <> ALL(${claim.busy}::text[])
+        ORDER BY available_at LIMIT ${claim.groups}
+        FOR UPDATE SKIP LOCKED
+      ) due
+      WHERE g.group_key = due.group_key
+      RETURNING g.group_key, g.pending
+    )
+    SELECT c.group_key, c.pending, e.id, e.seq, e.type, e.version, e.payload, e.attempts, e.created_at
+    FROM claimed c LEFT JOIN LATERAL (
+      SELECT id, seq, type, version, payload, attempts, created_at FROM outbox o
+      WHERE o.group_key = c.group_key AND o.state = 'pending'
+      ORDER BY o.seq LIMIT ${claim.eventsPerGroup}
+    ) e ON true
+    ORDER BY c.group_key, e.seq`.execute(db);
+  const groups = new Map<string, ClaimedGroup>();
+  for (const { group_key, pending, id, seq, ...rest } of rows) {
+    let group = groups.get(group_key);
+    if (!group) groups.set(group_key, (group = { group_key, pending: Number(pending), events: [] }));
+    if (id !== null) group.events.push({ id: String(id), group_key, seq: Number(seq), ...rest });
+  }
+  return [...groups.values()];
+}
+
+export interface Outcome {
+  /** One event; or several consecutive ones delivered together (no consumer takes their type). */
+  ids: string[];
+  group_key: string;
+  owner: string;
+  state: 'delivered' | 'pending' | 'dead';
+  now: Date;
+  /** For a failure: when the event may be tried again. */
+  nextAttemptAt?: Date;
+  error?: string;
+  /** Release the group, due again at this time; without it, the lease is kept (the batch goes on). */
+  releaseAt?: Date;
+}
+
+/**
+ * Records what happened to a delivery, only while `owner` still holds the group's lease (the row is
+ * locked first, the order every writer of a group takes), and only for an event still pending:
+ * the event's state and tries, the group's pending count, and its release. False when the lease
+ * was lost (another worker has the group now, and delivers the event again).
+ */
+export async function recordOutcome(db: Executor, o: Outcome): Promise<boolean> {
+  const { rows } = await sql<{ group_key: string }>`
+    WITH lease AS (
+      SELECT group_key FROM outbox_groups WHERE group_key = ${o.group_key} AND lease_owner = ${o.owner} FOR UPDATE
+    ), changed AS (
+      UPDATE outbox e SET state = ${o.state}::text, attempts = e.attempts + 1,
+        delivered_at = CASE WHEN ${o.state}::text = 'delivered' THEN ${o.now}::timestamptz ELSE e.delivered_at END,
+        next_attempt_at = coalesce(${o.nextAttemptAt ?? null}::timestamptz, e.next_attempt_at),
+        last_error = coalesce(${o.error ?? null}::text, e.last_error)
+      FROM lease WHERE e.id = ANY(${o.ids}::bigint[]) AND e.group_key = lease.group_key AND e.state = 'pending'
+      RETURNING e.state
+    )
+    UPDATE outbox_groups g SET
+      pending = g.pending - (SELECT count(*) FROM changed WHERE state <> 'pending'),
+      available_at = coalesce(${o.releaseAt ?? null}::timestamptz, g.available_at),
+      lease_owner = CASE WHEN ${o.releaseAt ?? null}::timestamptz IS NULL THEN g.lease_owner END
+    FROM lease WHERE g.group_key = lease.group_key
+    RETURNING g.group_key`.execute(db);
+  return rows.length > 0;
+}
+
+/** Pushes on the leases `owner` still holds among `groups`; returns the groups still held. */
+export async function extendGroupLeases(db: Executor, groups: string[], owner: string, until: Date): Promise<string[]> {
+  const { rows } = await sql<{ group_key: string }>`
+    UPDATE outbox_groups SET available_at = ${until}
+    WHERE group_key = ANY(${groups}::text[]) AND lease_owner = ${owner}
+    RETURNING group_key`.execute(db);
+  return rows.map((r) => r.group_key);
+}
+
+/**
+ * Gives a group back, due at `at`, without an outcome (the worker is stopping, or its claim read
+ * no event). With `seenPending` (the count the claim returned), its pending events are counted
+ * again, but only if the counter is still that (nothing was written to the group since the
+ * claim): this statement's snapshot is newer than the claim, so the count then includes every
+ * event the counter did. That heals a counter that drifted, which would otherwise have the group
+ * claimed for nothing again and again.
+ */
+export async function releaseGroup(db: Executor, group: string, owner: string, at: Date, seenPending?: number): Promise<void> {
+  await sql`
+    UPDATE outbox_groups g SET available_at = ${at}, lease_owner = NULL,
+      pending = CASE WHEN g.pending = ${seenPending ?? null}::integer
+        THEN (SELECT count(*) FROM outbox WHERE group_key = g.group_key AND state = 'pending')::integer ELSE g.pending END
+    WHERE g.group_key = ${group} AND g.lease_owner = ${owner}`.execute(db);
+}
+
+/**
+ * Deletes up to `batch` of the oldest events (by id) in `state`, of those finished before
+ * `before` (delivered, or discarded: its `next_attempt_at` is when); returns how many it deleted.
+ * Ids follow time closely enough: a batch that deletes fewer than it looked at has reached events
+ * still kept, and the next run goes on from there.
+ */
+export async function deleteFinishedOutboxRows(db: Executor, state: 'delivered' | 'discarded', before: Date, batch: number): Promise<number> {
+  const { rows } = await sql<{ id: string }>`
+    DELETE FROM outbox WHERE id IN (
+      SELECT id FROM (SELECT id, coalesce(delivered_at, next_attempt_at) AS finished_at FROM outbox WHERE state = ${state} ORDER BY id LIMIT ${batch}) oldest
+      WHERE finished_at < ${before}
+    )
+    RETURNING id`.execute(db);
+  return rows.length;
 }

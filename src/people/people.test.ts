@@ -170,6 +170,8 @@ describe('POST people', () => {
       { json: { membership: 'Gold', legal_name: 'X' }, message: /Unknown membership type "Gold"/ },
       { json: { membership: 'Adult', legal_name: '   ' }, message: /legal_name/ },
       { json: { membership: 'Adult', legal_name: 'X', email: 'nope' }, message: /email/ },
+      // The login's rule (src/auth/email.ts): an invisible character is not part of an address.
+      { json: { membership: 'Adult', legal_name: 'X', email: 'zero\u200bwidth@example.org' }, message: /is not an email address/ },
       { json: { membership: 'Adult', legal_name: 'X', paper_pubs: { name: 'X', address: '' } }, message: /paper_pubs/ },
       { json: { membership: 'Adult', legal_name: 'X', paper_pubs: 'not json' }, message: /paper_pubs/ },
       { json: { membership: 'Adult', legal_name: 'X', colour: 'red' }, message: /colour/ },

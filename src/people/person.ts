@@ -1,22 +1,8 @@
-/** The person as the member API shows it. */
+/** The person as the member API shows it (its type is its schema's, schema.ts), from a stored row. */
+import type { Person } from './schema.ts';
 import type { PersonRow } from './store.ts';
 
-export interface Person {
-  id: number;
-  last_modified: string;
-  member_number: number | null;
-  membership: string;
-  legal_name: string;
-  email: string | null;
-  public_first_name: string | null;
-  public_last_name: string | null;
-  city: string | null;
-  state: string | null;
-  country: string | null;
-  paper_pubs: { name: string; address: string; country: string } | null;
-  /** The public name when the person set one, else the legal name. */
-  preferred_name: string;
-}
+export type { Person };
 
 export function preferredName(row: Pick<PersonRow, 'legal_name' | 'public_first_name' | 'public_last_name'>): string {
   const publicName = [row.public_first_name, row.public_last_name].filter((s) => s && s.trim()).join(' ').trim();
@@ -42,10 +28,10 @@ export function toPerson(row: PersonRow): Person {
 }
 
 /**
- * The registry listing's form of a person: null and false values are left out to keep it small.
+ * The registry listing's form of a person: null values are left out to keep it small.
  * PostgreSQL writes this form's JSON text for the streamed registry (store.ts registryPageQuery);
  * a property test holds the two byte for byte equal.
  */
 export function toListEntry(row: PersonRow): Partial<Person> {
-  return Object.fromEntries(Object.entries(toPerson(row)).filter(([, v]) => v !== null && v !== false)) as Partial<Person>;
+  return Object.fromEntries(Object.entries(toPerson(row)).filter(([, v]) => v !== null)) as Partial<Person>;
 }

@@ -1,4 +1,4 @@
-import { Type } from 'typebox';
+import { Type, type Static } from 'typebox';
 
 const MAX_ID = 2_147_483_647;
 
@@ -8,6 +8,8 @@ const Text = (maxLength: number, description?: string) => Type.Union([Type.Strin
 const Filter = (description: string) => Type.Optional(Type.String({ maxLength: 320, description }));
 
 const PaperPubsValue = Type.Object({ name: Type.String(), address: Type.String(), country: Type.String() });
+/** Paper publications as stored (the people.paper_pubs jsonb column) and shown. */
+export type PaperPubs = Static<typeof PaperPubsValue>;
 
 /** Checked by the service, so a bad value gets one clear message instead of a list of schema branches. */
 const PaperPubsInput = Type.Unknown({
@@ -50,8 +52,11 @@ export const Person = Type.Object({
   state: Type.Union([Type.String(), Type.Null()]),
   country: Type.Union([Type.String(), Type.Null()]),
   paper_pubs: Type.Union([PaperPubsValue, Type.Null()]),
+  /** The public name when the person set one, else the legal name. */
   preferred_name: Type.String(),
 });
+/** The person as the member API shows it: the one definition is the schema above. */
+export type Person = Static<typeof Person>;
 
 export const PeopleReply = Type.Array(Type.Union([Type.Null(), Type.Partial(Person)]), {
   description:

@@ -1,18 +1,19 @@
 /** The rules for people: adding, listing, reading, updating, upgrading, looking up. */
 import { logEntryValues, recordChange, type ChangeContext } from '../audit/service.ts';
 import { findLogBySubject, type Executor } from '../audit/store.ts';
+import { checkEmailAddress } from '../auth/email.ts';
+import { hasRole, type Role } from '../auth/roles.ts';
 import { sendLoginLink } from '../auth/service.ts';
 import type { SessionUser } from '../auth/store.ts';
 import { membershipRank, NON_MEMBER } from '../config/org.ts';
 import type { Deps } from '../deps.ts';
-import type { PaperPubs } from '../db/tables.ts';
 import { withSingleStatement, withUnitOfWork, type UnitOfWork } from '../db/unit-of-work.ts';
-import { emitEvent, memberGroup, newEvent, type EventType } from '../outbox/service.ts';
-import { hasRole, type Role } from '../http/auth.ts';
+import { emitEvent, eventWritten, memberGroup, newEvent, type EventType } from '../outbox/service.ts';
 import { AppError } from '../http/errors.ts';
 import { csvHeader, toCsvRows } from '../http/formats.ts';
 import { preferredName, toPerson, type Person } from './person.ts';
 import { readPerson } from './person-reads.ts';
+import type { PaperPubs } from './schema.ts';
 import { entryText, NULLS_PER_CHUNK, type RenderedPage } from './registry-pages.ts';
 import {
   changePersonIfUnchanged,
@@ -100,10 +101,10 @@ function cleanText(value: string | null | undefined, field: string): string | nu
   return trimmed === '' ? null : trimmed;
 }
 
+/** Trimmed, in the case it was given (logins compare it lower-cased), or null when empty. */
 function cleanEmail(value: string | null | undefined): string | null {
   const email = cleanText(value, 'email');
-  if (email !== null && !/^[^\s@]+@[^\s@]+$/.test(email)) throw new AppError('bad_input', `"${email}" is not an email address`);
-  return email;
+  return email === null ? null : checkEmailAddress(email);
 }
 
 function requireLegalName(value: string | null | undefined): string {
@@ -118,8 +119,8 @@ function requireLegalName(value: string | null | undefined): string {
  * A change to a person appends its event in its own statement, and signals the same way
  * (changePerson).
  */
-async function personChanged(deps: Pick<Deps, 'clock' | 'peopleChanges'>, uow: UnitOfWork, id: number, type: EventType, payload: Record<string, unknown>): Promise<void> {
-  await emitEvent(uow, deps.clock, type, memberGroup(id), payload);
+async function personChanged(deps: Pick<Deps, 'clock' | 'peopleChanges' | 'outboxSignal'>, uow: UnitOfWork, id: number, type: EventType, payload: Record<string, unknown>): Promise<void> {
+  await emitEvent(uow, deps, type, memberGroup(id), payload);
   deps.peopleChanges.afterCommit(uow, id);
 }
 
@@ -129,7 +130,7 @@ async function personChanged(deps: Pick<Deps, 'clock' | 'peopleChanges'>, uow: U
  * retry whole); otherwise in its own, retried when another change took the number drawn.
  */
 export async function addPerson(
-  deps: Pick<Deps, 'db' | 'org' | 'clock' | 'peopleChanges' | 'log'>,
+  deps: Pick<Deps, 'db' | 'org' | 'clock' | 'outboxSignal' | 'peopleChanges' | 'log'>,
   input: NewPerson,
   ctx: ChangeContext,
   within?: UnitOfWork,
@@ -456,7 +457,7 @@ const CHANGE_EVENTS = { update: 'person.updated', upgrade: 'membership.upgraded'
  * instead of BEGIN, read, change, event, COMMIT.
  */
 async function changePerson<T>(
-  deps: Pick<Deps, 'db' | 'clock' | 'peopleChanges' | 'log'>,
+  deps: Pick<Deps, 'db' | 'clock' | 'outboxSignal' | 'peopleChanges' | 'log'>,
   id: number,
   action: keyof typeof CHANGE_EVENTS,
   ctx: ChangeContext,
@@ -480,7 +481,10 @@ async function changePerson<T>(
     // The change, its audit row and its event: one statement, so no transaction of its own.
     const write = async (w: UnitOfWork) => {
       const after = await changePersonIfUnchanged(w.db, id, version, changes, log, event);
-      if (after) deps.peopleChanges.afterCommit(w, id);
+      if (after) {
+        eventWritten(w, deps);
+        deps.peopleChanges.afterCommit(w, id);
+      }
       return after;
     };
     try {
@@ -510,7 +514,7 @@ async function changePerson<T>(
  * bought, and may not remove them. An email change mails a login link to the new address.
  */
 export async function updatePerson(
-  deps: Pick<Deps, 'db' | 'org' | 'clock' | 'peopleChanges' | 'mailer' | 'publicUrl' | 'log'>,
+  deps: Pick<Deps, 'db' | 'org' | 'clock' | 'outboxSignal' | 'peopleChanges' | 'mailer' | 'publicUrl' | 'log'>,
   user: SessionUser,
   id: number,
   input: PersonUpdate,
@@ -543,7 +547,7 @@ export async function updatePerson(
  * After a committed email change, a login link for the new address, so that the person can log in
  * there. The change stands whatever happens here: a failure is logged and reported as not sent.
  */
-async function mailLinkToNewAddress(deps: Pick<Deps, 'db' | 'org' | 'clock' | 'peopleChanges' | 'mailer' | 'publicUrl' | 'log'>, id: number, email: string, name: string): Promise<boolean> {
+async function mailLinkToNewAddress(deps: Pick<Deps, 'db' | 'org' | 'clock' | 'outboxSignal' | 'peopleChanges' | 'mailer' | 'publicUrl' | 'log'>, id: number, email: string, name: string): Promise<boolean> {
   try {
     const address = email.toLowerCase();
     await sendLoginLink(deps, address, { name });
@@ -571,7 +575,7 @@ export interface PersonUpgrade {
  * generated unless given (admin_admin only) or set before, and never for NonMember.
  */
 export async function upgradePerson(
-  deps: Pick<Deps, 'db' | 'org' | 'clock' | 'peopleChanges' | 'log'>,
+  deps: Pick<Deps, 'db' | 'org' | 'clock' | 'outboxSignal' | 'peopleChanges' | 'log'>,
   user: SessionUser,
   id: number,
   input: PersonUpgrade,

@@ -5,7 +5,7 @@ import { Type, type TSchema } from 'typebox';
 import type { Deps } from '../deps.ts';
 import { acceptsGzip, isTrueish, sendCsvText, sendJsonText } from '../http/formats.ts';
 import { ConfigReply, CsvQuery, NotModified, PublicPeopleReply, StatsReply } from './schema.ts';
-import { createPublicPeopleCache, createStatsCache, publicConfig, type RenderedBody, type RenderedCache } from './service.ts';
+import { publicConfig, type RenderedBody, type RenderedCache } from './service.ts';
 
 /** A reply documented as JSON, or as CSV with `?csv=1`. */
 const jsonOrCsv = <T extends TSchema>(schema: T) => ({
@@ -32,10 +32,14 @@ async function sendRendered(cache: RenderedCache, filename: string, request: Fas
   return sendJsonText(reply, body);
 }
 
-export function publicRoutes(deps: Deps): FastifyPluginAsyncTypebox {
+/** The rendered public replies, built in app.ts (createStatsCache, createPublicPeopleCache). */
+export interface PublicCaches {
+  stats: RenderedCache;
+  people: RenderedCache;
+}
+
+export function publicRoutes(deps: Pick<Deps, 'org'>, { stats, people }: PublicCaches): FastifyPluginAsyncTypebox {
   const config = publicConfig(deps.org);
-  const stats = createStatsCache(deps);
-  const people = createPublicPeopleCache(deps);
   return async (app) => {
     app.get(
       '/public/people',

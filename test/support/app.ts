@@ -8,7 +8,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { sql } from 'kysely';
 import type { DestinationStream } from 'pino';
-import { buildApp, createLogger, openRoster, type AppOptions, type RosterApp } from '../../src/app.ts';
+import { appOptionsFrom, buildApp, createLogger, openRoster, type AppOptions, type RosterApp } from '../../src/app.ts';
 import type { LiveOptions } from '../../src/live/service.ts';
 import { SYSTEM_CONTEXT } from '../../src/audit/service.ts';
 import { addAdmin } from '../../src/auth/service.ts';
@@ -74,6 +74,11 @@ export interface TestAppOptions {
   live?: LiveOptions;
   /** Background jobs to run instead of the service's; no real-time trigger unless tickMs is given (tests call app.jobs.runDue()). */
   jobs?: AppOptions['jobs'];
+  /**
+   * The outbox worker's consumers and timing. By default it is not started and never polls: tests
+   * deliver with `app.outbox.drain()`, so nothing changes in the background between two requests.
+   */
+  outbox?: AppOptions['outbox'];
 }
 
 export async function call<T = any>(base: string, pathname: string, options: RequestOptions = {}): Promise<ApiResponse<T>> {
@@ -152,7 +157,13 @@ export async function startTestApp(options: TestAppOptions = {}): Promise<TestAp
     ? { ...(await connectPostgres(options.databaseUrl)), url: options.databaseUrl }
     : await createTestDatabase();
   const deps = await openRoster(env, { log: createLogger(env, options.logDestination), clock, database, mailer: createSmtpMailer(env.smtpUrl ?? mail.url, env.mailFrom) });
-  const app = await buildApp(deps, { trustProxy: env.trustProxy, live: options.live, jobs: { tickMs: 0, ...options.jobs } });
+  const fromEnv = appOptionsFrom(env);
+  const app = await buildApp(deps, {
+    ...fromEnv,
+    live: options.live,
+    jobs: { ...fromEnv.jobs, tickMs: 0, ...options.jobs },
+    outbox: { start: false, ...options.outbox, worker: { ...fromEnv.outbox?.worker, pollMs: 0, ...options.outbox?.worker } },
+  });
   await app.listen({ host: '127.0.0.1', port: 0 });
   // The jobs' run at start is over before a test begins.
   await app.jobs.idle();

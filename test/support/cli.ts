@@ -32,6 +32,10 @@ const ROSTER_VARIABLES = [
   'RATE_LIMIT_WINDOW_SECONDS',
   'RATE_LIMIT_PER_EMAIL',
   'RATE_LIMIT_PER_IP',
+  'OUTBOX_WORKER',
+  'OUTBOX_CONCURRENCY',
+  'OUTBOX_MAX_ATTEMPTS',
+  'OUTBOX_RETENTION_DAYS',
 ];
 
 function childEnv(env: Record<string, string>): NodeJS.ProcessEnv {
@@ -260,3 +264,41 @@ export async function createScratch(): Promise<Scratch> {
     },
   };
 }
+
+export interface WorkerProcess {
+  pid: number;
+  stdout(): string;
+  stderr(): string;
+  /** Resolves with the exit code (null when killed by a signal). */
+  exited: Promise<number | null>;
+}
+
+/**
+ * Starts test/support/outbox-worker-process.ts (a `roster worker` delivering to the test peer at
+ * `env.TEST_PEER_URL`) and resolves once it reports it is running.
+ */
+export async function startWorkerProcess(env: Record<string, string>): Promise<WorkerProcess> {
+  const child = spawn(process.execPath, ['--import', 'tsx', 'test/support/outbox-worker-process.ts'], {
+    cwd: ROOT,
+    env: childEnv({ LOG_LEVEL: 'info', ...env }),
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  children.add(child);
+  let stdout = '';
+  let stderr = '';
+  child.stdout!.setEncoding('utf8').on('data', (d: string) => (stdout += d));
+  child.stderr!.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+  const exited = new Promise<number | null>((resolve) =>
+    child.on('close', (code) => {
+      children.delete(child);
+      resolve(code);
+    }),
+  );
+  const deadline = Date.now() + PROCESS_TIMEOUT_MS;
+  while (!stdout.includes('outbox worker running')) {
+    if (child.exitCode !== null || Date.now() > deadline) throw new Error(`the worker process did not start\nstdout:\n${stdout}\nstderr:\n${stderr}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return { pid: child.pid!, stdout: () => stdout, stderr: () => stderr, exited };
+}
+

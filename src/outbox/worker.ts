@@ -1,0 +1,332 @@
+/**
+ * The outbox's delivery worker: claims due groups, delivers each group's events strictly in seq
+ * order to the consumer of their type, groups in parallel, and records every outcome under the
+ * group's lease. See README.md for the state machine, leases, backoff and the poison policy.
+ */
+import { randomUUID } from 'node:crypto';
+import { OUTBOX_DEFAULTS } from '../config/env.ts';
+import type { Deps } from '../deps.ts';
+import { PermanentFailure, type Consumer } from './consumers.ts';
+import { OUTBOX_CHANNEL } from './signal.ts';
+import { claimDueGroups, extendGroupLeases, recordOutcome, releaseGroup, type ClaimedEvent, type ClaimedGroup } from './store.ts';
+
+export type DeliveryOutcome = 'delivered' | 'failed' | 'dead';
+
+export interface OutboxWorkerOptions {
+  /** Groups delivered at the same time. */
+  concurrency?: number;
+  /** Events read per claimed group; the group is given back after them and claimed again. */
+  batchSize?: number;
+  /** How long a claim holds a group, by the service clock; renewed every third of it while the batch runs. */
+  leaseMs?: number;
+  /** Backoff after a failed try: a random delay up to base × 2^(tries − 1), at most max ("full jitter"). */
+  backoffBaseMs?: number;
+  backoffMaxMs?: number;
+  /** Tries before an event is dead-lettered. */
+  maxAttempts?: number;
+  /** A delivery not settled after this long (real time) counts as failed. */
+  deliveryTimeoutMs?: number;
+  /** Real-time interval between looks for due work once started; 0: only on wake-ups. */
+  pollMs?: number;
+  /** Told of each delivery a consumer attempted (metrics). */
+  onOutcome?: (consumer: string, outcome: DeliveryOutcome, ms: number) => void;
+  /** The jitter's source of randomness in [0, 1) (tests make backoff exact with it). */
+  random?: () => number;
+}
+
+export interface OutboxWorker {
+  /** Looks for work now, on every wake-up (a commit here, a NOTIFY from elsewhere) and every pollMs. */
+  start(): void;
+  /** Looks for work now (once started). */
+  wake(): void;
+  /** Delivers until nothing is due by the service clock; returns the events delivered. For tests and tools. */
+  drain(): Promise<number>;
+  /** Claims nothing more, and waits for the deliveries in flight (their groups are given back). */
+  stop(): Promise<void>;
+}
+
+export const OUTBOX_WORKER_DEFAULTS = {
+  concurrency: OUTBOX_DEFAULTS.concurrency,
+  batchSize: 20,
+  leaseMs: 60_000,
+  backoffBaseMs: 1_000,
+  backoffMaxMs: 15 * 60_000,
+  maxAttempts: OUTBOX_DEFAULTS.maxAttempts,
+  deliveryTimeoutMs: 30_000,
+  pollMs: 1_000,
+} as const;
+
+/** A run of delivered events is recorded at the latest this long after the first of them was delivered. */
+const RECORD_DELIVERED_WITHIN_MS = 50;
+
+/** last_error and the log keep this much of a failure's message. */
+const ERROR_CHARS = 300;
+
+type WorkerDeps = Pick<Deps, 'db' | 'database' | 'clock' | 'log' | 'outboxSignal'>;
+type Result = { state: 'delivered' | 'pending' | 'dead'; error?: string };
+
+export function createOutboxWorker(deps: WorkerDeps, consumers: readonly Consumer[], options: OutboxWorkerOptions = {}): OutboxWorker {
+  const o = { ...OUTBOX_WORKER_DEFAULTS, random: Math.random, ...options };
+  const consumerOf = consumersByType(consumers);
+  // A fresh owner per worker: a lease is this worker's, not this process's.
+  const owner = randomUUID();
+  const log = deps.log.child({ outboxWorker: owner });
+  const inFlight = new Map<string, Promise<void>>();
+  const stopHooks: (() => unknown)[] = [];
+  let started = false;
+  let stopping = false;
+  let delivered = 0;
+  let filling: Promise<number> | undefined;
+  let refill = false;
+  let renewal: NodeJS.Timeout | undefined;
+
+  const later = (ms: number) => new Date(deps.clock.now().getTime() + ms);
+
+  function report(consumer: string, outcome: DeliveryOutcome, ms: number): void {
+    try {
+      o.onOutcome?.(consumer, outcome, ms);
+    } catch (err) {
+      log.warn({ err }, 'the outbox outcome hook failed');
+    }
+  }
+
+  async function deliver(event: ClaimedEvent): Promise<Result> {
+    const consumer = consumerOf.get(event.type)!;
+    const attempt = event.attempts + 1;
+    const started = performance.now();
+    try {
+      const delivery = Promise.resolve().then(() =>
+        consumer.deliver({
+          id: event.id,
+          group: event.group_key,
+          seq: event.seq,
+          type: event.type,
+          version: event.version,
+          payload: event.payload,
+          attempt,
+          createdAt: event.created_at,
+        }),
+      );
+      await withTimeout(delivery, o.deliveryTimeoutMs);
+      report(consumer.name, 'delivered', performance.now() - started);
+      return { state: 'delivered' };
+    } catch (err) {
+      const permanent = err instanceof PermanentFailure || (err as Error | undefined)?.name === 'PermanentFailure';
+      const dead = permanent || attempt >= o.maxAttempts;
+      const error = describeFailure(err);
+      const where = { consumer: consumer.name, event: event.id, group: event.group_key, seq: event.seq, attempt, error };
+      if (dead) log.error(where, permanent ? 'outbox event dead-lettered: permanent failure' : 'outbox event dead-lettered: out of tries');
+      else log.warn(where, 'outbox delivery failed; it is tried again after a backoff');
+      report(consumer.name, dead ? 'dead' : 'failed', performance.now() - started);
+      return { state: dead ? 'dead' : 'pending', error };
+    }
+  }
+
+  function backoffMs(attempt: number): number {
+    return Math.floor(o.random() * Math.min(o.backoffMaxMs, o.backoffBaseMs * 2 ** (attempt - 1)));
+  }
+
+  /**
+   * Delivers a claimed group's events in order until one fails, the batch ends, the lease is lost or
+   * the worker stops. A run of delivered events is recorded with one statement, at the latest
+   * RECORD_DELIVERED_WITHIN_MS after the first of them was delivered: a worker that dies before
+   * recording delivers that run again (at least once, the same event ids), and no more than that.
+   */
+  async function runGroup(group: ClaimedGroup): Promise<void> {
+    const key = group.group_key;
+    const events = group.events;
+    if (events.length === 0) return releaseGroup(deps.db, key, owner, deps.clock.now(), group.pending);
+    let done: string[] = [];
+    let doneSince = 0;
+    const record = async (ids: string[], state: Result['state'], release: boolean, failure?: { retryAt?: Date; error?: string }): Promise<boolean> => {
+      const now = deps.clock.now();
+      const held = await recordOutcome(deps.db, {
+        ids,
+        group_key: key,
+        owner,
+        state,
+        now,
+        nextAttemptAt: failure?.retryAt,
+        error: failure?.error,
+        releaseAt: failure?.retryAt ?? (release ? now : undefined),
+      });
+      if (!held) log.warn({ group: key, event: ids[0] }, 'lost the lease of an outbox group (it ran past its lease): another worker delivers its events again');
+      else if (state === 'delivered') delivered += ids.length;
+      return held;
+    };
+    const recordDone = async (release: boolean): Promise<boolean> => {
+      const ids = done;
+      done = [];
+      return ids.length === 0 ? true : record(ids, 'delivered', release);
+    };
+    for (let i = 0; i < events.length; ) {
+      if (stopping) {
+        if (done.length > 0) return void (await recordDone(true));
+        return releaseGroup(deps.db, key, owner, deps.clock.now());
+      }
+      const event = events[i]!;
+      // Events no consumer takes are delivered at once, a run of them together.
+      let ids = [event.id];
+      let result: Result = { state: 'delivered' };
+      if (consumerOf.has(event.type)) result = await deliver(event);
+      else ids = events.slice(i, firstTaken(events, i)).map((e) => e.id);
+      i += ids.length;
+      const last = i === events.length;
+      if (result.state === 'delivered') {
+        if (done.length === 0) doneSince = performance.now();
+        done.push(...ids);
+        if (!last && performance.now() - doneSince < RECORD_DELIVERED_WITHIN_MS) continue;
+        if (!(await recordDone(last))) return;
+        continue;
+      }
+      // The run delivered before this failure is recorded first (the lease kept), then the failure.
+      if (!(await recordDone(false))) return;
+      const retryAt = result.state === 'pending' ? new Date(deps.clock.now().getTime() + backoffMs(event.attempts + 1)) : undefined;
+      // A failure gives the group back until its backoff ends; a dead event at the batch's end, at once.
+      if (!(await record(ids, result.state, last, { retryAt, error: result.error }))) return;
+      if (result.state === 'pending') return;
+    }
+  }
+
+  /** The index of the first event from `from` on that a consumer takes (or the end). */
+  function firstTaken(events: ClaimedEvent[], from: number): number {
+    const found = events.findIndex((e, j) => j >= from && consumerOf.has(e.type));
+    return found === -1 ? events.length : found;
+  }
+
+  function renewLeases(): void {
+    const groups = [...inFlight.keys()];
+    if (groups.length === 0) return;
+    extendGroupLeases(deps.db, groups, owner, later(o.leaseMs)).catch((err: unknown) => log.warn({ err }, 'could not renew the leases of outbox groups'));
+  }
+
+  async function claim(): Promise<number> {
+    const room = o.concurrency - inFlight.size;
+    if (room <= 0 || stopping) return 0;
+    const now = deps.clock.now();
+    let groups: ClaimedGroup[];
+    try {
+      groups = await claimDueGroups(deps.db, {
+        owner,
+        now,
+        leaseUntil: new Date(now.getTime() + o.leaseMs),
+        groups: room,
+        eventsPerGroup: o.batchSize,
+        busy: [...inFlight.keys()],
+      });
+    } catch (err) {
+      log.error({ err }, 'could not claim outbox groups; trying again at the next wake-up');
+      return 0;
+    }
+    for (const group of groups) {
+      const run = runGroup(group)
+        .catch((err: unknown) => log.error({ err, group: group.group_key }, 'outbox delivery stopped for a group; its lease lapses and it is delivered again'))
+        .finally(() => {
+          inFlight.delete(group.group_key);
+          if (inFlight.size === 0) {
+            clearInterval(renewal);
+            renewal = undefined;
+          }
+          if (started) wake();
+        });
+      inFlight.set(group.group_key, run);
+    }
+    if (inFlight.size > 0 && !renewal) {
+      renewal = setInterval(renewLeases, o.leaseMs / 3);
+      renewal.unref();
+    }
+    return groups.length;
+  }
+
+  /** Claims while there is room and due work; one claim at a time (a wake-up meanwhile claims again after it). */
+  function fill(): Promise<number> {
+    if (filling) {
+      refill = true;
+      return filling;
+    }
+    filling = (async () => {
+      let total = 0;
+      for (;;) {
+        refill = false;
+        const room = o.concurrency - inFlight.size;
+        const claimed = await claim();
+        total += claimed;
+        if (stopping || inFlight.size >= o.concurrency || (!refill && claimed < room)) return total;
+      }
+    })().finally(() => (filling = undefined));
+    return filling;
+  }
+
+  function wake(): void {
+    if (started && !stopping) void fill();
+  }
+
+  return {
+    start() {
+      if (started || stopping) return;
+      started = true;
+      stopHooks.push(deps.outboxSignal.onWritten(wake));
+      if (deps.database.kind === 'postgres') {
+        deps.database.listen(OUTBOX_CHANNEL, wake).then(
+          (unlisten) => (stopping ? void unlisten() : stopHooks.push(unlisten)),
+          (err: unknown) => log.warn({ err }, 'could not LISTEN for outbox events; polling only'),
+        );
+      }
+      if (o.pollMs > 0) {
+        const poll = setInterval(wake, o.pollMs);
+        poll.unref();
+        stopHooks.push(() => clearInterval(poll));
+      }
+      wake();
+    },
+    wake,
+    async drain() {
+      const before = delivered;
+      for (;;) {
+        const claimed = await fill();
+        if (claimed === 0 && inFlight.size === 0) return delivered - before;
+        if (inFlight.size > 0) await Promise.race(inFlight.values());
+      }
+    },
+    async stop() {
+      stopping = true;
+      await Promise.all(stopHooks.map((hook) => hook()));
+      await filling;
+      while (inFlight.size > 0) await Promise.allSettled(inFlight.values());
+      clearInterval(renewal);
+    },
+  };
+}
+
+function consumersByType(consumers: readonly Consumer[]): Map<string, Consumer> {
+  const byType = new Map<string, Consumer>();
+  const names = new Set<string>();
+  for (const consumer of consumers) {
+    if (names.has(consumer.name)) throw new Error(`Two outbox consumers are named ${consumer.name}`);
+    names.add(consumer.name);
+    for (const type of consumer.types) {
+      const other = byType.get(type);
+      if (other) throw new Error(`Outbox consumers ${other.name} and ${consumer.name} both take ${type}: at most one consumer takes a type`);
+      byType.set(type, consumer);
+    }
+  }
+  return byType;
+}
+
+function withTimeout<T>(work: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`the delivery did not settle within ${ms} ms`)), ms);
+  });
+  return Promise.race([work, timeout]).finally(() => clearTimeout(timer));
+}
+
+/**
+ * A failure as kept in last_error and the log: its name and message, short, with any user:password
+ * in a URL blanked (a connection error may quote the URL it used). Consumers must not put other
+ * secrets in their errors' messages.
+ */
+export function describeFailure(err: unknown): string {
+  const text = err instanceof Error ? `${err.name}: ${err.message}` : String(err);
+  return text.replace(/\/\/[^/\s@]+@/g, '//***@').slice(0, ERROR_CHARS);
+}
