@@ -16,7 +16,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { pino, type DestinationStream, type Logger } from 'pino';
 import { createRateLimiter } from './auth/rate-limit.ts';
 import { authRoutes } from './auth/routes.ts';
-import { createSessionCache, relaySessionNotifications } from './auth/session-cache.ts';
+import { createSessionCache, createSessionChanges, followSessionChanges } from './auth/session-cache.ts';
 import { systemClock, type Clock } from './clock.ts';
 import type { Env } from './config/env.ts';
 import { loadOrganisation } from './config/org.ts';
@@ -36,7 +36,7 @@ import { startPeopleUpdates, type LiveOptions } from './live/service.ts';
 import { createDevMailbox, createSmtpMailer, type Mailer } from './mail/mailer.ts';
 import { METRICS_TOKEN_SCHEME, metricsRoutes } from './metrics/routes.ts';
 import { createMetrics } from './metrics/service.ts';
-import { createPeopleChanges, relayPeopleNotifications } from './people/changes.ts';
+import { createPeopleChanges } from './people/changes.ts';
 import { outboxRoutes } from './outbox/routes.ts';
 import type { Consumer } from './outbox/consumers.ts';
 import { createOutboxSignal } from './outbox/signal.ts';
@@ -81,9 +81,10 @@ export function createLogger(env: Pick<Env, 'logLevel'>, destination?: Destinati
 }
 
 /** PostgreSQL at DATABASE_URL, or the embedded PGlite database in DATA_DIR/pglite. */
-export async function openDatabase(env: Pick<Env, 'databaseUrl' | 'dataDir'>, log?: Logger): Promise<Database> {
-  if (!env.databaseUrl) return openPglite({ dataDir: path.join(env.dataDir, 'pglite') });
-  return connectPostgres(env.databaseUrl, 10, (msg, err) => log?.warn({ err }, msg));
+export async function openDatabase(env: Pick<Env, 'databaseUrl' | 'databasePrepared' | 'dataDir'>, log?: Logger): Promise<Database> {
+  const options = { preparedStatements: env.databasePrepared };
+  if (!env.databaseUrl) return openPglite({ dataDir: path.join(env.dataDir, 'pglite'), ...options });
+  return connectPostgres(env.databaseUrl, 10, (msg, err) => log?.warn({ err }, msg), options);
 }
 
 /** Opens the database (PGlite in DATA_DIR unless DATABASE_URL is set), migrates, builds Deps. */
@@ -98,16 +99,20 @@ export async function openRoster(env: Env, overrides: { log?: Logger; clock?: Cl
     await database.close();
     throw err;
   }
-  const peopleChanges = createPeopleChanges(database.db, (err) => log.warn({ err }, 'could not announce a change to people'));
-  await relayPeopleNotifications(database, peopleChanges);
-  const sessionCache = createSessionCache();
-  await relaySessionNotifications(database, sessionCache);
   const clock = overrides.clock ?? systemClock;
+  const peopleChanges = createPeopleChanges(database.db, (err) => log.warn({ err }, 'could not announce a change to people'));
+  await peopleChanges.listen(database);
+  const sessionChanges = createSessionChanges(database.db, (err) => log.warn({ err }, 'could not announce a change to sessions'));
+  await sessionChanges.listen(database);
+  const sessionCache = createSessionCache({ nowMs: () => clock.now().getTime() });
+  followSessionChanges(sessionChanges, sessionCache);
   const outboxSignal = createOutboxSignal(database, (err) => log.warn({ err }, 'could not notify the outbox workers (they find the events by polling)'));
   const mailer =
     overrides.mailer ?? (env.smtpUrl ? createSmtpMailer(env.smtpUrl, env.mailFrom) : createDevMailbox(path.join(env.dataDir, 'mail'), log));
   return {
-    database,
+    // A change's NOTIFY follows its commit by one event-loop turn: one made just before closing
+    // (a CLI command's) is still sent.
+    database: { ...database, close: async () => Promise.all([peopleChanges.flush(), sessionChanges.flush()]).then(() => database.close()) },
     db: database.db,
     org,
     clock,
@@ -115,6 +120,7 @@ export async function openRoster(env: Env, overrides: { log?: Logger; clock?: Cl
     log,
     rateLimiter: createRateLimiter(database.db, env.rateLimit, clock),
     sessionCache,
+    sessionChanges,
     peopleChanges,
     outboxSignal,
     registryPages: createRegistryPages({ peopleChanges, clock }),

@@ -4,7 +4,7 @@
  */
 import type { Logger } from 'pino';
 import type { RateLimiter } from './auth/rate-limit.ts';
-import type { SessionCache } from './auth/session-cache.ts';
+import type { SessionCache, SessionChanges } from './auth/session-cache.ts';
 import type { Clock } from './clock.ts';
 import type { Organisation } from './config/org.ts';
 import type { Database, Db } from './db/connect.ts';
@@ -24,6 +24,8 @@ export interface Deps {
   rateLimiter: RateLimiter;
   /** Sessions resolved recently; emptied per address by logouts and role changes (here or in another process). */
   sessionCache: SessionCache;
+  /** Fires after a change to an address's sessions or roles commits (here, or in another process). */
+  sessionChanges: SessionChanges;
   /** Fires after a change to people commits (here, or in another process sharing the database). */
   peopleChanges: PeopleChanges;
   /** Wakes the outbox workers after events commit (this process's at once, other processes' by NOTIFY). */

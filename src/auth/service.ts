@@ -7,7 +7,7 @@ import { recordChange, type ChangeContext } from '../audit/service.ts';
 import { findLogByAuthor } from '../audit/store.ts';
 import { NON_MEMBER, type Organisation } from '../config/org.ts';
 import type { Deps } from '../deps.ts';
-import { withUnitOfWork } from '../db/unit-of-work.ts';
+import { withSingleStatement, withUnitOfWork } from '../db/unit-of-work.ts';
 import { AppError } from '../http/errors.ts';
 import { toPerson, type Person } from '../people/person.ts';
 import { addPerson } from '../people/service.ts';
@@ -27,7 +27,6 @@ import {
   findRolesByEmail,
   insertKeyPruning,
   insertSession,
-  notifySessionsChanged,
   upsertAdmin,
   type SessionUser,
 } from './store.ts';
@@ -116,7 +115,9 @@ export async function requestKey(deps: Pick<Deps, 'db' | 'org' | 'clock' | 'peop
   if (!recipient.known && !name) {
     throw new AppError('bad_input', `No account uses ${email}. To create one, send your name with the email address.`);
   }
-  await withUnitOfWork(deps, async (uow) => {
+  // A known address's request is one statement (no transaction needed); a new account's is two.
+  const unit = recipient.known ? withSingleStatement : withUnitOfWork;
+  await unit(deps, async (uow) => {
     if (!recipient.known) await addPerson(deps, { membership: NON_MEMBER, legal_name: name!, email }, { ...ctx, author: email }, uow);
     await requestLoginLink(uow, deps, email, { name: recipient.known ? recipient.name : null, next, reset: input.reset });
   });
@@ -148,7 +149,7 @@ export async function login(deps: Pick<Deps, 'db' | 'org' | 'clock' | 'outboxSig
     // Mails a new link, so it is counted like a failure.
     await deps.rateLimiter.hit('login', email, ctx.clientIp ?? '');
     const recipient = await findKeyRecipient(deps.db, email);
-    await withUnitOfWork(deps, (uow) => requestLoginLink(uow, deps, email, { name: recipient.name, reset: true }));
+    await withSingleStatement(deps, (uow) => requestLoginLink(uow, deps, email, { name: recipient.name, reset: true }));
     throw new AppError('key_expired', `That login key has expired. A new login link has been sent to ${email}.`);
   }
   const sessionId = randomBytes(32).toString('base64url');
@@ -172,7 +173,7 @@ export interface LogoutResult {
 }
 
 export async function logout(
-  deps: Pick<Deps, 'db' | 'clock' | 'sessionCache' | 'log'>,
+  deps: Pick<Deps, 'db' | 'clock' | 'sessionChanges' | 'log'>,
   user: SessionUser,
   sessionIdHash: string,
   input: LogoutRequest,
@@ -182,7 +183,8 @@ export async function logout(
   if (target !== user.email && !hasRole(user, 'admin_admin')) {
     throw new AppError('forbidden', "Logging out another person's sessions requires admin_admin");
   }
-  return withUnitOfWork(deps, async ({ db: tx, afterCommit }): Promise<LogoutResult> => {
+  return withUnitOfWork(deps, async (uow): Promise<LogoutResult> => {
+    const tx = uow.db;
     let sessions: number | undefined;
     let endedOwnSession: boolean;
     if (input.all || input.reset || target !== user.email) {
@@ -193,12 +195,11 @@ export async function logout(
       endedOwnSession = true;
     }
     if (input.reset) await deleteKeysByEmail(tx, target);
-    await notifySessionsChanged(tx, target);
+    deps.sessionChanges.afterCommit(uow, target);
     const opt = input.reset ? 'reset' : input.all ? 'all' : undefined;
     if (opt || target !== user.email) {
       await recordChange(tx, deps.clock, ctx, { subject: null, action: 'logout', parameters: { email: target, opt, sessions } });
     }
-    afterCommit(() => deps.sessionCache.dropEmail(target));
     return { email: target, opt, sessions, endedOwnSession };
   });
 }
@@ -238,30 +239,29 @@ export function checkDeclaredRoles(org: Pick<Organisation, 'adminRoles'>, roles:
  * Grants roles (added to any the address already has). Re-granting roles already held changes
  * nothing, so it writes no audit row and invalidates no session.
  */
-export async function addAdmin(deps: Pick<Deps, 'db' | 'clock' | 'sessionCache' | 'org' | 'log'>, email: string, roles: string[], ctx: ChangeContext): Promise<string[]> {
+export async function addAdmin(deps: Pick<Deps, 'db' | 'clock' | 'sessionChanges' | 'org' | 'log'>, email: string, roles: string[], ctx: ChangeContext): Promise<string[]> {
   const address = normaliseEmail(email);
   checkDeclaredRoles(deps.org, roles);
-  return withUnitOfWork(deps, async ({ db: tx, afterCommit }) => {
+  return withUnitOfWork(deps, async (uow) => {
+    const tx = uow.db;
     const held = await findRolesByEmail(tx, address);
     const added = [...new Set(roles)].filter((r) => !held.includes(r));
     const merged = [...held, ...added].sort();
     if (added.length === 0) return merged;
     await upsertAdmin(tx, address, merged);
     await recordChange(tx, deps.clock, ctx, { subject: null, action: 'admin-add', parameters: { email: address, roles } });
-    await notifySessionsChanged(tx, address);
-    afterCommit(() => deps.sessionCache.dropEmail(address));
+    deps.sessionChanges.afterCommit(uow, address);
     return merged;
   });
 }
 
-export async function removeAdmin(deps: Pick<Deps, 'db' | 'clock' | 'sessionCache' | 'log'>, email: string, ctx: ChangeContext): Promise<boolean> {
+export async function removeAdmin(deps: Pick<Deps, 'db' | 'clock' | 'sessionChanges' | 'log'>, email: string, ctx: ChangeContext): Promise<boolean> {
   const address = normaliseEmail(email);
-  return withUnitOfWork(deps, async ({ db: tx, afterCommit }) => {
-    const deleted = (await deleteAdmin(tx, address)) > 0;
+  return withUnitOfWork(deps, async (uow) => {
+    const deleted = (await deleteAdmin(uow.db, address)) > 0;
     if (deleted) {
-      await recordChange(tx, deps.clock, ctx, { subject: null, action: 'admin-remove', parameters: { email: address } });
-      await notifySessionsChanged(tx, address);
-      afterCommit(() => deps.sessionCache.dropEmail(address));
+      await recordChange(uow.db, deps.clock, ctx, { subject: null, action: 'admin-remove', parameters: { email: address } });
+      deps.sessionChanges.afterCommit(uow, address);
     }
     return deleted;
   });

@@ -4,7 +4,8 @@ import { SYSTEM_CONTEXT } from '../audit/service.ts';
 import { startTestApp, type TestApp } from '../../test/support/app.ts';
 import { DAY } from '../../test/support/clock.ts';
 import { testDatabaseUrl } from '../../test/support/database.ts';
-import { createSessionCache } from './session-cache.ts';
+import { sql } from 'kysely';
+import { createSessionCache, SESSION_CACHE_TTL_MS } from './session-cache.ts';
 import { addAdmin, removeAdmin } from './service.ts';
 
 /** How long a cross-process test waits for a NOTIFY to arrive (a bound on waiting, not a timing assertion). */
@@ -79,6 +80,18 @@ describe('cached roles follow role changes at once', () => {
     assert.equal((await t.api('user?email=otto@example.org', { cookie })).status, 401);
     await addAdmin(t.deps, 'desk@example.org', ['member_admin'], SYSTEM_CONTEXT);
     assert.equal((await t.api('user?email=otto@example.org', { cookie })).status, 200);
+  });
+});
+
+describe('a change no signal announced', () => {
+  test('a role deleted by SQL (behind the signal) stops working once the cached entry is older than the TTL by the clock', async () => {
+    const cookie = await t.loginAs('quiet-desk@example.org', 'member_admin');
+    const asDesk = async () => (await t.api('user?email=otto@example.org', { cookie })).status;
+    assert.equal(await asDesk(), 200);
+    await sql`DELETE FROM admins WHERE email = 'quiet-desk@example.org'`.execute(t.deps.db);
+    assert.equal(await asDesk(), 200, 'still cached: nothing announced the change');
+    t.clock.advance(SESSION_CACHE_TTL_MS);
+    assert.equal(await asDesk(), 401);
   });
 });
 

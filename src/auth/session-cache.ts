@@ -1,16 +1,17 @@
 /**
  * Sessions this process has recently resolved, so an authenticated request needs no session query.
  * Keyed by the session id's hash (never the id). Only sessions found in the database are cached, so
- * random cookies cannot grow it; it holds at most `maxEntries` and each entry at most `ttlMs` of real
- * time (a safety net should an invalidation ever be missed).
+ * random cookies cannot grow it; it holds at most `maxEntries` and each entry at most `ttlMs`
+ * (by the injected clock in the server): a change that reached no signal — a NOTIFY lost with a
+ * process that died right after its commit, or a session deleted by hand — is healed by then.
  *
- * Invalidation: every change that ends sessions or changes roles sends a `sessions_changed` NOTIFY
- * carrying the email in its own transaction, and the writing service drops that email's entries
- * right after commit. Every process (this one included) drops them again when the NOTIFY arrives,
- * which is how a logout or role change made by another process reaches this one. A session's own
- * expiry is checked against the injected clock on every read.
+ * Invalidation: every change that ends sessions or changes roles signals the address on the
+ * sessions change signal (`createSessionChanges`, queued in the change's unit of work). That drops
+ * its entries here right after commit, and in every other process when the NOTIFY arrives. A
+ * session's own expiry is checked against the injected clock on every read.
  */
-import type { Database } from '../db/connect.ts';
+import type { Executor } from '../audit/store.ts';
+import { createChangeSignal, type ChangeSignal } from '../db/change-signal.ts';
 import { SESSIONS_CHANNEL, type SessionUser } from './store.ts';
 
 export interface CachedSession extends SessionUser {
@@ -33,7 +34,7 @@ export interface SessionCache {
 export interface SessionCacheOptions {
   maxEntries?: number;
   ttlMs?: number;
-  /** Monotonic milliseconds, for the TTL (real time, unlike session expiry which uses the clock). */
+  /** Milliseconds, for the TTL: the server passes its clock's (monotonic real time by default). */
   nowMs?: () => number;
 }
 
@@ -101,8 +102,15 @@ export function createSessionCache(options: SessionCacheOptions = {}): SessionCa
   };
 }
 
-/** Drops an address's cached sessions whenever a `sessions_changed` NOTIFY arrives (from any process). */
-export function relaySessionNotifications(database: Pick<Database, 'listen'>, cache: SessionCache): Promise<() => Promise<void>> {
-  // '' comes after a lost LISTEN connection was reopened: any logout may have been missed.
-  return database.listen(SESSIONS_CHANNEL, (email) => (email === '' ? cache.clear() : cache.dropEmail(email)));
+/** Fires with an address whose sessions or roles changed; with undefined when changes may have been missed. */
+export type SessionChanges = ChangeSignal<string>;
+
+/** The sessions change signal: addresses on SESSIONS_CHANNEL, one per line of a NOTIFY (an address holds no whitespace). */
+export function createSessionChanges(db: Executor, onError: (err: unknown) => void): SessionChanges {
+  return createChangeSignal(db, SESSIONS_CHANNEL, { separator: '\n', toText: (email) => email, fromText: (text) => text || undefined, onError });
+}
+
+/** Drops an address's cached sessions on each signal of it (from this process or another); everything when changes may have been missed. */
+export function followSessionChanges(changes: Pick<SessionChanges, 'onChange'>, cache: SessionCache): () => void {
+  return changes.onChange((email) => (email === undefined ? cache.clear() : cache.dropEmail(email)));
 }

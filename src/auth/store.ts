@@ -1,6 +1,7 @@
 /** SQL for login keys, sessions and admin roles. Emails are stored lower-case. */
 import { sql, type RawBuilder } from 'kysely';
 import type { Executor } from '../audit/store.ts';
+import { insertOutboxEvent, takeOutboxSeq, type NewOutboxRow } from '../outbox/store.ts';
 
 export interface StoredKey {
   key_hash: string;
@@ -27,11 +28,13 @@ export async function deleteKeyByHash(db: Executor, keyHash: string): Promise<vo
 
 /**
  * Stores a new key and, in the same statement, drops all but the newest `keep` earlier keys of its
- * address (keep 0 drops them all), so repeated requests cannot pile up rows. The new row is not
- * visible to the DELETE (one snapshot), so it is never pruned itself.
+ * address (keep 0 drops them all), so repeated requests cannot pile up rows, and appends `event`
+ * (the login link's) to the outbox, its group's seq taken under the group row's lock. The new row
+ * is not visible to the DELETE (one snapshot), so it is never pruned itself. One statement: the
+ * key and its event commit together with no transaction.
  */
-export async function insertKeyPruning(db: Executor, row: KeyRow, keep: number): Promise<void> {
-  await db.executeQuery(insertKeyPruningQuery(db, row, keep));
+export async function insertKeyPruning(db: Executor, row: KeyRow, keep: number, event?: NewOutboxRow): Promise<void> {
+  await db.executeQuery(insertKeyPruningQuery(db, row, keep, event));
 }
 
 export interface KeyRow {
@@ -43,13 +46,13 @@ export interface KeyRow {
   resets_others?: boolean;
 }
 
-export function insertKeyPruningQuery(db: Executor, row: KeyRow, keep: number) {
+export function insertKeyPruningQuery(db: Executor, row: KeyRow, keep: number, event?: NewOutboxRow) {
   return sql`
     WITH pruned AS (
       DELETE FROM keys WHERE email = ${row.email} AND key_hash NOT IN (
         SELECT key_hash FROM keys WHERE email = ${row.email} ORDER BY created DESC LIMIT ${keep}
       )
-    )
+    )${event === undefined ? sql`` : sql`, outbox_next AS (${takeOutboxSeq(event)}), outbox_appended AS (${insertOutboxEvent(event, 'outbox_next')})`}
     INSERT INTO keys (key_hash, email, created, expires, resets_others)
     VALUES (${row.key_hash}, ${row.email}, ${row.created}, ${row.expires}, ${row.resets_others ?? false})`.compile(db);
 }
@@ -105,13 +108,8 @@ export async function findSessionUser(db: Executor, idHash: string, now: Date): 
   return row && { email: row.email, roles: row.roles ?? [], expires: row.expires };
 }
 
-/** Channel of the NOTIFY sent, with the email as payload, when an address's sessions or roles change. */
+/** The sessions change signal's channel (auth/session-cache.ts): addresses whose sessions or roles changed. */
 export const SESSIONS_CHANNEL = 'sessions_changed';
-
-/** Tells every process sharing the database (at commit of `tx`) to forget cached sessions of `email`. */
-export async function notifySessionsChanged(tx: Executor, email: string): Promise<void> {
-  await sql`SELECT pg_notify(${SESSIONS_CHANNEL}, ${email})`.execute(tx);
-}
 
 export async function deleteSession(db: Executor, idHash: string): Promise<number> {
   const result = await db.deleteFrom('sessions').where('id_hash', '=', idHash).executeTakeFirst();

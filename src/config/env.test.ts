@@ -20,6 +20,7 @@ describe('parseEnv', () => {
     assert.equal(env.host, '127.0.0.1');
     assert.equal(env.port, 3000);
     assert.equal(env.databaseUrl, undefined);
+    assert.equal(env.databasePrepared, true);
     assert.equal(env.dataDir, path.resolve('data'));
     assert.equal(env.orgFile, path.resolve(DEMO_ORG_FILE));
     assert.equal(env.adminEmail, 'admin@localhost');
@@ -73,6 +74,12 @@ describe('parseEnv', () => {
     assert.equal(env.port, 3000);
     assert.equal(env.databaseUrl, undefined);
     assert.equal(env.logLevel, 'info');
+  });
+
+  test('DATABASE_PREPARED is on or off, and nothing else', () => {
+    assert.equal(parseEnv({ DATABASE_PREPARED: 'off' }).databasePrepared, false);
+    assert.equal(parseEnv({ DATABASE_PREPARED: 'on' }).databasePrepared, true);
+    assert.deepEqual(problemsOf({ DATABASE_PREPARED: 'no' }), ['DATABASE_PREPARED must be on or off (got "no")']);
   });
 
   test('PUBLIC_URL defaults to HOST and PORT', () => {

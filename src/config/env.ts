@@ -11,6 +11,8 @@ export interface Env {
   port: number;
   /** postgres://… when set; otherwise the embedded PGlite database in dataDir. */
   databaseUrl: string | undefined;
+  /** DATABASE_PREPARED=off: no named prepared statements (behind a transaction-pooling proxy; src/db/README.md). */
+  databasePrepared: boolean;
   dataDir: string;
   /** Path of the organisation YAML file; the demo organisation when unset. */
   orgFile: string;
@@ -114,6 +116,12 @@ export function parseEnv(source: Record<string, string | undefined> = process.en
     }
     return n;
   };
+  const onOff = (name: string, fallback: boolean) => {
+    const raw = read(name);
+    if (raw === undefined) return fallback;
+    if (raw !== 'on' && raw !== 'off') problems.push(`${name} must be on or off (got "${raw}")`);
+    return raw === 'on' || (raw !== 'off' && fallback);
+  };
   const url = (name: string, protocols: string[]) => {
     const raw = read(name);
     if (raw === undefined) return undefined;
@@ -132,6 +140,7 @@ export function parseEnv(source: Record<string, string | undefined> = process.en
   const host = read('HOST') ?? '127.0.0.1';
   const port = integer('PORT', 3000, 0, 65535);
   const databaseUrl = url('DATABASE_URL', ['postgres:', 'postgresql:']);
+  const databasePrepared = onOff('DATABASE_PREPARED', true);
   const dataDir = path.resolve(read('DATA_DIR') ?? 'data');
   const orgFile = path.resolve(read('ROSTER_ORG') ?? DEMO_ORG_FILE);
   const adminEmail = (read('ROSTER_ADMIN_EMAIL') ?? 'admin@localhost').toLowerCase();
@@ -172,5 +181,5 @@ export function parseEnv(source: Record<string, string | undefined> = process.en
   }
 
   if (problems.length > 0) throw new EnvError(problems);
-  return { host, port, databaseUrl, dataDir, orgFile, adminEmail, publicUrl, smtpUrl, mailFrom, logLevel, trustProxy, rateLimit, outbox, metricsToken, workerMetricsPort };
+  return { host, port, databaseUrl, databasePrepared, dataDir, orgFile, adminEmail, publicUrl, smtpUrl, mailFrom, logLevel, trustProxy, rateLimit, outbox, metricsToken, workerMetricsPort };
 }

@@ -31,36 +31,79 @@ export interface Database {
  * PostgreSQL parses and plans each one once per connection: measured on the update path, 1,890 ->
  * 2,890 statements/s. Kysely cannot name statements, so this is done on each pooled connection.
  * Only the first PREPARED_TEXTS_MAX distinct texts are named, which bounds the statements kept per
- * connection whatever queries are built. A text whose cached plan no longer fits the schema (a
- * migration by another process changed a table it reads: 'cached plan must not change result
- * type') is retried unnamed and never named again.
+ * connection whatever queries are built.
+ *
+ * A schema change by another process (a rolling deploy's migration) can leave a prepared statement
+ * whose plan no longer fits: PostgreSQL then refuses it on that connection for good ('cached plan
+ * must not change result type', 0A000). Its text is then given a new name, so every connection
+ * prepares it afresh on next use (the old name stays prepared, unused, until the connection
+ * closes; a text renamed STALE_RENAMES_MAX times is no longer named at all). Outside a transaction
+ * the statement is retried at once under the new name. Inside one, the failure has aborted the
+ * transaction, so nothing more can run in it: the error is thrown for the unit of work to retry
+ * whole (unit-of-work.ts, isStalePlanError).
  */
 const PREPARED_TEXTS_MAX = 500;
-const preparedNames = new Map<string, string>();
-const neverPrepare = new Set<string>();
+const STALE_RENAMES_MAX = 10;
+const preparedNames = new Map<string, { name: string | undefined; renames: number }>();
 
 function statementName(text: string): string | undefined {
-  if (neverPrepare.has(text)) return undefined;
-  let name = preparedNames.get(text);
-  if (name === undefined && preparedNames.size < PREPARED_TEXTS_MAX) {
-    name = `r_${createHash('sha1').update(text).digest('hex').slice(0, 20)}`;
-    preparedNames.set(text, name);
+  let entry = preparedNames.get(text);
+  if (entry === undefined && preparedNames.size < PREPARED_TEXTS_MAX) {
+    entry = { name: nameFor(text, 0), renames: 0 };
+    preparedNames.set(text, entry);
   }
-  return name;
+  return entry?.name;
+}
+
+function nameFor(text: string, renames: number): string {
+  return `r_${createHash('sha1').update(text).digest('hex').slice(0, 20)}${renames === 0 ? '' : `_${renames}`}`;
+}
+
+/** Stops using `name` for `text` (its plan went stale); concurrent failures of the same name rename once. */
+function dropStaleName(text: string, name: string): void {
+  const entry = preparedNames.get(text);
+  if (!entry || entry.name !== name) return;
+  entry.renames += 1;
+  entry.name = entry.renames > STALE_RENAMES_MAX ? undefined : nameFor(text, entry.renames);
+}
+
+/** A statement refused because its cached plan no longer fits the schema (see above). */
+function isCachedPlanError(err: unknown): boolean {
+  const e = err as { code?: unknown; message?: unknown } | null;
+  return e?.code === '0A000' && typeof e.message === 'string' && /cached plan/.test(e.message);
+}
+
+/**
+ * True for a failure that retrying the whole transaction cures: a stale cached plan, or the
+ * "current transaction is aborted" (25P02) of a statement sent after one (should the work have
+ * caught the first error and gone on).
+ */
+export function isStalePlanError(err: unknown): boolean {
+  return isCachedPlanError(err) || (err as { code?: unknown } | null)?.code === '25P02';
 }
 
 type QueryFn = (config: unknown, values?: unknown, callback?: unknown) => unknown;
 
 export function prepareStatementsOn(client: pg.PoolClient): void {
   const query = client.query.bind(client) as QueryFn;
-  (client as unknown as { query: QueryFn }).query = (config, values, callback) => {
-    const name = typeof config === 'string' && Array.isArray(values) && values.length > 0 ? statementName(config) : undefined;
-    if (name === undefined) return query(config, values, callback);
-    const result = (query({ name, text: config, values }) as Promise<unknown>).catch((err: { code?: string; message?: string }) => {
-      if (err.code !== '0A000' || !/cached plan/.test(err.message ?? '')) throw err;
-      neverPrepare.add(config as string);
-      return query(config, values);
+  // The transaction status of the connection's last ReadyForQuery: 'I' idle, 'T' in a transaction, 'E' in a failed one.
+  let transactionStatus = 'I';
+  (client as unknown as { connection: NodeJS.EventEmitter }).connection.on('readyForQuery', (msg?: { status?: string }) => {
+    transactionStatus = msg?.status ?? 'I';
+  });
+  const named = (text: string, values: unknown[]): Promise<unknown> => {
+    const name = statementName(text);
+    if (name === undefined) return query(text, values) as Promise<unknown>;
+    return (query({ name, text, values }) as Promise<unknown>).catch((err: unknown) => {
+      if (!isCachedPlanError(err)) throw err;
+      dropStaleName(text, name);
+      if (transactionStatus !== 'I') throw err;
+      return named(text, values);
     });
+  };
+  (client as unknown as { query: QueryFn }).query = (config, values, callback) => {
+    if (typeof config !== 'string' || !Array.isArray(values) || values.length === 0) return query(config, values, callback);
+    const result = named(config, values);
     if (typeof callback !== 'function') return result;
     // pg-pool's own query() passes a callback.
     result.then((res) => callback(null, res), (err: unknown) => callback(err));
@@ -74,9 +117,23 @@ pg.types.setTypeParser(20, (v) => Number(v));
 /** Delay before a lost LISTEN connection is opened again. */
 const RELISTEN_DELAY_MS = 1000;
 
-export async function connectPostgres(connectionString: string, poolSize = 10, log?: (msg: string, err?: unknown) => void): Promise<Database> {
+export interface ConnectOptions {
+  /**
+   * Send parameterised statements as named prepared statements (the default). Off behind a
+   * transaction-pooling proxy that cannot keep them per client (PgBouncer in transaction mode
+   * before 1.21, or without max_prepared_statements): see README.md.
+   */
+  preparedStatements?: boolean;
+}
+
+export async function connectPostgres(
+  connectionString: string,
+  poolSize = 10,
+  log?: (msg: string, err?: unknown) => void,
+  options: ConnectOptions = {},
+): Promise<Database> {
   const pool = new pg.Pool({ connectionString, max: poolSize });
-  pool.on('connect', prepareStatementsOn);
+  if (options.preparedStatements !== false) pool.on('connect', prepareStatementsOn);
   // An idle pooled connection the server ends (restart, admin command) must not crash the process;
   // the pool replaces it, and queries report their own errors.
   pool.on('error', (err) => log?.('an idle database connection was lost', err));
@@ -161,7 +218,7 @@ function pgliteStartParams(pglite: typeof PGlite): string[] {
   return [...(pglite as unknown as { defaultStartParams: string[] }).defaultStartParams, '-c', 'shared_buffers=32MB'];
 }
 
-export async function openPglite(options: { dataDir?: string; loadDataDir?: Blob | File } = {}): Promise<Database> {
+export async function openPglite(options: { dataDir?: string; loadDataDir?: Blob | File } & ConnectOptions = {}): Promise<Database> {
   if (options.dataDir) await mkdir(options.dataDir, { recursive: true });
   const [{ PGlite }, { pg_trgm }] = await Promise.all([import('@electric-sql/pglite'), import('@electric-sql/pglite/contrib/pg_trgm')]);
   const lite = await PGlite.create({
@@ -170,15 +227,15 @@ export async function openPglite(options: { dataDir?: string; loadDataDir?: Blob
     extensions: { pg_trgm },
     startParams: pgliteStartParams(PGlite),
   });
-  return wrapPglite(lite);
+  return wrapPglite(lite, options);
 }
 
-export function wrapPglite(lite: PGlite): Database {
+export function wrapPglite(lite: PGlite, options: ConnectOptions = {}): Database {
   // Kysely takes the pool from an async factory on first use, which lets the adapter load lazily.
   const pool = async () => {
     const { createPgConfig } = await import('@electric-sql/pglite/node-postgres');
     const adapted = new pg.Pool(createPgConfig(lite) as unknown as pg.PoolConfig);
-    adapted.on('connect', prepareStatementsOn);
+    if (options.preparedStatements !== false) adapted.on('connect', prepareStatementsOn);
     return adapted;
   };
   const db = new Kysely<Tables>({ dialect: new PostgresDialect({ pool }) });

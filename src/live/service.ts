@@ -5,7 +5,7 @@
  * notification and sends the same JSON to all of its sockets.
  */
 import type { WebSocket } from '@fastify/websocket';
-import { findSessionUser, SESSIONS_CHANNEL } from '../auth/store.ts';
+import { findSessionUser } from '../auth/store.ts';
 import type { Deps } from '../deps.ts';
 import { toPerson } from '../people/person.ts';
 import { findPersonById, parsePeopleChanged, PEOPLE_CHANNEL } from '../people/store.ts';
@@ -54,7 +54,7 @@ export interface PeopleUpdates {
   stop(): Promise<void>;
 }
 
-export async function startPeopleUpdates(deps: Pick<Deps, 'database' | 'db' | 'log' | 'clock'>, options: LiveOptions = {}): Promise<PeopleUpdates> {
+export async function startPeopleUpdates(deps: Pick<Deps, 'database' | 'db' | 'log' | 'clock' | 'sessionChanges'>, options: LiveOptions = {}): Promise<PeopleUpdates> {
   const checkIntervalMs = options.checkIntervalMs ?? LIVE_CHECK_INTERVAL_MS;
   const maxLifetimeMs = options.maxLifetimeMs ?? LIVE_MAX_LIFETIME_MS;
   const sockets = new Map<WebSocket, SocketState>();
@@ -121,7 +121,7 @@ export async function startPeopleUpdates(deps: Pick<Deps, 'database' | 'db' | 'l
   }, checkIntervalMs).unref();
 
   // A logout, a reset or a role change anywhere announces the address: its sockets are checked at once.
-  const unlistenSessions = await deps.database.listen(SESSIONS_CHANNEL, (email) => recheck(email === '' ? undefined : email));
+  const unlistenSessions = deps.sessionChanges.onChange((email) => recheck(email));
 
   return {
     add(socket, session) {
@@ -135,7 +135,7 @@ export async function startPeopleUpdates(deps: Pick<Deps, 'database' | 'db' | 'l
     },
     async stop() {
       clearInterval(ticker);
-      await unlistenSessions();
+      unlistenSessions();
       await unlisten();
       await deliveries;
     },

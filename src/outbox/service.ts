@@ -2,11 +2,12 @@
  * The outbox's service: events written with the change they describe (`emitEvent`, inside the
  * change's unit of work), and what an admin may see and do with them.
  */
+import type { Clock } from '../clock.ts';
 import type { Deps } from '../deps.ts';
 import type { OutboxState } from '../db/tables.ts';
 import type { UnitOfWork } from '../db/unit-of-work.ts';
 import { AppError } from '../http/errors.ts';
-import { appendOutboxRow, deleteFinishedOutboxRows, findOutboxRows, moveOutboxRow, type OutboxRow } from './store.ts';
+import { appendOutboxRow, deleteFinishedOutboxRows, findOutboxRows, moveOutboxRow, type NewOutboxRow, type OutboxRow } from './store.ts';
 
 /** Every event type Roster emits, with the version of its payload (raised when a payload's shape changes). */
 export const EVENT_TYPES = {
@@ -38,7 +39,7 @@ export async function emitEvent(
   group: string,
   payload: Record<string, unknown>,
 ): Promise<void> {
-  await appendOutboxRow(uow.db, { group_key: group, type, version: EVENT_TYPES[type], payload, created_at: deps.clock.now() });
+  await appendOutboxRow(uow.db, newEvent(deps.clock, type, group, payload));
   eventWritten(uow, deps);
 }
 
@@ -53,6 +54,11 @@ export function eventWritten(uow: UnitOfWork, deps: Pick<Deps, 'outboxSignal'>):
   if (woken.has(uow)) return;
   woken.add(uow);
   uow.afterCommit(() => deps.outboxSignal.written());
+}
+
+/** An event as a writer appends it in its own change's statement (outbox/store.ts takeOutboxSeq); it then calls eventWritten. */
+export function newEvent(clock: Clock, type: EventType, group: string, payload: Record<string, unknown>): NewOutboxRow {
+  return { group_key: group, type, version: EVENT_TYPES[type], payload, created_at: clock.now() };
 }
 
 export interface OutboxEvent {

@@ -41,16 +41,30 @@ export async function appendOutboxRow(db: Executor, row: NewOutboxRow): Promise<
 
 /** The statement behind appendOutboxRow. */
 export function appendOutboxQuery(row: NewOutboxRow) {
-  return sql<{ id: string; seq: string }>`
-    WITH next AS (
-      INSERT INTO outbox_groups (group_key, last_seq, pending, available_at) VALUES (${row.group_key}, 1, 1, ${row.created_at})
+  return sql<{ id: string; seq: string }>`WITH outbox_next AS (${takeOutboxSeq(row)}) ${insertOutboxEvent(row, 'outbox_next')} RETURNING id, seq`;
+}
+
+/**
+ * The parts of appendOutboxQuery, for a writer that appends its event in its own change's
+ * statement (one statement is atomic: no transaction needed). As common table expressions:
+ * `outbox_next AS (takeOutboxSeq(row, 'changed')), outbox_appended AS (insertOutboxEvent(row,
+ * 'outbox_next'))`. With `onlyIf` (the name of an earlier CTE), the event is appended only when
+ * that CTE returned a row: an optimistic change that applied nothing appends nothing.
+ */
+export function takeOutboxSeq(row: NewOutboxRow, onlyIf?: string) {
+  return sql<{ last_seq: string }>`
+      INSERT INTO outbox_groups (group_key, last_seq, pending, available_at)
+      SELECT ${row.group_key}, 1, 1, ${row.created_at}::timestamptz${onlyIf === undefined ? sql`` : sql` FROM ${sql.table(onlyIf)} LIMIT 1`}
       ON CONFLICT (group_key) DO UPDATE SET last_seq = outbox_groups.last_seq + 1, pending = outbox_groups.pending + 1,
         available_at = CASE WHEN outbox_groups.pending = 0 AND outbox_groups.lease_owner IS NULL THEN EXCLUDED.available_at ELSE outbox_groups.available_at END
-      RETURNING last_seq
-    )
+      RETURNING last_seq`;
+}
+
+/** The event's insert, numbered by the `takeOutboxSeq` CTE named `seqFrom` (see takeOutboxSeq). */
+export function insertOutboxEvent(row: NewOutboxRow, seqFrom: string) {
+  return sql<Record<string, never>>`
     INSERT INTO outbox (group_key, seq, type, version, payload, created_at, next_attempt_at)
-    SELECT ${row.group_key}, last_seq, ${row.type}, ${row.version}, ${JSON.stringify(row.payload)}::jsonb, ${row.created_at}, ${row.created_at} FROM next
-    RETURNING id, seq`;
+    SELECT ${row.group_key}, last_seq, ${row.type}, ${row.version}, ${JSON.stringify(row.payload)}::jsonb, ${row.created_at}, ${row.created_at} FROM ${sql.table(seqFrom)}`;
 }
 
 export interface OutboxFilter {

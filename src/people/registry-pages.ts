@@ -81,7 +81,7 @@ export function createRegistryPages(deps: { peopleChanges: Pick<PeopleChanges, '
   };
   deps.peopleChanges.onChange((id) => {
     changes++;
-    for (const [key, entry] of kept) if (id === 0 || holds(entry.page, id)) drop(key);
+    for (const [key, entry] of kept) if (id === undefined || holds(entry.page, id)) drop(key);
   });
   return {
     async read(page, read) {

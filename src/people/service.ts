@@ -7,8 +7,8 @@ import { hasRole, type Role } from '../auth/roles.ts';
 import type { SessionUser } from '../auth/store.ts';
 import { membershipRank, NON_MEMBER } from '../config/org.ts';
 import type { Deps } from '../deps.ts';
-import { withUnitOfWork, type UnitOfWork } from '../db/unit-of-work.ts';
-import { emitEvent, memberGroup, type EventType } from '../outbox/service.ts';
+import { withSingleStatement, withUnitOfWork, type UnitOfWork } from '../db/unit-of-work.ts';
+import { emitEvent, eventWritten, memberGroup, newEvent, type EventType } from '../outbox/service.ts';
 import { AppError } from '../http/errors.ts';
 import { csvHeader, toCsvRows } from '../http/formats.ts';
 import { preferredName, toPerson, type Person } from './person.ts';
@@ -114,6 +114,17 @@ function requireLegalName(value: string | null | undefined): string {
 }
 
 /**
+ * What adding person `id` writes besides the row, in its unit of work: its outbox event, and the
+ * people change signal once the unit commits (caches here and in other processes drop the person).
+ * A change to a person appends its event in its own statement, and signals the same way
+ * (changePerson).
+ */
+async function personChanged(deps: Pick<Deps, 'clock' | 'peopleChanges' | 'outboxSignal'>, uow: UnitOfWork, id: number, type: EventType, payload: Record<string, unknown>): Promise<void> {
+  await emitEvent(uow, deps, type, memberGroup(id), payload);
+  deps.peopleChanges.afterCommit(uow, id);
+}
+
+/**
  * Adds a person; every membership but NonMember gets a member number. Given `within`, the person
  * is added in that unit of work (and a member number taken meanwhile fails it, for its owner to
  * retry whole); otherwise in its own, retried when another change took the number drawn.
@@ -140,7 +151,7 @@ export async function addPerson(
     withUnitOfWork(
       deps,
       async (uow) => {
-        const { db: tx, afterCommit } = uow;
+        const { db: tx } = uow;
         const row = await insertPerson(tx, {
           ...values,
           last_modified: deps.clock.now(),
@@ -149,8 +160,7 @@ export async function addPerson(
         });
         await recordChange(tx, deps.clock, ctx, { subject: row.id, action: 'new', parameters: { ...values, member_number: row.member_number } });
         const person = toPerson(row);
-        await emitEvent(uow, deps, 'person.created', memberGroup(row.id), { person });
-        afterCommit(() => deps.peopleChanges.committed(row.id));
+        await personChanged(deps, uow, row.id, 'person.created', { person });
         return person;
       },
       within,
@@ -442,11 +452,11 @@ const CHANGE_EVENTS = { update: 'person.updated', upgrade: 'membership.upgraded'
 
 /**
  * Reads person `id`, lets `decide` apply the rules to the row as read, and writes the change with
- * its audit row as one statement that applies only if the row is still as read.
- * When someone else changed it in between, nothing was written: it is read and decided again. After
- * OPTIMISTIC_ATTEMPTS lost races, the last attempt locks the row in a transaction, so a person under
- * a storm of changes still gets theirs through. Two round trips for a change, instead of six in a
- * transaction that holds the row lock across them.
+ * its audit row and its outbox event as one statement that applies only if the row is still as
+ * read. When someone else changed it in between, nothing was written: it is read and decided
+ * again. After OPTIMISTIC_ATTEMPTS lost races, the last attempt locks the row in a transaction, so
+ * a person under a storm of changes still gets theirs through. Two round trips for a change,
+ * instead of BEGIN, read, change, event, COMMIT.
  */
 async function changePerson<T>(
   deps: Pick<Deps, 'db' | 'clock' | 'outboxSignal' | 'peopleChanges' | 'log'>,
@@ -455,30 +465,35 @@ async function changePerson<T>(
   ctx: ChangeContext,
   decide: (db: Executor, row: PersonRow | undefined) => Promise<Decision<T>>,
 ): Promise<T> {
-  type Outcome = { written: boolean; value: T } | undefined;
-  /** undefined when the row changed since it was read, and nothing was written. */
-  /** Runs in `uow` when given (the locked attempt), or in a unit of work of its own around the write. */
+  type Outcome = { value: T } | undefined;
+  /**
+   * undefined when the row changed since it was read, and nothing was written. Runs in `uow` when
+   * given (the locked attempt); otherwise with no transaction (the read, then the one write).
+   */
   const attempt = async (db: Executor, lock: boolean, uow?: UnitOfWork): Promise<Outcome> => {
     const read = await findVersionedPersonById(db, id, lock);
     const { version, ...row } = read ?? { version: '' };
     const { changed, result, alsoWrite } = await decide(db, read && (row as PersonRow));
-    if (Object.keys(changed).length === 0) return { written: false, value: result(row as PersonRow) };
+    if (Object.keys(changed).length === 0) return { value: result(row as PersonRow) };
     const { paper_pubs: paperPubs, ...rest } = changed;
     const changes: PersonChanges = { ...rest, last_modified: deps.clock.now() };
     if (paperPubs !== undefined) changes.paper_pubs = JSON.stringify(paperPubs);
     const { subject: _subject, ...log } = logEntryValues(deps.clock, ctx, { subject: id, action, parameters: { ...changed } });
-    // The change, its audit row and its event commit together.
+    const event = newEvent(deps.clock, CHANGE_EVENTS[action], memberGroup(id), { id, changed: { ...changed } });
+    // The change, its audit row and its event: one statement, so no transaction of its own.
     const write = async (w: UnitOfWork) => {
-      const after = await changePersonIfUnchanged(w.db, id, version, changes, log);
+      const after = await changePersonIfUnchanged(w.db, id, version, changes, log, event);
       if (after) {
-        await emitEvent(w, deps, CHANGE_EVENTS[action], memberGroup(id), { id, changed: { ...changed } });
+        eventWritten(w, deps);
+        deps.peopleChanges.afterCommit(w, id);
         await alsoWrite?.(w);
       }
       return after;
     };
     try {
-      const after = await withUnitOfWork(deps, write, uow);
-      return after && { written: true, value: result(after) };
+      // An email change also asks for a login link: then one transaction for all of it.
+      const after = alsoWrite ? await withUnitOfWork(deps, write, uow) : await withSingleStatement(deps, write, uow);
+      return after && { value: result(after) };
     } catch (err) {
       if (!isUniqueViolation(err)) throw err;
       // The member number written was taken since it was checked (the statement wrote nothing):
@@ -494,7 +509,6 @@ async function changePerson<T>(
     if (!locked) throw new Error(`Person ${id} changed while its row was locked`);
     return locked;
   });
-  if (outcome.written) deps.peopleChanges.committed(id);
   return outcome.value;
 }
 

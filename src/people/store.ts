@@ -3,6 +3,7 @@ import { CompiledQuery, sql, type Expression, type Insertable, type Selectable, 
 import type { Executor } from '../audit/store.ts';
 import type { Db } from '../db/connect.ts';
 import type { Tables } from '../db/tables.ts';
+import { insertOutboxEvent, takeOutboxSeq, type NewOutboxRow } from '../outbox/store.ts';
 
 export type PersonRow = Selectable<Tables['people']>;
 export type NewPersonRow = Insertable<Tables['people']>;
@@ -290,10 +291,12 @@ export type PersonLogValues = Omit<Insertable<Tables['log']>, 'subject'>;
 /**
  * Applies `changes` to person `id` only while the row still has `version` (xmin changes with every
  * update, and an update that waited for a concurrent one is re-checked against the committed row),
- * and inserts the audit row from the update's RETURNING. One statement, so the change and its audit
- * row commit together or not at all. (The live notification follows the commit: see changes.ts.)
+ * inserts the audit row from the update's RETURNING, and appends `event` to the outbox, taking its
+ * group's next seq under the group row's lock (outbox/store.ts takeOutboxSeq). One statement, so
+ * the change, its audit row and its event commit together or not at all, with no transaction; when
+ * the version no longer matches, none of them is written. (The change signal follows the commit.)
  */
-function buildChangePersonQuery(db: Executor, id: number, version: string, changes: PersonChanges, log: PersonLogValues) {
+function buildChangePersonQuery(db: Executor, id: number, version: string, changes: PersonChanges, log: PersonLogValues, event: NewOutboxRow) {
   return db
     .with('changed', (qb) =>
       qb.updateTable('people').set(changes).where('id', '=', id).where(sql<SqlBool>`xmin = ${version}::text::xid`).returning(['id', 'member_number']),
@@ -314,8 +317,16 @@ function buildChangePersonQuery(db: Executor, id: number, version: string, chang
           ]),
       ),
     )
+    // Kysely writes a raw CTE body as it is: the parentheses are ours.
+    .with('outbox_next', () => sql`(${takeOutboxSeq(event, 'changed')})`)
+    .with('outbox_appended', () => sql`(${insertOutboxEvent(event, 'outbox_next')})`)
     .selectFrom('changed')
     .select(['changed.member_number']);
+}
+
+/** The event's parameters, in the order its parts use them (after the change's and the audit row's). */
+function eventParameters(db: Executor, event: NewOutboxRow): readonly unknown[] {
+  return sql`${takeOutboxSeq(event, 'changed')} ${insertOutboxEvent(event, 'outbox_next')}`.compile(db).parameters;
 }
 
 type ChangedPersonRow = { member_number: number | null };
@@ -327,8 +338,11 @@ type ChangedPersonRow = { member_number: number | null };
  */
 const changeStatements = new Map<string, string>();
 
+/** What a change to a person writes: see buildChangePersonQuery. */
+type PersonChangeArgs = [id: number, version: string, changes: PersonChanges, log: PersonLogValues, event: NewOutboxRow];
+
 /** The compiled statement of changePersonIfUnchanged (exported for the bench's database ceiling). */
-export function changePersonQuery(db: Executor, id: number, version: string, changes: PersonChanges, log: PersonLogValues): CompiledQuery<ChangedPersonRow> {
+export function changePersonQuery(db: Executor, ...[id, version, changes, log, event]: PersonChangeArgs): CompiledQuery<ChangedPersonRow> {
   const columns = Object.keys(changes).filter((c) => changes[c as keyof PersonChanges] !== undefined) as (keyof PersonChanges)[];
   const parameters = [
     ...columns.map((c) => changes[c]),
@@ -341,11 +355,12 @@ export function changePersonQuery(db: Executor, id: number, version: string, cha
     log.description ?? null,
     log.client_ip ?? null,
     log.client_ua ?? null,
+    ...eventParameters(db, event),
   ];
   const key = columns.join(',');
   let text = changeStatements.get(key);
   if (text === undefined) {
-    const compiled = buildChangePersonQuery(db, id, version, changes, log).compile();
+    const compiled = buildChangePersonQuery(db, id, version, changes, log, event).compile();
     if (compiled.parameters.length !== parameters.length || compiled.parameters.some((p, i) => p !== parameters[i])) {
       throw new Error('changePersonQuery: the parameter order does not match the compiled statement');
     }
@@ -356,18 +371,12 @@ export function changePersonQuery(db: Executor, id: number, version: string, cha
 }
 
 /**
- * Applies `changes` with their audit row (see buildChangePersonQuery); returns the
+ * Applies `changes` with their audit row and `event` (see buildChangePersonQuery); returns the
  * person's member number after the change, or undefined when the row no longer has `version`
  * (changed or deleted since it was read), in which case nothing was written.
  */
-export async function changePersonIfUnchanged(
-  db: Executor,
-  id: number,
-  version: string,
-  changes: PersonChanges,
-  log: PersonLogValues,
-): Promise<{ member_number: number | null } | undefined> {
-  const { rows } = await db.executeQuery(changePersonQuery(db, id, version, changes, log));
+export async function changePersonIfUnchanged(db: Executor, ...change: PersonChangeArgs): Promise<{ member_number: number | null } | undefined> {
+  const { rows } = await db.executeQuery(changePersonQuery(db, ...change));
   return rows[0] && { member_number: rows[0].member_number };
 }
 
@@ -379,11 +388,6 @@ export async function nextMemberNumber(db: Executor): Promise<number> {
     const taken = await db.selectFrom('people').select('id').where('member_number', '=', n).executeTakeFirst();
     if (!taken) return n;
   }
-}
-
-/** Announces committed changes to people on PEOPLE_CHANNEL: the payload is their ids, comma-separated. */
-export async function notifyPeopleChanged(db: Executor, ids: number[]): Promise<void> {
-  await sql`SELECT pg_notify(${PEOPLE_CHANNEL}, ${ids.join(',')})`.execute(db);
 }
 
 /** The person ids in a PEOPLE_CHANNEL payload ('' after a reopened LISTEN connection: none known). */

@@ -4,6 +4,7 @@ import { after, before, describe, test } from 'node:test';
 import { linkIn, startTestApp, type TestApp } from '../../test/support/app.ts';
 import { startSmtpPeer, type SmtpPeer } from '../../test/support/smtp-peer.ts';
 import { logEntryValues, SYSTEM_CONTEXT } from '../audit/service.ts';
+import { memberGroup, newEvent } from '../outbox/service.ts';
 import { changePersonIfUnchanged, findVersionedPersonById, parsePeopleChanged, PEOPLE_CHANNEL } from './store.ts';
 
 const PAPER = { name: 'Mia Member', address: '1 Main St', country: 'Finland' };
@@ -369,20 +370,26 @@ describe('POST people/:id/upgrade', () => {
 });
 
 describe('concurrent changes to one person', () => {
-  test('a change applies only to the row as it was read: a stale read writes nothing, not even the audit row', async () => {
+  test('a change applies only to the row as it was read: a stale read writes nothing, not even the audit row or the event', async () => {
     const { id } = await newPerson({ city: 'Oulu' });
+    const events = () => t.deps.db.selectFrom('outbox').select(['type', 'seq', 'payload']).where('group_key', '=', memberGroup(id)).orderBy('seq').execute();
     const stale = (await findVersionedPersonById(t.deps.db, id))!;
     assert.equal((await t.api(`people/${id}`, { cookie: admin, json: { city: 'Turku' } })).status, 200);
     const { subject: _subject, ...log } = logEntryValues(t.clock, SYSTEM_CONTEXT, { subject: id, action: 'update', parameters: { city: 'Pori' } });
-    assert.equal(await changePersonIfUnchanged(t.deps.db, id, stale.version, { city: 'Pori' }, log), undefined);
+    const event = newEvent(t.clock, 'person.updated', memberGroup(id), { id, changed: { city: 'Pori' } });
+    assert.equal(await changePersonIfUnchanged(t.deps.db, id, stale.version, { city: 'Pori' }, log, event), undefined);
     assert.equal((await read(id)).city, 'Turku');
     assert.equal((await logOf(id)).length, 2);
+    assert.deepEqual((await events()).map((e) => e.type), ['person.created', 'person.updated']);
     const fresh = (await findVersionedPersonById(t.deps.db, id))!;
-    assert.ok(await changePersonIfUnchanged(t.deps.db, id, fresh.version, { city: 'Pori' }, log));
+    assert.ok(await changePersonIfUnchanged(t.deps.db, id, fresh.version, { city: 'Pori' }, log, event));
     assert.equal((await read(id)).city, 'Pori');
     const logged = await logOf(id);
     assert.equal(logged.length, 3);
     assert.deepEqual(logged[2].parameters, { city: 'Pori' });
+    const written = await events();
+    assert.deepEqual(written.map((e) => [e.type, Number(e.seq)]), [['person.created', 1], ['person.updated', 2], ['person.updated', 3]]);
+    assert.deepEqual(written[2]!.payload, { id, changed: { city: 'Pori' } });
   });
 
   test('racing updates are each re-read and applied once: one audit row per committed change', async () => {

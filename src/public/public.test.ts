@@ -4,6 +4,7 @@ import { after, before, describe, test } from 'node:test';
 import { gunzipSync } from 'node:zlib';
 import { startTestApp, type TestApp } from '../../test/support/app.ts';
 import { testDatabaseUrl } from '../../test/support/database.ts';
+import { RENDERED_MAX_AGE_MS } from './service.ts';
 
 let t: TestApp;
 before(async () => {
@@ -231,6 +232,16 @@ describe('GET public/stats', () => {
     assert.equal(await count(), before);
     t.clock.advance(2_000);
     assert.equal(await count(), before + 1);
+  });
+
+  test('the public list too: a change that no notification announced shows after at most 60 seconds', async () => {
+    const names = async () => ((await t.api('public/people')).body as { first_name: string }[]).map((p) => p.first_name);
+    assert.ok(!(await names()).includes('Unannounced'));
+    // Written straight to the database, as if another process's NOTIFY had been lost.
+    await t.deps.db.insertInto('people').values({ last_modified: new Date(), membership: 'Adult', legal_name: 'Una Nounced', public_first_name: 'Unannounced', country: 'Norway' }).execute();
+    assert.ok(!(await names()).includes('Unannounced'));
+    t.clock.advance(RENDERED_MAX_AGE_MS + 1);
+    assert.ok((await names()).includes('Unannounced'));
   });
 });
 
