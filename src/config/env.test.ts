@@ -30,7 +30,7 @@ describe('parseEnv', () => {
     assert.equal(env.logLevel, 'info');
     assert.equal(env.trustProxy, false);
     assert.deepEqual(env.rateLimit, { windowSeconds: 900, perEmail: 10, perIp: 100 });
-    assert.deepEqual(env.outbox, { worker: 'in-process', concurrency: 8, maxAttempts: 10, retentionDays: 7 });
+    assert.deepEqual(env.outbox, { worker: 'in-process', concurrency: 64, maxAttempts: 10, retentionDays: 7 });
   });
 
   test('reads every variable, trimming blanks and lower-casing the admin address', () => {

@@ -47,7 +47,7 @@ export interface Env {
 
 export const DEMO_ORG_FILE = 'config/organisation.example.yaml';
 
-export const OUTBOX_DEFAULTS = { concurrency: 8, maxAttempts: 10, retentionDays: 7 } as const;
+export const OUTBOX_DEFAULTS = { concurrency: 64, maxAttempts: 10, retentionDays: 7 } as const;
 
 export class EnvError extends Error {
   constructor(readonly problems: string[]) {
