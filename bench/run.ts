@@ -192,29 +192,22 @@ async function main(): Promise<void> {
   const insertProgress = (done: number) => progress(`generating people: ${fmt(done)} / ${fmt(peopleCount)}`);
 
   if (dbKind === 'postgres') {
-    const serverUrl = process.env.BENCH_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
-    const name = `roster_bench_${process.pid}_${randomBytes(3).toString('hex')}`;
-    const admin = new pg.Client({ connectionString: serverUrl });
-    await admin.connect();
-    await admin.query(`CREATE DATABASE ${name}`);
+    const bench = await createBenchDatabase('roster_bench');
     cleanups.push(async () => {
-      await admin.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
-      await admin.end();
-      say(`dropped database ${name}`);
+      await bench.drop();
+      say(`dropped database ${bench.name}`);
     });
-    const url = new URL(serverUrl);
-    url.pathname = `/${name}`;
-    const database = await connectPostgres(url.toString(), connections);
+    const database = await connectPostgres(bench.url, connections);
     await migrate(database.db);
     await insertPeople(database.db, peopleCount, insertProgress);
     say('');
-    const pool = new pg.Pool({ connectionString: url.toString(), max: connections });
+    const pool = new pg.Pool({ connectionString: bench.url, max: connections });
     // Named prepared statements, as the service's own pool sends them.
     pool.on('connect', prepareStatementsOn);
     await measureDbCeilings(pgRunner(pool));
     await pool.end();
     await database.close();
-    serviceEnv.DATABASE_URL = url.toString();
+    serviceEnv.DATABASE_URL = bench.url;
   } else {
     const dataDir = await mkdtemp(path.join(os.tmpdir(), 'roster-bench-'));
     cleanups.push(() => rm(dataDir, { recursive: true, force: true }));
@@ -360,6 +353,25 @@ async function main(): Promise<void> {
   say(`\nwrote ${path.relative(process.cwd(), file)}${complete ? ' and BENCHMARKS.md' : ' (a partial run: BENCHMARKS.md is left as it was)'}`);
 }
 
+/** A new database named `<prefix>_<pid>_<random>` on BENCH_DATABASE_URL's server; `drop` removes it. */
+async function createBenchDatabase(prefix: string): Promise<{ name: string; url: string; drop(): Promise<void> }> {
+  const serverUrl = process.env.BENCH_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
+  const name = `${prefix}_${process.pid}_${randomBytes(3).toString('hex')}`;
+  const admin = new pg.Client({ connectionString: serverUrl });
+  await admin.connect();
+  await admin.query(`CREATE DATABASE ${name}`);
+  const url = new URL(serverUrl);
+  url.pathname = `/${name}`;
+  return {
+    name,
+    url: url.toString(),
+    async drop() {
+      await admin.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+      await admin.end();
+    },
+  };
+}
+
 /**
  * An outbox scenario on a fresh database of its own (bench/outbox.ts): on PostgreSQL a new database
  * (dropped after) and two worker processes for the drain; on PGlite a temporary data directory and
@@ -367,22 +379,15 @@ async function main(): Promise<void> {
  */
 async function measureOutboxScenario(name: (typeof OUTBOX_SCENARIOS)[number]): Promise<ScenarioResult> {
   if (dbKind === 'postgres') {
-    const serverUrl = process.env.BENCH_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
-    const dbName = `roster_bench_outbox_${process.pid}_${randomBytes(3).toString('hex')}`;
-    const admin = new pg.Client({ connectionString: serverUrl });
-    await admin.connect();
-    await admin.query(`CREATE DATABASE ${dbName}`);
-    const url = new URL(serverUrl);
-    url.pathname = `/${dbName}`;
-    const database = await connectPostgres(url.toString(), 4);
+    const bench = await createBenchDatabase('roster_bench_outbox');
+    const database = await connectPostgres(bench.url, 4);
     try {
       await migrate(database.db);
       if (name === 'outbox-claim') return await measureOutboxClaim(database.db, progress);
-      return await measureOutboxDrain(database.db, async () => startDrainWorkers(url.toString(), DRAIN_WORKERS), DRAIN_WORKERS, progress);
+      return await measureOutboxDrain(database.db, async () => startDrainWorkers(bench.url, DRAIN_WORKERS), DRAIN_WORKERS, progress);
     } finally {
       await database.close();
-      await admin.query(`DROP DATABASE IF EXISTS ${dbName} WITH (FORCE)`);
-      await admin.end();
+      await bench.drop();
     }
   }
   const dataDir = await mkdtemp(path.join(os.tmpdir(), 'roster-bench-outbox-'));
