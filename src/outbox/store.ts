@@ -53,10 +53,9 @@ export function appendOutboxQuery(row: NewOutboxRow) {
  */
 export function takeOutboxSeq(row: NewOutboxRow, onlyIf?: string) {
   return sql<{ last_seq: string }>`
-      INSERT INTO outbox_groups (group_key, last_seq, pending, available_at)
+      INSERT INTO outbox_groups AS g (group_key, last_seq, pending, available_at)
       SELECT ${row.group_key}, 1, 1, ${row.created_at}::timestamptz${onlyIf === undefined ? sql`` : sql` FROM ${sql.table(onlyIf)} LIMIT 1`}
-      ON CONFLICT (group_key) DO UPDATE SET last_seq = outbox_groups.last_seq + 1, pending = outbox_groups.pending + 1,
-        available_at = CASE WHEN outbox_groups.pending = 0 AND outbox_groups.lease_owner IS NULL THEN EXCLUDED.available_at ELSE outbox_groups.available_at END
+      ${COUNT_INTO_GROUP}
       RETURNING last_seq`;
 }
 
@@ -66,6 +65,37 @@ export function insertOutboxEvent(row: NewOutboxRow, seqFrom: string) {
     INSERT INTO outbox (group_key, seq, type, version, payload, created_at, next_attempt_at)
     SELECT ${row.group_key}, last_seq, ${row.type}, ${row.version}, ${JSON.stringify(row.payload)}::jsonb, ${row.created_at}, ${row.created_at} FROM ${sql.table(seqFrom)}`;
 }
+
+/**
+ * takeOutboxSeq for many events of one statement: `events` names an earlier CTE with the columns
+ * (group_key, type, version, payload jsonb, created_at), one row per event and **at most one per
+ * group** (a statement cannot upsert one row twice). The groups are taken in group_key order, the
+ * order every batch takes them in. Returns (group_key, last_seq).
+ */
+export function takeOutboxSeqs(events: string) {
+  return sql<{ group_key: string; last_seq: string }>`
+      INSERT INTO outbox_groups AS g (group_key, last_seq, pending, available_at)
+      SELECT group_key, 1, 1, created_at FROM ${sql.table(events)} ORDER BY group_key
+      ${COUNT_INTO_GROUP}
+      RETURNING group_key, last_seq`;
+}
+
+/** The events' insert, numbered by the takeOutboxSeqs CTE named `seqFrom`. */
+export function insertOutboxEvents(events: string, seqFrom: string) {
+  return sql<Record<string, never>>`
+    INSERT INTO outbox (group_key, seq, type, version, payload, created_at, next_attempt_at)
+    SELECT e.group_key, n.last_seq, e.type, e.version, e.payload, e.created_at, e.created_at
+    FROM ${sql.table(seqFrom)} n JOIN ${sql.table(events)} e ON e.group_key = n.group_key`;
+}
+
+/**
+ * The upsert of a group row that an append goes through: the next seq, the event counted as
+ * pending; a new or idle group is due at once (the event's time: a release stamped by a clock that
+ * was ahead, or a test's clock moved back, must not hold it), a busy one keeps its `available_at`
+ * (a worker's lease or backoff goes on).
+ */
+const COUNT_INTO_GROUP = sql`ON CONFLICT (group_key) DO UPDATE SET last_seq = g.last_seq + 1, pending = g.pending + 1,
+        available_at = CASE WHEN g.pending = 0 AND g.lease_owner IS NULL THEN EXCLUDED.available_at ELSE g.available_at END`;
 
 export interface OutboxFilter {
   state?: OutboxState;

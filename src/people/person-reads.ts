@@ -26,12 +26,16 @@ function readerFor(db: Db): BatchLoader<number, PersonRow> {
   return reader;
 }
 
+/** Whether `id` can be anyone's: out of range, an id would fail a batch's whole query (and so its other readers). */
+export function isPersonId(id: number): boolean {
+  return Number.isInteger(id) && id >= 1 && id <= MAX_PERSON_ID;
+}
+
 /**
  * Person `id` as read by a query sent after this call, or undefined when no one has that id. The
  * row may be shared with other callers of the same batch: treat it as read-only.
  */
 export function readPerson(db: Db, id: number): Promise<PersonRow | undefined> {
-  // Out of range, the id would fail the batch's whole query (and so its other readers).
-  if (!Number.isInteger(id) || id < 1 || id > MAX_PERSON_ID) return Promise.resolve(undefined);
+  if (!isPersonId(id)) return Promise.resolve(undefined);
   return readerFor(db).load(id);
 }

@@ -13,6 +13,7 @@ import { AppError } from '../http/errors.ts';
 import { csvHeader, toCsvRows } from '../http/formats.ts';
 import { preferredName, toPerson, type Person } from './person.ts';
 import { readPerson } from './person-reads.ts';
+import { readVersionedPerson, writePersonChange } from './person-writes.ts';
 import type { PaperPubs } from './schema.ts';
 import { entryText, NULLS_PER_CHUNK, type RenderedPage } from './registry-pages.ts';
 import {
@@ -33,6 +34,7 @@ import {
   TEXT_FILTER_FIELDS,
   type MemberEmailRow,
   type PeopleFilter,
+  type PersonChange,
   type PersonChanges,
   type PersonRow,
   type RegistryEntryRow,
@@ -471,7 +473,7 @@ async function changePerson<T>(
    * given (the locked attempt); otherwise with no transaction (the read, then the one write).
    */
   const attempt = async (db: Executor, lock: boolean, uow?: UnitOfWork): Promise<Outcome> => {
-    const read = await findVersionedPersonById(db, id, lock);
+    const read = lock ? await findVersionedPersonById(db, id, true) : await readVersionedPerson(deps.db, id);
     const { version, ...row } = read ?? { version: '' };
     const { changed, result, alsoWrite } = await decide(db, read && (row as PersonRow));
     if (Object.keys(changed).length === 0) return { value: result(row as PersonRow) };
@@ -479,10 +481,13 @@ async function changePerson<T>(
     const changes: PersonChanges = { ...rest, last_modified: deps.clock.now() };
     if (paperPubs !== undefined) changes.paper_pubs = JSON.stringify(paperPubs);
     const { subject: _subject, ...log } = logEntryValues(deps.clock, ctx, { subject: id, action, parameters: { ...changed } });
-    const event = newEvent(deps.clock, CHANGE_EVENTS[action], memberGroup(id), { id, changed: { ...changed } });
-    // The change, its audit row and its event: one statement, so no transaction of its own.
+    const change: PersonChange = { id, version, changes, log, event: newEvent(deps.clock, CHANGE_EVENTS[action], memberGroup(id), { id, changed: { ...changed } }) };
+    // The change, its audit row and its event are one statement: alone in the unit of work it
+    // joins or opens (the locked attempt; an email change, which also asks for a login link),
+    // otherwise batched with other requests' changes (person-writes.ts), with no transaction.
+    const batched = !uow && !alsoWrite;
     const write = async (w: UnitOfWork) => {
-      const after = await changePersonIfUnchanged(w.db, id, version, changes, log, event);
+      const after = batched ? await writePersonChange(deps.db, change) : await changePersonIfUnchanged(w.db, change);
       if (after) {
         eventWritten(w, deps);
         deps.peopleChanges.afterCommit(w, id);
@@ -491,8 +496,7 @@ async function changePerson<T>(
       return after;
     };
     try {
-      // An email change also asks for a login link: then one transaction for all of it.
-      const after = alsoWrite ? await withUnitOfWork(deps, write, uow) : await withSingleStatement(deps, write, uow);
+      const after = batched ? await withSingleStatement(deps, write) : await withUnitOfWork(deps, write, uow);
       return after && { value: result(after) };
     } catch (err) {
       if (!isUniqueViolation(err)) throw err;

@@ -3,7 +3,7 @@ import { CompiledQuery, sql, type Expression, type Insertable, type Selectable, 
 import type { Executor } from '../audit/store.ts';
 import type { Db } from '../db/connect.ts';
 import type { Tables } from '../db/tables.ts';
-import { insertOutboxEvent, takeOutboxSeq, type NewOutboxRow } from '../outbox/store.ts';
+import { insertOutboxEvents, takeOutboxSeqs, type NewOutboxRow } from '../outbox/store.ts';
 
 export type PersonRow = Selectable<Tables['people']>;
 export type NewPersonRow = Insertable<Tables['people']>;
@@ -280,6 +280,16 @@ export async function findVersionedPersonById(db: Executor, id: number, lock = f
   return (lock ? query.forUpdate() : query).executeTakeFirst();
 }
 
+/** People with these ids and their row versions, in no particular order; ids no one has are left out. */
+export async function findVersionedPeopleByIds(db: Executor, ids: number[]): Promise<VersionedPersonRow[]> {
+  return versionedPeopleByIdsQuery(db, ids).execute();
+}
+
+/** The query behind findVersionedPeopleByIds. */
+export function versionedPeopleByIdsQuery(db: Executor, ids: number[]) {
+  return peopleByIdsQuery(db, ids).select(sql<string>`xmin::text`.as('version'));
+}
+
 /** The query behind findVersionedPersonById (unlocked). */
 export function findVersionedPersonQuery(db: Executor, id: number) {
   return db.selectFrom('people').selectAll().select(sql<string>`xmin::text`.as('version')).where('id', '=', id);
@@ -288,96 +298,123 @@ export function findVersionedPersonQuery(db: Executor, id: number) {
 /** The audit row's values, as audit/service.ts's logEntryValues makes them; its subject is the person. */
 export type PersonLogValues = Omit<Insertable<Tables['log']>, 'subject'>;
 
-/**
- * Applies `changes` to person `id` only while the row still has `version` (xmin changes with every
- * update, and an update that waited for a concurrent one is re-checked against the committed row),
- * inserts the audit row from the update's RETURNING, and appends `event` to the outbox, taking its
- * group's next seq under the group row's lock (outbox/store.ts takeOutboxSeq). One statement, so
- * the change, its audit row and its event commit together or not at all, with no transaction; when
- * the version no longer matches, none of them is written. (The change signal follows the commit.)
- */
-function buildChangePersonQuery(db: Executor, id: number, version: string, changes: PersonChanges, log: PersonLogValues, event: NewOutboxRow) {
-  return db
-    .with('changed', (qb) =>
-      qb.updateTable('people').set(changes).where('id', '=', id).where(sql<SqlBool>`xmin = ${version}::text::xid`).returning(['id', 'member_number']),
-    )
-    .with('logged', (qb) =>
-      qb.insertInto('log').columns(['timestamp', 'author', 'subject', 'action', 'parameters', 'description', 'client_ip', 'client_ua']).expression(
-        qb
-          .selectFrom('changed')
-          .select([
-            sql<Date>`${log.timestamp}::timestamptz`.as('timestamp'),
-            sql<string | null>`${log.author ?? null}::text`.as('author'),
-            'changed.id',
-            sql<string>`${log.action}::text`.as('action'),
-            sql<string>`${log.parameters ?? '{}'}::jsonb`.as('parameters'),
-            sql<string | null>`${log.description ?? null}::text`.as('description'),
-            sql<string | null>`${log.client_ip ?? null}::text`.as('client_ip'),
-            sql<string | null>`${log.client_ua ?? null}::text`.as('client_ua'),
-          ]),
-      ),
-    )
-    // Kysely writes a raw CTE body as it is: the parentheses are ours.
-    .with('outbox_next', () => sql`(${takeOutboxSeq(event, 'changed')})`)
-    .with('outbox_appended', () => sql`(${insertOutboxEvent(event, 'outbox_next')})`)
-    .selectFrom('changed')
-    .select(['changed.member_number']);
+/** A change to one person, with its audit row and its outbox event (see changePeopleIfUnchanged). */
+export interface PersonChange {
+  id: number;
+  /** The row version (xmin) the change was decided on. */
+  version: string;
+  changes: PersonChanges;
+  log: PersonLogValues;
+  event: NewOutboxRow;
 }
 
-/** The event's parameters, in the order its parts use them (after the change's and the audit row's). */
-function eventParameters(db: Executor, event: NewOutboxRow): readonly unknown[] {
-  return sql`${takeOutboxSeq(event, 'changed')} ${insertOutboxEvent(event, 'outbox_next')}`.compile(db).parameters;
+/** The SQL type of each column a change may set, as the statement's input declares it. */
+const CHANGE_COLUMN_TYPES: Record<Exclude<keyof PersonChanges, 'id'>, string> = {
+  last_modified: 'timestamptz',
+  member_number: 'int',
+  membership: 'text',
+  legal_name: 'text',
+  email: 'text',
+  public_first_name: 'text',
+  public_last_name: 'text',
+  city: 'text',
+  state: 'text',
+  country: 'text',
+  // Written as the JSON text the service made (null as 'null'), as a jsonb parameter takes it.
+  paper_pubs: 'text',
+};
+
+/** The columns a change sets, in a fixed order: changes with the same columns share one statement text. */
+export function changedColumns(changes: PersonChanges): (keyof typeof CHANGE_COLUMN_TYPES)[] {
+  return (Object.keys(CHANGE_COLUMN_TYPES) as (keyof typeof CHANGE_COLUMN_TYPES)[]).filter((c) => changes[c] !== undefined);
 }
 
-type ChangedPersonRow = { member_number: number | null };
-
-/**
- * The statement's text for each set of changed columns: compiling the query builder costs more
- * than the statement's round trip, and an update's shape repeats. The parameters are listed in the
- * order the text uses them, which the first compilation of each shape checks.
- */
+/** The statement's text for each set of changed columns. */
 const changeStatements = new Map<string, string>();
 
-/** What a change to a person writes: see buildChangePersonQuery. */
-type PersonChangeArgs = [id: number, version: string, changes: PersonChanges, log: PersonLogValues, event: NewOutboxRow];
-
-/** The compiled statement of changePersonIfUnchanged (exported for the bench's database ceiling). */
-export function changePersonQuery(db: Executor, ...[id, version, changes, log, event]: PersonChangeArgs): CompiledQuery<ChangedPersonRow> {
-  const columns = Object.keys(changes).filter((c) => changes[c as keyof PersonChanges] !== undefined) as (keyof PersonChanges)[];
-  const parameters = [
-    ...columns.map((c) => changes[c]),
-    id,
-    version,
-    log.timestamp,
-    log.author ?? null,
-    log.action,
-    log.parameters ?? '{}',
-    log.description ?? null,
-    log.client_ip ?? null,
-    log.client_ua ?? null,
-    ...eventParameters(db, event),
-  ];
+function changePeopleText(db: Executor, columns: (keyof typeof CHANGE_COLUMN_TYPES)[]): string {
   const key = columns.join(',');
   let text = changeStatements.get(key);
-  if (text === undefined) {
-    const compiled = buildChangePersonQuery(db, id, version, changes, log, event).compile();
-    if (compiled.parameters.length !== parameters.length || compiled.parameters.some((p, i) => p !== parameters[i])) {
-      throw new Error('changePersonQuery: the parameter order does not match the compiled statement');
-    }
-    text = compiled.sql;
-    changeStatements.set(key, text);
-  }
-  return CompiledQuery.raw(text, parameters) as CompiledQuery<ChangedPersonRow>;
+  if (text !== undefined) return text;
+  const unknown = columns.filter((c) => !(c in CHANGE_COLUMN_TYPES));
+  if (unknown.length > 0) throw new Error(`changePeopleIfUnchanged: cannot set ${unknown.join(', ')}`);
+  const declared = columns.map((c) => `, "${c}" ${CHANGE_COLUMN_TYPES[c]}`).join('');
+  const set = columns.map((c) => `"${c}" = i."${c}"${c === 'paper_pubs' ? '::jsonb' : ''}`).join(', ');
+  // The parts that are not plain SQL text (the outbox's) compile to text with no parameters.
+  const outbox = sql`outbox_next AS (${takeOutboxSeqs('events')}), outbox_appended AS (${insertOutboxEvents('events', 'outbox_next')})`.compile(db).sql;
+  text = `
+    WITH input AS (
+      SELECT * FROM jsonb_to_recordset($1::jsonb) AS i(id int, version text${declared},
+        log_timestamp timestamptz, author text, action text, parameters text, description text, client_ip text, client_ua text,
+        group_key text, type text, event_version int, payload jsonb, created_at timestamptz)
+    ), changed AS (
+      -- By the primary key (= ANY) whatever the table's statistics said when the plan was made.
+      UPDATE people p SET ${set} FROM input i
+      WHERE p.id = ANY(ARRAY(SELECT id FROM input)) AND p.id = i.id AND p.xmin = i.version::xid
+      RETURNING p.id, p.member_number
+    ), logged AS (
+      INSERT INTO log (timestamp, author, subject, action, parameters, description, client_ip, client_ua)
+      SELECT i.log_timestamp, i.author, c.id, i.action, i.parameters::jsonb, i.description, i.client_ip, i.client_ua
+      FROM changed c JOIN input i ON i.id = c.id ORDER BY c.id
+    ), events AS (
+      SELECT i.group_key, i.type, i.event_version AS version, i.payload, i.created_at FROM changed c JOIN input i ON i.id = c.id
+    ), ${outbox}
+    SELECT id, member_number FROM changed`;
+  changeStatements.set(key, text);
+  return text;
 }
 
 /**
- * Applies `changes` with their audit row and `event` (see buildChangePersonQuery); returns the
- * person's member number after the change, or undefined when the row no longer has `version`
- * (changed or deleted since it was read), in which case nothing was written.
+ * The statement of changePeopleIfUnchanged: `changes` (distinct people, all setting the same
+ * columns) as one JSON parameter, in id order (the order the rows are locked in).
  */
-export async function changePersonIfUnchanged(db: Executor, ...change: PersonChangeArgs): Promise<{ member_number: number | null } | undefined> {
-  const { rows } = await db.executeQuery(changePersonQuery(db, ...change));
-  return rows[0] && { member_number: rows[0].member_number };
+export function changePeopleQuery(db: Executor, changes: PersonChange[]): CompiledQuery<{ id: number; member_number: number | null }> {
+  const columns = changedColumns(changes[0]!.changes);
+  const input = [...changes]
+    .sort((a, b) => a.id - b.id)
+    .map(({ id, version, changes: values, log, event }) => {
+      const row: Record<string, unknown> = { id, version };
+      for (const c of columns) row[c] = values[c];
+      if (changedColumns(values).join() !== columns.join()) throw new Error('changePeopleQuery: the changes of one statement must set the same columns');
+      return {
+        ...row,
+        log_timestamp: log.timestamp,
+        author: log.author ?? null,
+        action: log.action,
+        parameters: log.parameters ?? '{}',
+        description: log.description ?? null,
+        client_ip: log.client_ip ?? null,
+        client_ua: log.client_ua ?? null,
+        group_key: event.group_key,
+        type: event.type,
+        event_version: event.version,
+        payload: event.payload,
+        created_at: event.created_at,
+      };
+    });
+  return CompiledQuery.raw(changePeopleText(db, columns), [JSON.stringify(input)]) as CompiledQuery<{ id: number; member_number: number | null }>;
+}
+
+/**
+ * Applies each change to its person only while the row still has the change's `version` (xmin
+ * changes with every update, and an update that waited for a concurrent one is re-checked against
+ * the committed row), inserts its audit row, and appends its event to the outbox, each group's next
+ * seq taken under the group row's lock (outbox/store.ts takeOutboxSeqs). One statement, so every
+ * change, audit row and event in it commits together or not at all, with no transaction. A change
+ * whose version no longer matches writes nothing (neither its audit row nor its event). Returns,
+ * in the changes' order, the person's member number after the change, or undefined where nothing
+ * was written. The people must be distinct and the changes set the same columns (the batch writer
+ * in person-writes.ts groups them so). (The change signal follows the commit.)
+ */
+export async function changePeopleIfUnchanged(db: Executor, changes: PersonChange[]): Promise<({ member_number: number | null } | undefined)[]> {
+  const { rows } = await db.executeQuery(changePeopleQuery(db, changes));
+  const applied = new Map(rows.map((r) => [r.id, { member_number: r.member_number }]));
+  return changes.map((c) => applied.get(c.id));
+}
+
+/** One change, as changePeopleIfUnchanged writes it. */
+export async function changePersonIfUnchanged(db: Executor, change: PersonChange): Promise<{ member_number: number | null } | undefined> {
+  return (await changePeopleIfUnchanged(db, [change]))[0];
 }
 
 /** The next free member number (skips numbers an admin assigned by hand). */

@@ -371,6 +371,44 @@ describe('POST people/:id/upgrade', () => {
   });
 });
 
+describe('changes to many people at once (written together as one statement)', () => {
+  test('each change is applied with its own audit row and its own event, in its own group', async () => {
+    const people = await Promise.all(Array.from({ length: 30 }, (_, i) => newPerson({ city: `Before ${i}` })));
+    const replies = await Promise.all(people.map(({ id }, i) => t.api(`people/${id}`, { cookie: admin, json: { city: `After ${i}`, state: i % 2 ? 'Odd' : undefined } })));
+    for (const r of replies) assert.equal(r.status, 200, r.text);
+    for (const [i, { id }] of people.entries()) {
+      const person = await read(id);
+      assert.equal(person.city, `After ${i}`);
+      const log = await logOf(id);
+      assert.deepEqual(log.map((e) => [e.action, e.parameters.city ?? null]), [['new', `Before ${i}`], ['update', `After ${i}`]]);
+      const events = await t.deps.db.selectFrom('outbox').select(['type', 'seq', 'payload']).where('group_key', '=', memberGroup(id)).orderBy('seq').execute();
+      assert.deepEqual(events.map((e) => [e.type, Number(e.seq)]), [['person.created', 1], ['person.updated', 2]]);
+      assert.deepEqual((events[1]!.payload as any).changed, i % 2 ? { city: `After ${i}`, state: 'Odd' } : { city: `After ${i}` });
+    }
+  });
+
+  test('a change the statement refuses (a member number taken meanwhile) fails alone; the others written with it go through', async () => {
+    const [first, second] = [await newPerson({ membership: 'NonMember' }), await newPerson({ membership: 'NonMember' })];
+    const others = await Promise.all(Array.from({ length: 6 }, () => newPerson({ membership: 'NonMember' })));
+    const free = (await t.deps.db.selectFrom('people').select((eb) => eb.fn.max('member_number').as('n')).executeTakeFirstOrThrow()).n! + 1000;
+    // Changes of the same columns: the statement that writes them together refuses the second use of `free`.
+    const upgrade = (id: number, n: number) => t.api(`people/${id}/upgrade`, { cookie: superAdmin, json: { membership: 'Adult', member_number: n } });
+    const replies = await Promise.all([upgrade(first.id, free), upgrade(second.id, free), ...others.map(({ id }, i) => upgrade(id, free + 1 + i))]);
+    const [a, b, ...rest] = replies;
+    assert.deepEqual([a!.status, b!.status].sort(), [200, 409], `${a!.text} ${b!.text}`);
+    const refused = a!.status === 409 ? a! : b!;
+    assert.match(refused.body.message, new RegExp(`Member number ${free} is already used by another person`));
+    for (const r of rest) assert.equal(r.status, 200, r.text);
+    for (const [i, { id }] of others.entries()) assert.equal((await read(id)).member_number, free + 1 + i);
+    const holders = await t.deps.db.selectFrom('people').select('id').where('member_number', '=', free).execute();
+    assert.equal(holders.length, 1);
+    const loser = refused === a ? first.id : second.id;
+    assert.deepEqual((await logOf(loser)).map((e) => e.action), ['new'], 'the refused upgrade wrote no audit row');
+    const loserEvents = await t.deps.db.selectFrom('outbox').select('type').where('group_key', '=', memberGroup(loser)).execute();
+    assert.deepEqual(loserEvents.map((e) => e.type), ['person.created'], 'and no event');
+  });
+});
+
 describe('concurrent changes to one person', () => {
   test('a change applies only to the row as it was read: a stale read writes nothing, not even the audit row or the event', async () => {
     const { id } = await newPerson({ city: 'Oulu' });
@@ -379,12 +417,12 @@ describe('concurrent changes to one person', () => {
     assert.equal((await t.api(`people/${id}`, { cookie: admin, json: { city: 'Turku' } })).status, 200);
     const { subject: _subject, ...log } = logEntryValues(t.clock, SYSTEM_CONTEXT, { subject: id, action: 'update', parameters: { city: 'Pori' } });
     const event = newEvent(t.clock, 'person.updated', memberGroup(id), { id, changed: { city: 'Pori' } });
-    assert.equal(await changePersonIfUnchanged(t.deps.db, id, stale.version, { city: 'Pori' }, log, event), undefined);
+    assert.equal(await changePersonIfUnchanged(t.deps.db, { id, version: stale.version, changes: { city: 'Pori' }, log, event }), undefined);
     assert.equal((await read(id)).city, 'Turku');
     assert.equal((await logOf(id)).length, 2);
     assert.deepEqual((await events()).map((e) => e.type), ['person.created', 'person.updated']);
     const fresh = (await findVersionedPersonById(t.deps.db, id))!;
-    assert.ok(await changePersonIfUnchanged(t.deps.db, id, fresh.version, { city: 'Pori' }, log, event));
+    assert.ok(await changePersonIfUnchanged(t.deps.db, { id, version: fresh.version, changes: { city: 'Pori' }, log, event }));
     assert.equal((await read(id)).city, 'Pori');
     const logged = await logOf(id);
     assert.equal(logged.length, 3);
