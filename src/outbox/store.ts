@@ -227,31 +227,65 @@ export interface Outcome {
  * was lost (another worker has the group now, and delivers the event again).
  */
 export async function recordOutcome(db: Executor, o: Outcome): Promise<boolean> {
+  return (await recordOutcomes(db, [o]))[0]!;
+}
+
+/**
+ * recordOutcome for the outcomes of several groups (at most one outcome per group) as one
+ * statement; their group rows are locked in group_key order. Returns, in order, whether each
+ * outcome's lease was still held.
+ */
+export async function recordOutcomes(db: Executor, outcomes: Outcome[]): Promise<boolean[]> {
+  const input = outcomes.map((o) => ({
+    group_key: o.group_key,
+    owner: o.owner,
+    state: o.state,
+    now: o.now,
+    next_attempt_at: o.nextAttemptAt ?? null,
+    error: o.error ?? null,
+    release_at: o.releaseAt ?? null,
+    ids: o.ids,
+  }));
   const { rows } = await sql<{ group_key: string }>`
-    WITH lease AS (
-      SELECT group_key FROM outbox_groups WHERE group_key = ${o.group_key} AND lease_owner = ${o.owner} FOR UPDATE
+    WITH input AS (
+      SELECT * FROM jsonb_to_recordset(${JSON.stringify(input)}::jsonb) AS i(group_key text, owner text, state text, now timestamptz,
+        next_attempt_at timestamptz, error text, release_at timestamptz, ids bigint[])
+    ), lease AS (
+      -- By the primary key (= ANY): joined to the input, a plan made while the table was small
+      -- scanned every group row.
+      SELECT g.group_key FROM outbox_groups g JOIN input i ON i.group_key = g.group_key AND g.lease_owner = i.owner
+      WHERE g.group_key = ANY(ARRAY(SELECT group_key FROM input))
+      ORDER BY g.group_key FOR UPDATE OF g
     ), changed AS (
-      UPDATE outbox e SET state = ${o.state}::text, attempts = e.attempts + 1,
-        delivered_at = CASE WHEN ${o.state}::text = 'delivered' THEN ${o.now}::timestamptz ELSE e.delivered_at END,
-        next_attempt_at = coalesce(${o.nextAttemptAt ?? null}::timestamptz, e.next_attempt_at),
-        last_error = coalesce(${o.error ?? null}::text, e.last_error)
-      FROM lease WHERE e.id = ANY(${o.ids}::bigint[]) AND e.group_key = lease.group_key AND e.state = 'pending'
-      RETURNING e.state
+      UPDATE outbox e SET state = i.state, attempts = e.attempts + 1,
+        delivered_at = CASE WHEN i.state = 'delivered' THEN i.now ELSE e.delivered_at END,
+        next_attempt_at = coalesce(i.next_attempt_at, e.next_attempt_at),
+        last_error = coalesce(i.error, e.last_error)
+      FROM input i JOIN lease l ON l.group_key = i.group_key
+      WHERE e.id = ANY(i.ids) AND e.group_key = i.group_key AND e.state = 'pending'
+      RETURNING e.group_key, e.state
+    ), finished AS (
+      SELECT group_key, count(*) FILTER (WHERE state <> 'pending') AS n FROM changed GROUP BY group_key
     )
     UPDATE outbox_groups g SET
-      pending = g.pending - (SELECT count(*) FROM changed WHERE state <> 'pending'),
-      available_at = coalesce(${o.releaseAt ?? null}::timestamptz, g.available_at),
-      lease_owner = CASE WHEN ${o.releaseAt ?? null}::timestamptz IS NULL THEN g.lease_owner END
-    FROM lease WHERE g.group_key = lease.group_key
+      pending = g.pending - coalesce(f.n, 0)::integer,
+      available_at = coalesce(i.release_at, g.available_at),
+      lease_owner = CASE WHEN i.release_at IS NULL THEN g.lease_owner END
+    FROM lease l JOIN input i ON i.group_key = l.group_key LEFT JOIN finished f ON f.group_key = l.group_key
+    WHERE g.group_key = l.group_key
     RETURNING g.group_key`.execute(db);
-  return rows.length > 0;
+  const held = new Set(rows.map((r) => r.group_key));
+  return outcomes.map((o) => held.has(o.group_key));
 }
 
 /** Pushes on the leases `owner` still holds among `groups`; returns the groups still held. */
 export async function extendGroupLeases(db: Executor, groups: string[], owner: string, until: Date): Promise<string[]> {
+  // Locked in group_key order, as a batch of outcomes locks them (recordOutcomes): no deadlock.
   const { rows } = await sql<{ group_key: string }>`
     UPDATE outbox_groups SET available_at = ${until}
-    WHERE group_key = ANY(${groups}::text[]) AND lease_owner = ${owner}
+    WHERE group_key IN (
+      SELECT group_key FROM outbox_groups WHERE group_key = ANY(${groups}::text[]) AND lease_owner = ${owner} ORDER BY group_key FOR UPDATE
+    )
     RETURNING group_key`.execute(db);
   return rows.map((r) => r.group_key);
 }

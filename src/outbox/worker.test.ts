@@ -10,6 +10,7 @@ import { createServer } from 'node:net';
 import { systemClock, type Clock } from '../clock.ts';
 import { withUnitOfWork } from '../db/unit-of-work.ts';
 import { emitEvent } from './service.ts';
+import { claimDueGroups, recordOutcomes } from './store.ts';
 import { createOutboxWorker, type DeliveryOutcome } from './worker.ts';
 
 const BACKOFF_BASE_MS = 1000;
@@ -321,6 +322,43 @@ describe('roster worker processes (PostgreSQL)', { skip: testDatabaseUrl() ? fal
     const sends = logOf('killed').filter((r) => r.kind === 'request' && r.seq === 1);
     assert.deepEqual(sends.map((r) => [r.id, r.worker]), [[String(rows[0]!.id), victim.pid], [String(rows[0]!.id), survivor.pid]]);
     assert.deepEqual(orderViolations(logOf('killed')), []);
+  });
+});
+
+describe('recording outcomes', () => {
+  test('the outcomes of many groups are recorded as one statement, each only where its lease is still held', async () => {
+    const groups = groupsNamed('recorded', 4);
+    await emitInterleaved(groups, 2);
+    const now = t.clock.now();
+    const claimed = await claimDueGroups(t.deps.db, { owner: 'recorder', now, leaseUntil: new Date(now.getTime() + 60_000), groups: 100, eventsPerGroup: 5, busy: [] });
+    const mine = claimed.filter((g) => groups.includes(g.group_key)).sort((a, b) => a.group_key.localeCompare(b.group_key));
+    assert.equal(mine.length, 4);
+    // Another worker took the last group meanwhile (its lease ran out).
+    await t.deps.db.updateTable('outbox_groups').set({ lease_owner: 'someone-else' }).where('group_key', '=', groups[3]!).execute();
+    const outcome = (g: (typeof mine)[number], state: 'delivered' | 'pending' | 'dead', count: number) => ({
+      ids: g.events.slice(0, count).map((e) => e.id),
+      group_key: g.group_key,
+      owner: 'recorder',
+      state,
+      now,
+      releaseAt: now,
+      ...(state === 'pending' ? { nextAttemptAt: new Date(now.getTime() + 5000), error: 'Error: try later' } : {}),
+    });
+    const held = await recordOutcomes(t.deps.db, [outcome(mine[0]!, 'delivered', 2), outcome(mine[1]!, 'pending', 1), outcome(mine[2]!, 'dead', 1), outcome(mine[3]!, 'delivered', 2)]);
+    assert.deepEqual(held, [true, true, true, false]);
+    const states = await Promise.all(groups.map(async (g) => (await rowsOf(g)).map((r) => [r.state, r.attempts])));
+    assert.deepEqual(states, [
+      [['delivered', 1], ['delivered', 1]],
+      [['pending', 1], ['pending', 0]],
+      [['dead', 1], ['pending', 0]],
+      [['pending', 0], ['pending', 0]],
+    ]);
+    assert.deepEqual(await pendingCounts(groups), [0, 2, 1, 2]);
+    assert.equal((await rowsOf(groups[1]!))[0]!.last_error, 'Error: try later');
+    const released = await t.deps.db.selectFrom('outbox_groups').select(['group_key', 'lease_owner']).where('group_key', 'in', groups).orderBy('group_key').execute();
+    assert.deepEqual(released.map((g) => g.lease_owner), [null, null, null, 'someone-else']);
+    // Leave the groups deliverable for the tests after this one.
+    await t.deps.db.updateTable('outbox_groups').set({ lease_owner: null, available_at: now }).where('group_key', 'in', groups).execute();
   });
 });
 

@@ -8,7 +8,8 @@ import { OUTBOX_DEFAULTS } from '../config/env.ts';
 import type { Deps } from '../deps.ts';
 import { PermanentFailure, type Consumer } from './consumers.ts';
 import { OUTBOX_CHANNEL } from './signal.ts';
-import { claimDueGroups, extendGroupLeases, recordOutcome, releaseGroup, type ClaimedEvent, type ClaimedGroup } from './store.ts';
+import { createBatchWriter } from '../db/batch-writer.ts';
+import { claimDueGroups, extendGroupLeases, recordOutcome, recordOutcomes, releaseGroup, type ClaimedEvent, type ClaimedGroup, type Outcome } from './store.ts';
 
 export type DeliveryOutcome = 'delivered' | 'failed' | 'dead';
 
@@ -59,6 +60,12 @@ export const OUTBOX_WORKER_DEFAULTS = {
 /** A run of delivered events is recorded at the latest this long after the first of them was delivered. */
 const RECORD_DELIVERED_WITHIN_MS = 50;
 
+/**
+ * Outcomes of different groups recorded as one statement, at most this many (db/batch-writer.ts):
+ * recording each group's alone cost one statement per group, as many as the writes being relayed.
+ */
+const RECORD_BATCH_MAX = 128;
+
 /** last_error and the log keep this much of a failure's message. */
 const ERROR_CHARS = 300;
 
@@ -81,6 +88,13 @@ export function createOutboxWorker(deps: WorkerDeps, consumers: readonly Consume
   let renewal: NodeJS.Timeout | undefined;
 
   const later = (ms: number) => new Date(deps.clock.now().getTime() + ms);
+  const outcomes = createBatchWriter<Outcome, boolean>({
+    keyOf: (o) => o.group_key,
+    writeMany: (list) => recordOutcomes(deps.db, list),
+    writeOne: (o) => recordOutcome(deps.db, o),
+    maxBatch: RECORD_BATCH_MAX,
+    maxInFlight: 2,
+  });
 
   function report(consumer: string, outcome: DeliveryOutcome, ms: number): void {
     try {
@@ -140,7 +154,7 @@ export function createOutboxWorker(deps: WorkerDeps, consumers: readonly Consume
     let doneSince = 0;
     const record = async (ids: string[], state: Result['state'], release: boolean, failure?: { retryAt?: Date; error?: string }): Promise<boolean> => {
       const now = deps.clock.now();
-      const held = await recordOutcome(deps.db, {
+      const held = await outcomes.write({
         ids,
         group_key: key,
         owner,
