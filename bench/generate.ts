@@ -118,5 +118,16 @@ export async function insertPeople(db: Db, count: number, progress: (done: numbe
   }
   await flush();
   await sql`SELECT setval('member_number_seq', (SELECT coalesce(max(member_number), 0) + 1 FROM people), false)`.execute(db);
-  await sql`ANALYZE people`.execute(db);
+  // What the service wrote with each person (addPerson): the audit row, and the outbox group of
+  // its person.created event, delivered and pruned since (groups stay). A registry without them
+  // left the outbox tables empty, so the first plans of the worker's statements were made for
+  // empty tables and scanned them whole while a scenario filled them.
+  await sql`
+    INSERT INTO log (timestamp, author, subject, action, parameters)
+    SELECT last_modified, 'bench-admin@example.org', id, 'new',
+      jsonb_strip_nulls(jsonb_build_object('membership', membership, 'legal_name', legal_name, 'email', email, 'public_first_name', public_first_name,
+        'public_last_name', public_last_name, 'city', city, 'state', state, 'country', country, 'member_number', member_number))
+    FROM people`.execute(db);
+  await sql`INSERT INTO outbox_groups (group_key, last_seq, pending, available_at) SELECT 'member:' || id, 1, 0, last_modified FROM people`.execute(db);
+  await sql`ANALYZE people, log, outbox_groups`.execute(db);
 }
