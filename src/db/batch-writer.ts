@@ -35,8 +35,8 @@ export interface BatchWriterOptions<I, R> {
   keyOf: (item: I) => string | number;
   /** Writes the items as one statement; returns their results in the items' order. */
   writeMany: (items: I[]) => Promise<R[]>;
-  /** Writes one item alone (after its batch failed). */
-  writeOne: (item: I) => Promise<R>;
+  /** Writes one item alone (a batch of one, or again after its batch failed); by default `writeMany([item])`. */
+  writeOne?: (item: I) => Promise<R>;
   maxBatch: number;
   maxInFlight: number;
 }
@@ -49,7 +49,8 @@ interface Pending<I, R> {
 }
 
 export function createBatchWriter<I, R>(options: BatchWriterOptions<I, R>): BatchWriter<I, R> {
-  const { keyOf, writeMany, writeOne, maxBatch, maxInFlight } = options;
+  const { keyOf, writeMany, maxBatch, maxInFlight } = options;
+  const writeOne = options.writeOne ?? (async (item: I) => (await writeMany([item]))[0]!);
   if (!(maxBatch >= 1) || !(maxInFlight >= 1)) throw new Error('createBatchWriter: maxBatch and maxInFlight must be at least 1');
   let queue: Pending<I, R>[] = [];
   const keysInFlight = new Set<string | number>();
@@ -116,4 +117,24 @@ export function createBatchWriter<I, R>(options: BatchWriterOptions<I, R>): Batc
       });
     },
   };
+}
+
+/**
+ * A batch writer for writes that answer nothing but success or failure: `write(items)` writes all
+ * its items as one statement (see createBatchWriter).
+ */
+export function createBatchStatement<I>(options: {
+  keyOf: (item: I) => string | number;
+  write: (items: I[]) => Promise<unknown>;
+  maxBatch: number;
+  maxInFlight: number;
+}): BatchWriter<I, void> {
+  const { write, ...rest } = options;
+  return createBatchWriter<I, void>({
+    ...rest,
+    writeMany: async (items) => {
+      await write(items);
+      return items.map(() => undefined);
+    },
+  });
 }
