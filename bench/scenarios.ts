@@ -5,11 +5,20 @@ import { DummyDriver, Kysely, PostgresAdapter, PostgresIntrospector, PostgresQue
 import type { ChangeContext } from '../src/audit/service.ts';
 import { logEntryValues } from '../src/audit/service.ts';
 import { KEYS_KEPT_PER_EMAIL } from '../src/auth/service.ts';
-import { findKeysByEmailQuery, insertKeyPruningQuery, insertSessionQuery, keyRecipientQuery } from '../src/auth/store.ts';
+import {
+  countHitsQuery,
+  insertKeysPruningQuery,
+  insertSessionsQuery,
+  keyRecipientsQuery,
+  keysByEmailsQuery,
+  type Hit,
+  type NewKey,
+  type NewSession,
+} from '../src/auth/store.ts';
 import { systemClock } from '../src/clock.ts';
 import { NON_MEMBER, parseOrganisation } from '../src/config/org.ts';
 import { createBatchLoader } from '../src/db/batch-loader.ts';
-import { createBatchWriter } from '../src/db/batch-writer.ts';
+import { createBatchStatement } from '../src/db/batch-writer.ts';
 import type { Tables } from '../src/db/tables.ts';
 import { PERSON_READ_BATCH_MAX } from '../src/people/person-reads.ts';
 import { LOOKUP_MIN_SIMILARITY, PEOPLE_PAGE_SIZE, REGISTRY_READ_AHEAD } from '../src/people/service.ts';
@@ -24,11 +33,11 @@ import {
   versionedPeopleByIdsQuery,
   type PersonChange,
 } from '../src/people/store.ts';
-import { PERSON_CHANGE_BATCH_MAX, PERSON_CHANGE_BATCHES_IN_FLIGHT } from '../src/people/person-writes.ts';
+import { PERSON_CHANGE_BATCH_MAX } from '../src/people/person-writes.ts';
 import { countedMembershipTypes } from '../src/public/service.ts';
 import { membershipCountsQuery } from '../src/public/store.ts';
 import { emailGroup, memberGroup, newEvent } from '../src/outbox/service.ts';
-import { appendOutboxQuery } from '../src/outbox/store.ts';
+import { appendOutboxRowsQuery, type NewOutboxRow } from '../src/outbox/store.ts';
 import type { HttpRequestSpec } from './load.ts';
 import { seededRandom, type GeneratedPerson } from './generate.ts';
 
@@ -82,6 +91,15 @@ const compiler = new Kysely<Tables>({
 
 type QueryRows<R = unknown> = { rows: R[] };
 const run = (sql: SqlRunner, q: CompiledQuery) => sql.query(q.sql, [...q.parameters]);
+
+/**
+ * Writes sent as the service's batch writers send them (src/db/batch-writer.ts): those asked for
+ * while two statements are on their way go together as the next, at most 128, one per key.
+ */
+function coalesced<I>(sql: SqlRunner, query: (items: I[]) => CompiledQuery, keyOf: (item: I) => string | number, maxBatch = 128): (item: I) => Promise<void> {
+  const writer = createBatchStatement<I>({ keyOf, write: (items) => run(sql, query(items)), maxBatch, maxInFlight: 2 });
+  return (item) => writer.write(item);
+}
 
 const BENCH_CONTEXT: ChangeContext = { author: 'bench-admin@example.org', clientIp: '127.0.0.1', clientUa: null };
 
@@ -200,24 +218,14 @@ export const SCENARIOS: Scenario[] = [
         },
         { maxBatch: PERSON_READ_BATCH_MAX },
       );
-      const writeChanges = async (changes: PersonChange[]) => {
-        await run(sql, changePeopleQuery(compiler, changes));
-        return changes.map(() => undefined);
-      };
-      const writer = createBatchWriter<PersonChange, undefined>({
-        keyOf: (c) => c.id,
-        writeMany: writeChanges,
-        writeOne: async (c) => (await writeChanges([c]))[0],
-        maxBatch: PERSON_CHANGE_BATCH_MAX,
-        maxInFlight: PERSON_CHANGE_BATCHES_IN_FLIGHT,
-      });
+      const write = coalesced<PersonChange>(sql, (changes) => changePeopleQuery(compiler, changes), (c) => c.id, PERSON_CHANGE_BATCH_MAX);
       return async () => {
         const id = randomId(ctx);
         const read = await reader.load(id);
         const city = `City ${Math.floor(ctx.random() * 1e9)}`;
         const { subject: _subject, ...log } = logEntryValues(systemClock, BENCH_CONTEXT, { subject: id, action: 'update', parameters: { city } });
         const event = newEvent(systemClock, 'person.updated', memberGroup(id), { id, changed: { city } });
-        await writer.write({ id, version: read!.version, changes: { city, last_modified: new Date() }, log, event });
+        await write({ id, version: read!.version, changes: { city, last_modified: new Date() }, log, event });
       };
     },
   },
@@ -239,19 +247,38 @@ export const SCENARIOS: Scenario[] = [
     name: 'login',
     description: 'POST /api/key, then GET /api/login with the key from the mail',
     target: atLeast(1_000, 'logins/s'),
-    // The service's statements but the outbox worker's claim and record (shared by the many
-    // requests a claim takes): who the address is and its login_link.requested event (POST key);
-    // the worker's new key (the mail connector); the address's keys and the new session (GET login).
-    dbCeiling: (ctx, sql) => async () => {
-      const email = randomPerson(ctx).email.toLowerCase();
-      const created = new Date();
-      const expires = new Date(created.getTime() + 86_400_000);
-      await run(sql, keyRecipientQuery(compiler, email));
-      const event = newEvent(systemClock, 'login_link.requested', emailGroup(email), { email });
-      await run(sql, appendOutboxQuery(event).compile(compiler));
-      await run(sql, insertKeyPruningQuery(compiler, { key_hash: randomBytes(32).toString('hex'), email, created, expires }, KEYS_KEPT_PER_EMAIL - 1));
-      await run(sql, findKeysByEmailQuery(compiler, email).compile());
-      await run(sql, insertSessionQuery(compiler, { id_hash: randomBytes(32).toString('hex'), email, created, expires }));
+    // The service's statements but the outbox worker's claim and record, coalesced as the service
+    // coalesces them (src/auth/login-batches.ts, the rate limiter, standalone events): the rate
+    // limit's count, who the address is and its login_link.requested event (POST key); the
+    // worker's new key (the mail connector); the address's keys and the new session (GET login).
+    dbCeiling: (ctx, sql) => {
+      const windowMs = 900_000;
+      const count = coalesced<Hit>(sql, (hits) => {
+        const now = new Date();
+        return countHitsQuery(hits, { now, windowOver: new Date(now.getTime() - windowMs), ipLimit: 1e9, emailLimit: 1e9 });
+      }, () => Math.random());
+      const recipients = createBatchLoader(async (emails: string[]) => {
+        await run(sql, keyRecipientsQuery(compiler, emails));
+        return new Map<string, true>();
+      }, { maxBatch: 128 });
+      const events = coalesced<NewOutboxRow>(sql, (rows) => appendOutboxRowsQuery(rows).compile(compiler), (row) => row.group_key);
+      const keys = coalesced<NewKey>(sql, (rows) => insertKeysPruningQuery(rows, KEYS_KEPT_PER_EMAIL - 1), (key) => key.email);
+      const keysRead = createBatchLoader(async (emails: string[]) => {
+        await run(sql, keysByEmailsQuery(compiler, emails).compile());
+        return new Map<string, true>();
+      }, { maxBatch: 128 });
+      const sessions = coalesced<NewSession>(sql, (rows) => insertSessionsQuery(rows), (session) => session.email);
+      return async () => {
+        const email = randomPerson(ctx).email.toLowerCase();
+        const created = new Date();
+        const expires = new Date(created.getTime() + 86_400_000);
+        await count({ ip: 'bench-ceiling-ip', email: `bench-ceiling:${email}` });
+        await recipients.load(email);
+        await events(newEvent(systemClock, 'login_link.requested', emailGroup(email), { email }));
+        await keys({ key_hash: randomBytes(32).toString('hex'), email, created, expires, admin_expires: expires });
+        await keysRead.load(email);
+        await sessions({ id_hash: randomBytes(32).toString('hex'), email, created, expires });
+      };
     },
   },
   // Last: while the public list is built per request, 50 concurrent downloads can leave the server

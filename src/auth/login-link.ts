@@ -5,7 +5,7 @@
  */
 import type { UnitOfWork } from '../db/unit-of-work.ts';
 import type { Deps } from '../deps.ts';
-import { emailGroup, emitEvent } from '../outbox/service.ts';
+import { emailGroup, emitEvent, emitStandaloneEvent } from '../outbox/service.ts';
 
 /** The `login_link.requested` payload (version 2; version 1 carried `email` only). */
 export interface LoginLinkRequest {
@@ -37,16 +37,29 @@ export function greetingName(name: string | null | undefined): string | null {
  * the change that asked for it, and the mail is sent after commit, with retries, by the outbox.
  * `name` is kept only if greetingName accepts it.
  */
-export async function requestLoginLink(
-  uow: UnitOfWork,
-  deps: Pick<Deps, 'clock' | 'outboxSignal'>,
-  email: string,
-  opts: { name?: string | null; next?: string; reset?: boolean } = {},
-): Promise<void> {
+export async function requestLoginLink(uow: UnitOfWork, deps: Pick<Deps, 'clock' | 'outboxSignal'>, email: string, opts: LinkOptions = {}): Promise<void> {
+  await emitEvent(uow, deps, 'login_link.requested', emailGroup(email), { ...loginLinkRequest(email, opts) });
+}
+
+/**
+ * requestLoginLink for a request that writes nothing else (a known address asks for a link): the
+ * event is its own statement, written together with other requests' (emitStandaloneEvent).
+ */
+export async function requestLoginLinkAlone(deps: Pick<Deps, 'db' | 'clock' | 'outboxSignal'>, email: string, opts: LinkOptions = {}): Promise<void> {
+  await emitStandaloneEvent(deps, 'login_link.requested', emailGroup(email), { ...loginLinkRequest(email, opts) });
+}
+
+interface LinkOptions {
+  name?: string | null;
+  next?: string;
+  reset?: boolean;
+}
+
+function loginLinkRequest(email: string, opts: LinkOptions): LoginLinkRequest {
   const request: LoginLinkRequest = { email };
   const name = greetingName(opts.name);
   if (name) request.name = name;
   if (opts.next) request.next = opts.next;
   if (opts.reset) request.reset = true;
-  await emitEvent(uow, deps, 'login_link.requested', emailGroup(email), { ...request });
+  return request;
 }

@@ -11,6 +11,7 @@ import { startTestApp, call } from '../../test/support/app.ts';
 import { createScratch, killRosterProcesses, startRoster } from '../../test/support/cli.ts';
 import { testDatabaseUrl } from '../../test/support/database.ts';
 import { openPglite } from '../db/connect.ts';
+import { countHits } from './store.ts';
 
 after(() => killRosterProcesses());
 
@@ -85,6 +86,61 @@ describe('rate limits', () => {
     } finally {
       await b.close();
       await a.close();
+    }
+  });
+
+  test('hits counted in one statement each get their own place in the count, as if they came one after another', async () => {
+    const t = await startTestApp();
+    try {
+      const now = t.clock.now();
+      const w = { now, windowOver: new Date(now.getTime() - 60_000), ipLimit: 3, emailLimit: 1 };
+      const first = await countHits(t.deps.db, [
+        { ip: 'ip:a', email: 'e:1' },
+        { ip: 'ip:a', email: 'e:1' },
+        { ip: 'ip:b', email: 'e:2' },
+        { ip: 'ip:a', email: 'e:3' },
+        { ip: 'ip:a', email: 'e:4' },
+      ], w);
+      assert.deepEqual(first.map((c) => [c.ip.hits, c.email?.hits ?? null]), [
+        [1, 1],
+        [2, 2],
+        [1, 1],
+        [3, 1],
+        // Over its IP's limit: its email is not counted (no row for e:4).
+        [4, null],
+      ]);
+      const second = await countHits(t.deps.db, [{ ip: 'ip:a', email: 'e:5' }, { ip: 'ip:b', email: 'e:2' }], w);
+      assert.deepEqual(second.map((c) => [c.ip.hits, c.email?.hits ?? null]), [[5, null], [2, 2]]);
+      const stored = await t.deps.db.selectFrom('rate_limits').select(['bucket', 'hits']).orderBy('bucket').execute();
+      assert.deepEqual(stored.map((r) => [r.bucket, r.hits]), [['e:1', 2], ['e:2', 2], ['e:3', 1], ['ip:a', 5], ['ip:b', 2]]);
+      // A flood stays bounded: the counter stops at the limit plus one statement's hits, and every hit past the limit is refused.
+      for (let i = 0; i < 20; i++) {
+        const flood = await countHits(t.deps.db, Array.from({ length: 4 }, () => ({ ip: 'ip:a' })), w);
+        assert.ok(flood.every((c) => c.ip.hits > w.ipLimit));
+      }
+      const a = await t.deps.db.selectFrom('rate_limits').select('hits').where('bucket', '=', 'ip:a').executeTakeFirstOrThrow();
+      assert.ok(a.hits <= w.ipLimit + 4 + 1, `ip:a holds ${a.hits}`);
+      // A new window starts the count again.
+      const later = new Date(now.getTime() + 120_000);
+      const fresh = await countHits(t.deps.db, [{ ip: 'ip:a' }, { ip: 'ip:a' }], { ...w, now: later, windowOver: new Date(later.getTime() - 60_000) });
+      assert.deepEqual(fresh.map((c) => [c.ip.hits, c.ip.window_start.toISOString()]), [[1, later.toISOString()], [2, later.toISOString()]]);
+    } finally {
+      await t.close();
+    }
+  });
+
+  test('concurrent key requests for one address: exactly the per-email limit gets through', async () => {
+    const t = await startTestApp({ env: { RATE_LIMIT_PER_EMAIL: '5', RATE_LIMIT_PER_IP: '1000' } });
+    try {
+      await t.addPerson({ legal_name: 'Busy Address', email: 'busy@example.org' });
+      const replies = await Promise.all(Array.from({ length: 30 }, () => t.api('key', { json: { email: 'busy@example.org' } })));
+      const statuses = replies.map((r) => r.status).sort();
+      assert.deepEqual(statuses, [...Array(5).fill(200), ...Array(25).fill(429)]);
+      for (const r of replies.filter((r) => r.status === 429)) assert.ok(Number(r.headers.get('retry-after')) > 0);
+      const events = await t.deps.db.selectFrom('outbox').select('seq').where('group_key', '=', 'email:busy@example.org').orderBy('seq').execute();
+      assert.deepEqual(events.map((e) => Number(e.seq)), [1, 2, 3, 4, 5], 'one login-link request per request let through, numbered in order');
+    } finally {
+      await t.close();
     }
   });
 

@@ -7,7 +7,8 @@ import { createHash } from 'node:crypto';
 import type { Clock } from '../clock.ts';
 import type { Db } from '../db/connect.ts';
 import { AppError } from '../http/errors.ts';
-import { countHits, deleteFinishedWindows, type WindowCount } from './store.ts';
+import { createBatchWriter } from '../db/batch-writer.ts';
+import { countHits, deleteFinishedWindows, type Hit, type WindowCount } from './store.ts';
 
 export interface RateLimitSettings {
   windowSeconds: number;
@@ -18,7 +19,7 @@ export interface RateLimitSettings {
 export type AccountAction = 'key' | 'login';
 
 export interface RateLimiter {
-  /** Counts one attempt; throws rate_limited when the IP or the email is over its limit. One statement. */
+  /** Counts one attempt (with the attempts of other requests, in one statement); throws rate_limited when the IP or the email is over its limit. */
   hit(action: AccountAction, email: string, ip: string): Promise<void>;
   /** Counts one attempt of an action that names no account; throws rate_limited when the IP is over. */
   hitIp(action: 'lookup', ip: string): Promise<void>;
@@ -33,6 +34,9 @@ function bucket(action: string, kind: 'ip' | 'email', subject: string): string {
   return createHash('sha256').update(`${action}\0${kind}\0${subject}`).digest('base64url').slice(0, 32);
 }
 
+/** Hits counted in one statement at most (db/batch-writer.ts); each has its own place in the count. */
+const HITS_PER_STATEMENT = 256;
+
 export function createRateLimiter(db: Db, settings: RateLimitSettings, clock: Clock): RateLimiter {
   const windowMs = settings.windowSeconds * 1000;
 
@@ -45,16 +49,26 @@ export function createRateLimiter(db: Db, settings: RateLimitSettings, clock: Cl
     throw refusal;
   }
 
-  async function count(action: AccountAction | 'lookup', ip: string, email?: string): Promise<void> {
+  type Counted = { ip: WindowCount; email?: WindowCount; now: Date };
+  const countNow = async (hits: Hit[]): Promise<Counted[]> => {
     const now = clock.now();
-    const counts = await countHits(db, {
-      now,
-      windowOver: new Date(now.getTime() - windowMs),
-      ip: { bucket: bucket(action, 'ip', ip), limit: settings.perIp },
-      email: email === undefined ? undefined : { bucket: bucket(action, 'email', email), limit: settings.perEmail },
-    });
-    if (counts.ip.hits > settings.perIp) refuse(WHAT[action], counts.ip, now);
-    if (counts.email && counts.email.hits > settings.perEmail) refuse(WHAT[action], counts.email, now);
+    const counts = await countHits(db, hits, { now, windowOver: new Date(now.getTime() - windowMs), ipLimit: settings.perIp, emailLimit: settings.perEmail });
+    return counts.map((c) => ({ ...c, now }));
+  };
+  // Hits from many requests counted together: one statement, and one update of a busy bucket (every
+  // request from one address, or through one proxy, counts on the same row) instead of one each.
+  let sequence = 0;
+  const counter = createBatchWriter<Hit, Counted>({
+    keyOf: () => ++sequence,
+    writeMany: countNow,
+    maxBatch: HITS_PER_STATEMENT,
+    maxInFlight: 2,
+  });
+
+  async function count(action: AccountAction | 'lookup', ip: string, email?: string): Promise<void> {
+    const counts = await counter.write({ ip: bucket(action, 'ip', ip), email: email === undefined ? undefined : bucket(action, 'email', email) });
+    if (counts.ip.hits > settings.perIp) refuse(WHAT[action], counts.ip, counts.now);
+    if (counts.email && counts.email.hits > settings.perEmail) refuse(WHAT[action], counts.email, counts.now);
   }
 
   return {

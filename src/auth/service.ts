@@ -7,12 +7,13 @@ import { recordChange, type ChangeContext } from '../audit/service.ts';
 import { findLogByAuthor } from '../audit/store.ts';
 import { NON_MEMBER, type Organisation } from '../config/org.ts';
 import type { Deps } from '../deps.ts';
-import { withSingleStatement, withUnitOfWork } from '../db/unit-of-work.ts';
+import { withUnitOfWork } from '../db/unit-of-work.ts';
 import { AppError } from '../http/errors.ts';
 import { toPerson, type Person } from '../people/person.ts';
 import { addPerson } from '../people/service.ts';
 import { normaliseEmail } from './email.ts';
-import { requestLoginLink } from './login-link.ts';
+import { readKeyRecipient, readKeys, writeKey, writeSession } from './login-batches.ts';
+import { requestLoginLink, requestLoginLinkAlone } from './login-link.ts';
 import { findPeopleByEmail } from '../people/store.ts';
 import { hasRole } from './roles.ts';
 import {
@@ -22,11 +23,7 @@ import {
   deleteKeysByEmail,
   deleteSession,
   deleteSessionsByEmail,
-  findKeyRecipient,
-  findKeysByEmail,
   findRolesByEmail,
-  insertKeyPruning,
-  insertSession,
   upsertAdmin,
   type SessionUser,
 } from './store.ts';
@@ -69,18 +66,25 @@ export function loginLink(publicUrl: string, email: string, key: string, next?: 
  * With `reset`, the address's other keys are deleted when this key is used to log in, not now: a
  * stranger may ask for a reset, and must not cancel the links the member already holds.
  * It mails nothing: the mail connector calls it when it sends a link, and `roster admin link` and
- * the start-up link print theirs. `roles`, when the caller already read them, saves a query.
+ * the start-up link print theirs. Keys made at the same moment are stored by one statement
+ * (login-batches.ts), which also reads whether each address is an admin's.
  */
-export async function issueKey(
-  deps: Pick<Deps, 'db' | 'org' | 'clock'>,
-  email: string,
-  opts: { reset?: boolean; roles?: string[] } = {},
-): Promise<{ key: string; expires: Date }> {
+export async function issueKey(deps: Pick<Deps, 'db' | 'org' | 'clock'>, email: string, opts: { reset?: boolean } = {}): Promise<{ key: string; expires: Date }> {
   const key = randomBytes(18).toString('base64url');
   const now = deps.clock.now();
-  const isAdmin = (opts.roles ?? (await findRolesByEmail(deps.db, email))).length > 0;
-  const expires = new Date(now.getTime() + (isAdmin ? deps.org.keyLifetimeMs.admin : deps.org.keyLifetimeMs.member));
-  await insertKeyPruning(deps.db, { key_hash: hashSecret(key), email, created: now, expires, resets_others: opts.reset ?? false }, KEYS_KEPT_PER_EMAIL - 1);
+  const after = (ms: number) => new Date(now.getTime() + ms);
+  const expires = await writeKey(
+    deps.db,
+    {
+      key_hash: hashSecret(key),
+      email,
+      created: now,
+      expires: after(deps.org.keyLifetimeMs.member),
+      admin_expires: after(deps.org.keyLifetimeMs.admin),
+      resets_others: opts.reset ?? false,
+    },
+    KEYS_KEPT_PER_EMAIL - 1,
+  );
   return { key, expires };
 }
 
@@ -110,16 +114,19 @@ export async function requestKey(deps: Pick<Deps, 'db' | 'org' | 'clock' | 'peop
   const email = normaliseEmail(input.email);
   const next = safeNextPath(input.path);
   await deps.rateLimiter.hit('key', email, ctx.clientIp ?? '');
-  const recipient = await findKeyRecipient(deps.db, email);
+  const recipient = await readKeyRecipient(deps.db, email);
   const name = input.name?.trim();
   if (!recipient.known && !name) {
     throw new AppError('bad_input', `No account uses ${email}. To create one, send your name with the email address.`);
   }
-  // A known address's request is one statement (no transaction needed); a new account's is two.
-  const unit = recipient.known ? withSingleStatement : withUnitOfWork;
-  await unit(deps, async (uow) => {
-    if (!recipient.known) await addPerson(deps, { membership: NON_MEMBER, legal_name: name!, email }, { ...ctx, author: email }, uow);
-    await requestLoginLink(uow, deps, email, { name: recipient.known ? recipient.name : null, next, reset: input.reset });
+  // A known address's request writes only its event: one statement, with other requests' events.
+  if (recipient.known) {
+    await requestLoginLinkAlone(deps, email, { name: recipient.name, next, reset: input.reset });
+    return { email };
+  }
+  await withUnitOfWork(deps, async (uow) => {
+    await addPerson(deps, { membership: NON_MEMBER, legal_name: name!, email }, { ...ctx, author: email }, uow);
+    await requestLoginLink(uow, deps, email, { next, reset: input.reset });
   });
   return { email };
 }
@@ -139,7 +146,7 @@ export async function login(deps: Pick<Deps, 'db' | 'org' | 'clock' | 'outboxSig
   if (!input.email || !input.key) throw new AppError('bad_input', 'Both email and key are required');
   const email = normaliseEmail(input.email);
   const presented = Buffer.from(hashSecret(input.key), 'hex');
-  const match = (await findKeysByEmail(deps.db, email)).find((k) => timingSafeEqual(Buffer.from(k.key_hash, 'hex'), presented));
+  const match = (await readKeys(deps.db, email)).find((k) => timingSafeEqual(Buffer.from(k.key_hash, 'hex'), presented));
   if (!match) {
     await deps.rateLimiter.hit('login', email, ctx.clientIp ?? '');
     throw new AppError('unauthenticated', 'That email and key do not match. Request a new login link.');
@@ -148,13 +155,13 @@ export async function login(deps: Pick<Deps, 'db' | 'org' | 'clock' | 'outboxSig
   if (match.expires <= now) {
     // Mails a new link, so it is counted like a failure.
     await deps.rateLimiter.hit('login', email, ctx.clientIp ?? '');
-    const recipient = await findKeyRecipient(deps.db, email);
-    await withSingleStatement(deps, (uow) => requestLoginLink(uow, deps, email, { name: recipient.name, reset: true }));
+    const recipient = await readKeyRecipient(deps.db, email);
+    await requestLoginLinkAlone(deps, email, { name: recipient.name, reset: true });
     throw new AppError('key_expired', `That login key has expired. A new login link has been sent to ${email}.`);
   }
   const sessionId = randomBytes(32).toString('base64url');
   const expires = new Date(now.getTime() + deps.org.sessionLifetimeMs);
-  await insertSession(deps.db, { id_hash: hashSecret(sessionId), email, created: now, expires }, match);
+  await writeSession(deps.db, { id_hash: hashSecret(sessionId), email, created: now, expires, used: match });
   return { email, sessionId, expires };
 }
 

@@ -1,7 +1,6 @@
 /** SQL for login keys, sessions and admin roles. Emails are stored lower-case. */
-import { sql, type RawBuilder } from 'kysely';
+import { CompiledQuery, sql } from 'kysely';
 import type { Executor } from '../audit/store.ts';
-import { insertOutboxEvent, takeOutboxSeq, type NewOutboxRow } from '../outbox/store.ts';
 
 export interface StoredKey {
   key_hash: string;
@@ -9,12 +8,20 @@ export interface StoredKey {
   resets_others: boolean;
 }
 
-export async function findKeysByEmail(db: Executor, email: string): Promise<StoredKey[]> {
-  return findKeysByEmailQuery(db, email).execute();
+/** The keys of each address (lower-cased); an address with none is left out. */
+export async function findKeysByEmails(db: Executor, emails: string[]): Promise<Map<string, StoredKey[]>> {
+  const byEmail = new Map<string, StoredKey[]>();
+  for (const { email, ...key } of await keysByEmailsQuery(db, emails).execute()) {
+    const keys = byEmail.get(email);
+    if (keys) keys.push(key);
+    else byEmail.set(email, [key]);
+  }
+  return byEmail;
 }
 
-export function findKeysByEmailQuery(db: Executor, email: string) {
-  return db.selectFrom('keys').select(['key_hash', 'expires', 'resets_others']).where('email', '=', email);
+/** The query behind findKeysByEmails: one statement text for any number of addresses. */
+export function keysByEmailsQuery(db: Executor, emails: string[]) {
+  return db.selectFrom('keys').select(['email', 'key_hash', 'expires', 'resets_others']).where('email', '=', (eb) => eb.fn.any(eb.val(emails)));
 }
 
 export async function deleteKeysByEmail(db: Executor, email: string): Promise<number> {
@@ -26,35 +33,52 @@ export async function deleteKeyByHash(db: Executor, keyHash: string): Promise<vo
   await db.deleteFrom('keys').where('key_hash', '=', keyHash).execute();
 }
 
-/**
- * Stores a new key and, in the same statement, drops all but the newest `keep` earlier keys of its
- * address (keep 0 drops them all), so repeated requests cannot pile up rows, and appends `event`
- * (the login link's) to the outbox, its group's seq taken under the group row's lock. The new row
- * is not visible to the DELETE (one snapshot), so it is never pruned itself. One statement: the
- * key and its event commit together with no transaction.
- */
-export async function insertKeyPruning(db: Executor, row: KeyRow, keep: number, event?: NewOutboxRow): Promise<void> {
-  await db.executeQuery(insertKeyPruningQuery(db, row, keep, event));
-}
-
-export interface KeyRow {
+/** A new key as issueKey asks for it: its lifetime depends on whether the address is an admin's. */
+export interface NewKey {
   key_hash: string;
+  /** Lower-cased. */
   email: string;
   created: Date;
+  /** When it expires if the address has no admin role. */
   expires: Date;
+  /** When it expires if it has one. */
+  admin_expires: Date;
   /** Logging in with this key deletes the address's other keys (a deferred reset). */
   resets_others?: boolean;
 }
 
-export function insertKeyPruningQuery(db: Executor, row: KeyRow, keep: number, event?: NewOutboxRow) {
-  return sql`
-    WITH pruned AS (
-      DELETE FROM keys WHERE email = ${row.email} AND key_hash NOT IN (
-        SELECT key_hash FROM keys WHERE email = ${row.email} ORDER BY created DESC LIMIT ${keep}
-      )
-    )${event === undefined ? sql`` : sql`, outbox_next AS (${takeOutboxSeq(event)}), outbox_appended AS (${insertOutboxEvent(event, 'outbox_next')})`}
+/**
+ * Stores new keys (at most one per address) and, in the same statement, drops all but the newest
+ * `keep` earlier keys of each address (keep 0 drops them all), so repeated requests cannot pile up
+ * rows. A key of an address with an admin role gets `admin_expires`. The new rows are not visible
+ * to the DELETE (one snapshot), so they are never pruned themselves. Returns each key's expiry, in
+ * the keys' order.
+ */
+export async function insertKeysPruning(db: Executor, keys: NewKey[], keep: number): Promise<Date[]> {
+  const { rows } = await db.executeQuery(insertKeysPruningQuery(keys, keep));
+  const expires = new Map(rows.map((r) => [r.key_hash, new Date(r.expires)]));
+  return keys.map((k) => expires.get(k.key_hash)!);
+}
+
+export function insertKeysPruningQuery(keys: NewKey[], keep: number) {
+  const input = keys.map((k) => ({ ...k, resets_others: k.resets_others ?? false }));
+  return CompiledQuery.raw(
+    `WITH input AS (
+      SELECT * FROM jsonb_to_recordset($1::jsonb)
+        AS i(key_hash text, email text, created timestamptz, expires timestamptz, admin_expires timestamptz, resets_others boolean)
+    ), pruned AS (
+      DELETE FROM keys k USING input i
+      WHERE k.email = ANY(ARRAY(SELECT email FROM input)) AND k.email = i.email
+        AND k.key_hash NOT IN (SELECT key_hash FROM keys WHERE email = i.email ORDER BY created DESC LIMIT $2)
+    )
     INSERT INTO keys (key_hash, email, created, expires, resets_others)
-    VALUES (${row.key_hash}, ${row.email}, ${row.created}, ${row.expires}, ${row.resets_others ?? false})`.compile(db);
+    SELECT i.key_hash, i.email, i.created,
+      CASE WHEN EXISTS (SELECT 1 FROM admins a WHERE a.email = i.email AND cardinality(a.roles) > 0) THEN i.admin_expires ELSE i.expires END,
+      i.resets_others
+    FROM input i
+    RETURNING key_hash, expires`,
+    [JSON.stringify(input), keep],
+  ) as CompiledQuery<{ key_hash: string; expires: Date | string }>;
 }
 
 /** The key a login used: a resetting key deletes the address's other keys when it is used. */
@@ -64,12 +88,13 @@ export interface UsedKey {
 }
 
 /**
- * Stores a new session and, in the same statement, notes the login time of an admin and carries
- * out a deferred reset: when `used` resets others, every other key of the address is deleted and
- * the used key stops resetting (using it again must not cancel links mailed since).
+ * Stores new sessions (at most one per address) and, in the same statement, notes the login time
+ * of an admin and carries out a deferred reset: when the key a login used resets others, every
+ * other key of the address is deleted and the used key stops resetting (using it again must not
+ * cancel links mailed since).
  */
-export async function insertSession(db: Executor, row: SessionRow, used?: UsedKey): Promise<void> {
-  await db.executeQuery(insertSessionQuery(db, row, used));
+export async function insertSessions(db: Executor, sessions: NewSession[]): Promise<void> {
+  await db.executeQuery(insertSessionsQuery(sessions));
 }
 
 export interface SessionRow {
@@ -79,16 +104,27 @@ export interface SessionRow {
   expires: Date;
 }
 
-export function insertSessionQuery(db: Executor, row: SessionRow, used: UsedKey = { key_hash: '', resets_others: false }) {
-  return sql`
-    WITH admin_login AS (
-      UPDATE admins SET last_login = ${row.created} WHERE email = ${row.email}
+export type NewSession = SessionRow & { used?: UsedKey };
+
+export function insertSessionsQuery(sessions: NewSession[]) {
+  const input = sessions.map(({ used, ...row }) => ({ ...row, used_key: used?.key_hash ?? '', resets_others: used?.resets_others ?? false }));
+  return CompiledQuery.raw(
+    `WITH input AS (
+      SELECT * FROM jsonb_to_recordset($1::jsonb)
+        AS i(id_hash text, email text, created timestamptz, expires timestamptz, used_key text, resets_others boolean)
+    ), admin_login AS (
+      UPDATE admins a SET last_login = i.created FROM input i
+      WHERE a.email = ANY(ARRAY(SELECT email FROM input)) AND a.email = i.email
     ), reset AS (
-      DELETE FROM keys WHERE ${used.resets_others}::boolean AND email = ${row.email} AND key_hash <> ${used.key_hash}
+      DELETE FROM keys k USING input i
+      WHERE k.email = ANY(ARRAY(SELECT email FROM input WHERE resets_others)) AND i.resets_others AND k.email = i.email AND k.key_hash <> i.used_key
     ), reset_done AS (
-      UPDATE keys SET resets_others = false WHERE ${used.resets_others}::boolean AND key_hash = ${used.key_hash}
+      UPDATE keys k SET resets_others = false FROM input i
+      WHERE k.key_hash = ANY(ARRAY(SELECT used_key FROM input WHERE resets_others)) AND i.resets_others AND k.key_hash = i.used_key
     )
-    INSERT INTO sessions (id_hash, email, created, expires) VALUES (${row.id_hash}, ${row.email}, ${row.created}, ${row.expires})`.compile(db);
+    INSERT INTO sessions (id_hash, email, created, expires) SELECT id_hash, email, created, expires FROM input`,
+    [JSON.stringify(input)],
+  );
 }
 
 export interface SessionUser {
@@ -163,63 +199,96 @@ export interface KeyRecipient {
   name: string | null;
 }
 
-/** What a login-key request needs to know about an address, in one statement. */
-export function keyRecipientQuery(db: Executor, email: string) {
-  return sql<{ name: string | null; roles: string[] | null }>`
-    SELECT (SELECT legal_name FROM people WHERE lower(email) = ${email} ORDER BY id LIMIT 1) AS name,
-           (SELECT roles FROM admins WHERE email = ${email}) AS roles`.compile(db);
+/** What a login-key request needs to know about each address (lower-cased), in one statement. */
+export function keyRecipientsQuery(db: Executor, emails: string[]) {
+  return sql<{ email: string; name: string | null; roles: string[] | null }>`
+    SELECT e.email,
+      (SELECT legal_name FROM people WHERE lower(email) = e.email ORDER BY id LIMIT 1) AS name,
+      (SELECT roles FROM admins WHERE email = e.email) AS roles
+    FROM unnest(${emails}::text[]) AS e(email)`.compile(db);
 }
 
-export async function findKeyRecipient(db: Executor, email: string): Promise<KeyRecipient> {
-  const result = await db.executeQuery(keyRecipientQuery(db, email));
-  const row = result.rows[0];
-  const name = row?.name ?? null;
-  const roles = row?.roles ?? null;
-  return { known: name !== null || roles !== null, roles: roles ?? [], name };
+export async function findKeyRecipients(db: Executor, emails: string[]): Promise<Map<string, KeyRecipient>> {
+  const { rows } = await db.executeQuery(keyRecipientsQuery(db, emails));
+  return new Map(rows.map(({ email, name, roles }) => [email, { known: name !== null || roles !== null, roles: roles ?? [], name }]));
 }
 
-/** One fixed-window counter: its hits so far (at most limit + 1) and when its window began. */
+/** One fixed-window counter as one hit saw it: the hits counted so far, and when its window began. */
 export interface WindowCount {
   hits: number;
   window_start: Date;
 }
 
-export interface CountHits {
-  now: Date;
-  /** Windows that began at or before this are over: their counter starts again from 1. */
-  windowOver: Date;
-  ip: { bucket: string; limit: number };
+/** One hit to count: on an IP's bucket and, only if the IP is within its limit, on an email's. */
+export interface Hit {
+  ip: string;
   /** Counted only when the IP is within its limit, so a refused request creates no email row. */
-  email?: { bucket: string; limit: number };
+  email?: string;
+}
+
+export interface HitWindow {
+  now: Date;
+  /** Windows that began at or before this are over: their counter starts again. */
+  windowOver: Date;
+  ipLimit: number;
+  emailLimit: number;
 }
 
 /**
- * Counts one hit on the IP's bucket and, only if the IP is within its limit, on the email's bucket:
- * one statement, one round trip. A counter stops at limit + 1, so refused hits change nothing more.
+ * Counts hits, one statement for all of them: each bucket's counter goes up by its number of hits
+ * (from zero when its window is over), and each hit is told the count as if the hits had come one
+ * after another in order (the counter before them, plus its place among them). The email bucket
+ * of a hit whose IP is over its limit is not counted. A counter stops at its limit + the
+ * statement's number of hits + 1: refused hits do not grow it without bound, and a hit that finds
+ * it stopped is over the limit whatever its place (see countHitsQuery).
  */
-export function countHitsQuery(db: Executor, c: CountHits) {
-  const count = (source: RawBuilder<unknown>, limit: number) => sql`
-    INSERT INTO rate_limits AS r (bucket, window_start, hits) ${source}
-    ON CONFLICT (bucket) DO UPDATE SET
-      window_start = CASE WHEN r.window_start <= ${c.windowOver} THEN ${c.now} ELSE r.window_start END,
-      hits = CASE WHEN r.window_start <= ${c.windowOver} THEN 1 ELSE least(r.hits + 1, ${limit + 1}::int) END
-    RETURNING hits, window_start`;
-  const ip = count(sql`VALUES (${c.ip.bucket}, ${c.now}::timestamptz, 1)`, c.ip.limit);
-  const email = c.email
-    ? count(sql`SELECT ${c.email.bucket}::text, ${c.now}::timestamptz, 1 FROM ip WHERE ip.hits <= ${c.ip.limit}::int`, c.email.limit)
-    : sql`SELECT NULL::int AS hits, NULL::timestamptz AS window_start WHERE false`;
-  return sql<{ ip_hits: number; ip_window_start: Date; email_hits: number | null; email_window_start: Date | null }>`
-    WITH ip AS (${ip}), email AS (${email})
-    SELECT ip.hits AS ip_hits, ip.window_start AS ip_window_start, email.hits AS email_hits, email.window_start AS email_window_start
-    FROM ip LEFT JOIN email ON true`.compile(db);
+export async function countHits(db: Executor, hits: Hit[], w: HitWindow): Promise<{ ip: WindowCount; email?: WindowCount }[]> {
+  const { rows } = await db.executeQuery(countHitsQuery(hits, w));
+  const byItem = new Map(rows.map((r) => [r.n, r]));
+  return hits.map((_, n) => {
+    const row = byItem.get(n)!;
+    return {
+      ip: { hits: row.ip_hits, window_start: new Date(row.ip_window_start) },
+      email: row.email_hits === null || row.email_window_start === null ? undefined : { hits: row.email_hits, window_start: new Date(row.email_window_start) },
+    };
+  });
 }
 
-export async function countHits(db: Executor, c: CountHits): Promise<{ ip: WindowCount; email?: WindowCount }> {
-  const row = (await db.executeQuery(countHitsQuery(db, c))).rows[0]!;
-  return {
-    ip: { hits: row.ip_hits, window_start: row.ip_window_start },
-    email: row.email_hits === null || row.email_window_start === null ? undefined : { hits: row.email_hits, window_start: row.email_window_start },
-  };
+/**
+ * The statement of countHits. A counter holds at most limit + n + 1 (n hits in the statement):
+ * when it is below that after adding a bucket's c hits, the count before them was exactly the
+ * stored count − c; when it has reached it, the count before them was at least limit + 1, and each
+ * hit is over the limit. Buckets are upserted in bucket order (IPs first), as every statement
+ * takes them.
+ */
+export function countHitsQuery(hits: Hit[], w: HitWindow) {
+  const input = hits.map((h, n) => ({ n, ip: h.ip, email: h.email ?? null }));
+  const count = (source: string, limit: string) => `
+      INSERT INTO rate_limits AS r (bucket, window_start, hits)
+      SELECT bucket, $2::timestamptz, count(*)::int FROM ${source} GROUP BY bucket ORDER BY bucket
+      ON CONFLICT (bucket) DO UPDATE SET
+        window_start = CASE WHEN r.window_start <= $3::timestamptz THEN $2::timestamptz ELSE r.window_start END,
+        hits = least(CASE WHEN r.window_start <= $3::timestamptz THEN 0 ELSE r.hits END + EXCLUDED.hits, ${limit} + (SELECT count(*) FROM input)::int + 1)
+      RETURNING bucket, hits, window_start`;
+  const seen = (source: string, counted: string) => `
+      SELECT s.n, s.email, c.hits - count(*) OVER (PARTITION BY s.bucket) + row_number() OVER (PARTITION BY s.bucket ORDER BY s.n) AS hits, c.window_start
+      FROM ${source} s JOIN ${counted} c ON c.bucket = s.bucket`;
+  return CompiledQuery.raw(
+    `WITH input AS (
+      SELECT * FROM jsonb_to_recordset($1::jsonb) AS i(n int, ip text, email text)
+    ), ip_hits AS (
+      SELECT n, ip AS bucket, email FROM input
+    ), ip_counted AS (${count('ip_hits', '$4::int')}
+    ), ip_seen AS (${seen('ip_hits', 'ip_counted')}
+    ), email_hits AS (
+      SELECT n, email AS bucket, email FROM ip_seen WHERE email IS NOT NULL AND hits <= $4::int
+    ), email_counted AS (${count('email_hits', '$5::int')}
+    ), email_seen AS (${seen('email_hits', 'email_counted')}
+    )
+    SELECT i.n, i.hits::int AS ip_hits, i.window_start AS ip_window_start, e.hits::int AS email_hits, e.window_start AS email_window_start
+    FROM ip_seen i LEFT JOIN email_seen e ON e.n = i.n`,
+    [JSON.stringify(input), w.now, w.windowOver, w.ipLimit, w.emailLimit],
+  ) as CompiledQuery<{ n: number; ip_hits: number; ip_window_start: Date; email_hits: number | null; email_window_start: Date | null }>;
 }
 
 /** Removes counters whose window is over (they would start again from 1 anyway). */

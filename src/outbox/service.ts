@@ -7,7 +7,9 @@ import type { Deps } from '../deps.ts';
 import type { OutboxState } from '../db/tables.ts';
 import type { UnitOfWork } from '../db/unit-of-work.ts';
 import { AppError } from '../http/errors.ts';
-import { appendOutboxRow, deleteFinishedOutboxRows, findOutboxRows, moveOutboxRow, type NewOutboxRow, type OutboxRow } from './store.ts';
+import { createBatchStatement, type BatchWriter } from '../db/batch-writer.ts';
+import type { Db } from '../db/connect.ts';
+import { appendOutboxRow, appendOutboxRows, deleteFinishedOutboxRows, findOutboxRows, moveOutboxRow, type NewOutboxRow, type OutboxRow } from './store.ts';
 
 /** Every event type Roster emits, with the version of its payload (raised when a payload's shape changes). */
 export const EVENT_TYPES = {
@@ -41,6 +43,36 @@ export async function emitEvent(
 ): Promise<void> {
   await appendOutboxRow(uow.db, newEvent(deps.clock, type, group, payload));
   eventWritten(uow, deps);
+}
+
+/** Events of different groups appended as one statement at most (db/batch-writer.ts). */
+const STANDALONE_EVENTS_PER_STATEMENT = 128;
+const standaloneAppends = new WeakMap<Db, BatchWriter<NewOutboxRow, void>>();
+
+/**
+ * Writes an event that is a change of its own — no other write goes with it (a login link asked
+ * for by a known address) — as one statement with the other such events asked for meanwhile
+ * (one per group a statement), then wakes the workers. Resolves once it is committed.
+ */
+export async function emitStandaloneEvent(
+  deps: Pick<Deps, 'db' | 'clock' | 'outboxSignal'>,
+  type: EventType,
+  group: string,
+  payload: Record<string, unknown>,
+): Promise<void> {
+  let appends = standaloneAppends.get(deps.db);
+  if (!appends) {
+    const db = deps.db;
+    appends = createBatchStatement<NewOutboxRow>({
+      keyOf: (row) => row.group_key,
+      write: (rows) => appendOutboxRows(db, rows),
+      maxBatch: STANDALONE_EVENTS_PER_STATEMENT,
+      maxInFlight: 2,
+    });
+    standaloneAppends.set(deps.db, appends);
+  }
+  await appends.write(newEvent(deps.clock, type, group, payload));
+  deps.outboxSignal.written();
 }
 
 const woken = new WeakSet<UnitOfWork>();

@@ -39,6 +39,23 @@ export async function appendOutboxRow(db: Executor, row: NewOutboxRow): Promise<
   return rows[0]!;
 }
 
+/**
+ * Appends events of different groups (at most one per group) as one statement, each group's next
+ * seq taken as appendOutboxRow takes it (takeOutboxSeqs).
+ */
+export async function appendOutboxRows(db: Executor, rows: NewOutboxRow[]): Promise<void> {
+  await appendOutboxRowsQuery(rows).execute(db);
+}
+
+/** The statement behind appendOutboxRows. */
+export function appendOutboxRowsQuery(rows: NewOutboxRow[]) {
+  return sql`
+    WITH events AS (
+      SELECT * FROM jsonb_to_recordset(${JSON.stringify(rows)}::jsonb) AS e(group_key text, type text, version int, payload jsonb, created_at timestamptz)
+    ), outbox_next AS (${takeOutboxSeqs('events')})
+    ${insertOutboxEvents('events', 'outbox_next')}`;
+}
+
 /** The statement behind appendOutboxRow. */
 export function appendOutboxQuery(row: NewOutboxRow) {
   return sql<{ id: string; seq: string }>`WITH outbox_next AS (${takeOutboxSeq(row)}) ${insertOutboxEvent(row, 'outbox_next')} RETURNING id, seq`;
@@ -221,19 +238,12 @@ export interface Outcome {
 }
 
 /**
- * Records what happened to a delivery, only while `owner` still holds the group's lease (the row is
- * locked first, the order every writer of a group takes), and only for an event still pending:
- * the event's state and tries, the group's pending count, and its release. False when the lease
- * was lost (another worker has the group now, and delivers the event again).
- */
-export async function recordOutcome(db: Executor, o: Outcome): Promise<boolean> {
-  return (await recordOutcomes(db, [o]))[0]!;
-}
-
-/**
- * recordOutcome for the outcomes of several groups (at most one outcome per group) as one
- * statement; their group rows are locked in group_key order. Returns, in order, whether each
- * outcome's lease was still held.
+ * Records what happened to deliveries of several groups (at most one outcome per group) as one
+ * statement, each only while `owner` still holds its group's lease (the group rows are locked
+ * first, in group_key order, the order every writer of a group takes), and only for events still
+ * pending: the events' state and tries, the group's pending count, and its release. Returns, in
+ * order, whether each outcome's lease was still held; false when it was lost (another worker has
+ * the group now, and delivers the events again).
  */
 export async function recordOutcomes(db: Executor, outcomes: Outcome[]): Promise<boolean[]> {
   const input = outcomes.map((o) => ({

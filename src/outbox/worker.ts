@@ -9,7 +9,7 @@ import type { Deps } from '../deps.ts';
 import { PermanentFailure, type Consumer } from './consumers.ts';
 import { OUTBOX_CHANNEL } from './signal.ts';
 import { createBatchWriter } from '../db/batch-writer.ts';
-import { claimDueGroups, extendGroupLeases, recordOutcome, recordOutcomes, releaseGroup, type ClaimedEvent, type ClaimedGroup, type Outcome } from './store.ts';
+import { claimDueGroups, extendGroupLeases, recordOutcomes, releaseGroup, type ClaimedEvent, type ClaimedGroup, type Outcome } from './store.ts';
 
 export type DeliveryOutcome = 'delivered' | 'failed' | 'dead';
 
@@ -91,7 +91,6 @@ export function createOutboxWorker(deps: WorkerDeps, consumers: readonly Consume
   const outcomes = createBatchWriter<Outcome, boolean>({
     keyOf: (o) => o.group_key,
     writeMany: (list) => recordOutcomes(deps.db, list),
-    writeOne: (o) => recordOutcome(deps.db, o),
     maxBatch: RECORD_BATCH_MAX,
     maxInFlight: 2,
   });

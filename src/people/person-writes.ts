@@ -9,7 +9,7 @@ import { createBatchLoader, type BatchLoader } from '../db/batch-loader.ts';
 import { createBatchWriter, type BatchWriter } from '../db/batch-writer.ts';
 import type { Db } from '../db/connect.ts';
 import { PERSON_READ_BATCH_MAX, isPersonId } from './person-reads.ts';
-import { changedColumns, changePeopleIfUnchanged, changePersonIfUnchanged, findVersionedPeopleByIds, type PersonChange, type VersionedPersonRow } from './store.ts';
+import { changedColumns, changePeopleIfUnchanged, findVersionedPeopleByIds, type PersonChange, type VersionedPersonRow } from './store.ts';
 
 /**
  * Changes per statement. Ten a statement already cut the database's cost per change to a third
@@ -40,7 +40,6 @@ export function writePersonChange(db: Db, change: PersonChange): Promise<Applied
     writer = createBatchWriter<PersonChange, Applied>({
       keyOf: (c) => c.id,
       writeMany: (changes) => changePeopleIfUnchanged(db, changes),
-      writeOne: (c) => changePersonIfUnchanged(db, c),
       maxBatch: PERSON_CHANGE_BATCH_MAX,
       maxInFlight: PERSON_CHANGE_BATCHES_IN_FLIGHT,
     });

@@ -374,8 +374,11 @@ export function changePeopleQuery(db: Executor, changes: PersonChange[]): Compil
     .sort((a, b) => a.id - b.id)
     .map(({ id, version, changes: values, log, event }) => {
       const row: Record<string, unknown> = { id, version };
-      for (const c of columns) row[c] = values[c];
-      if (changedColumns(values).join() !== columns.join()) throw new Error('changePeopleQuery: the changes of one statement must set the same columns');
+      let set = 0;
+      for (const c of columns) if ((row[c] = values[c]) !== undefined) set += 1;
+      if (set !== columns.length || Object.values(values).filter((v) => v !== undefined).length !== set) {
+        throw new Error('changePeopleQuery: the changes of one statement must set the same columns');
+      }
       return {
         ...row,
         log_timestamp: log.timestamp,
