@@ -24,6 +24,39 @@ export function memoryOf(pid: number): { peakMb: number; rssMb: number } {
   return { peakMb: kb('VmHWM') / 1024, rssMb: kb('VmRSS') / 1024 };
 }
 
+/**
+ * Where the CPU went while `measure` ran, in cores (1.0 = one core busy the whole time): the
+ * service's process (all its threads), this bench process (the load generator of `login`; wrk is a
+ * process of its own), and the whole machine. A figure with the machine near its core count was
+ * limited by CPU, shared by the service, PostgreSQL and the load; with the load generator near 1.0,
+ * by the generator.
+ */
+export async function cpuWhile<T>(servicePid: number, measure: () => Promise<T>): Promise<{ result: T; cpu: { service: number; bench: number; machine: number } }> {
+  const ticks = (pid: number) => {
+    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+    return Number(fields[11]) + Number(fields[12]);
+  };
+  const machine = () => {
+    const [, ...values] = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/);
+    const n = values.map(Number);
+    // user nice system idle iowait irq softirq steal: busy is all but idle and iowait.
+    return n[0]! + n[1]! + n[2]! + n[5]! + n[6]! + n[7]!;
+  };
+  const hz = 100;
+  const [service0, machine0, bench0, t0] = [ticks(servicePid), machine(), process.cpuUsage(), performance.now()];
+  const result = await measure();
+  const seconds = (performance.now() - t0) / 1000;
+  const bench = process.cpuUsage(bench0);
+  return {
+    result,
+    cpu: {
+      service: (ticks(servicePid) - service0) / hz / seconds,
+      bench: (bench.user + bench.system) / 1e6 / seconds,
+      machine: (machine() - machine0) / hz / seconds,
+    },
+  };
+}
+
 /** Resets the peak-RSS mark so the next reading covers only what follows. */
 export function resetPeak(pid: number): void {
   try {

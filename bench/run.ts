@@ -22,7 +22,7 @@ import { parseEnv } from '../src/config/env.ts';
 import { createOutboxWorker } from '../src/outbox/worker.ts';
 import { generatePeople, insertPeople } from './generate.ts';
 import { assertWrkInstalled, runLoop, runWrk, type LoadResult } from './load.ts';
-import { buildService, memoryOf, resetPeak, startHttpCeiling, startPersonReference, startService, stopAll, type Service } from './processes.ts';
+import { buildService, cpuWhile, memoryOf, resetPeak, startHttpCeiling, startPersonReference, startService, stopAll, type Service } from './processes.ts';
 import { machine, saveResult, writeBenchmarks, type RunResult, type ScenarioResult } from './report.ts';
 import { BENCH_EVENT_TYPE, measureOutboxClaim, measureOutboxDrain, DRAIN_WORKERS, OUTBOX_SCENARIOS, startDrainWorkers, type DrainWorkers } from './outbox.ts';
 import { benchRandom, SCENARIOS, type BenchContext, type SqlRunner } from './scenarios.ts';
@@ -274,10 +274,12 @@ async function main(): Promise<void> {
       r = await measurePeopleAll(service, ctx, dbCeiling);
       if (dbKind === 'pglite') Object.assign(r, { target: '– (set for PostgreSQL only)', met: null });
     } else {
-      const load =
+      const { result: load, cpu } = await cpuWhile(service.pid, () =>
         s.name === 'login'
-          ? await runLoop(loginOnce(service.url, ctx, mail.keyFor, connections), connections, durationS)
-          : await runWrk(service.url, s.http!(ctx), connections, durationS);
+          ? runLoop(loginOnce(service.url, ctx, mail.keyFor, connections), connections, durationS)
+          : runWrk(service.url, s.http!(ctx), connections, durationS),
+      );
+      const cores = `CPU: service ${cpu.service.toFixed(2)}${s.name === 'login' ? `, load generator ${cpu.bench.toFixed(2)}` : ''}, machine ${cpu.machine.toFixed(2)} of ${os.cpus().length} cores`;
       const ratio = [`${(load.perSecond / httpCeiling.perSecond).toFixed(2)} of HTTP`];
       if (dbCeiling) ratio.push(`${(load.perSecond / dbCeiling.perSecond).toFixed(2)} of DB`);
       const reference = s.name === 'person' ? personReference : undefined;
@@ -285,7 +287,7 @@ async function main(): Promise<void> {
       r = {
         scenario: s.name,
         description: s.description,
-        figure: `${fmt(load.perSecond)} ${s.name === 'login' ? 'logins' : 'req'}/s, p50 ${load.p50Ms.toFixed(1)} ms, p99 ${load.p99Ms.toFixed(1)} ms`,
+        figure: `${fmt(load.perSecond)} ${s.name === 'login' ? 'logins' : 'req'}/s, p50 ${load.p50Ms.toFixed(1)} ms, p99 ${load.p99Ms.toFixed(1)} ms; ${cores}`,
         perSecond: load.perSecond,
         p50Ms: load.p50Ms,
         p99Ms: load.p99Ms,
@@ -294,7 +296,7 @@ async function main(): Promise<void> {
         httpCeiling: httpCeiling.perSecond,
         dbCeiling: dbCeiling?.perSecond,
         ceiling: `HTTP ${fmt(httpCeiling.perSecond)}/s${dbCeiling ? `; DB ${fmt(dbCeiling.perSecond)}/s` : ''}${reference ? `; reference ${fmt(reference.perSecond)}/s` : ''}`,
-        ...(reference ? { extra: { referencePerSecond: reference.perSecond } } : {}),
+        extra: { serviceCores: cpu.service, benchCores: cpu.bench, machineCores: cpu.machine, ...(reference ? { referencePerSecond: reference.perSecond } : {}) },
         ratio: ratio.join('; '),
         target: target?.text ?? '– (set for PostgreSQL only)',
         met: target ? target.met(load) && load.errors === 0 && load.non2xx === 0 : null,
