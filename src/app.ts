@@ -40,6 +40,7 @@ import { createPeopleChanges } from './people/changes.ts';
 import { outboxRoutes } from './outbox/routes.ts';
 import type { Consumer } from './outbox/consumers.ts';
 import { createOutboxSignal } from './outbox/signal.ts';
+import { createNotifier } from './db/notifier.ts';
 import { createOutboxWorker, type OutboxWorker, type OutboxWorkerOptions } from './outbox/worker.ts';
 import { createRegistryPages } from './people/registry-pages.ts';
 import { peopleRoutes } from './people/routes.ts';
@@ -100,19 +101,21 @@ export async function openRoster(env: Env, overrides: { log?: Logger; clock?: Cl
     throw err;
   }
   const clock = overrides.clock ?? systemClock;
-  const peopleChanges = createPeopleChanges(database.db, (err) => log.warn({ err }, 'could not announce a change to people'));
+  // One notifier for the process: the NOTIFYs of every channel go together, one statement at a time.
+  const notifier = createNotifier(database.db);
+  const peopleChanges = createPeopleChanges(notifier, (err) => log.warn({ err }, 'could not announce a change to people'));
   await peopleChanges.listen(database);
-  const sessionChanges = createSessionChanges(database.db, (err) => log.warn({ err }, 'could not announce a change to sessions'));
+  const sessionChanges = createSessionChanges(notifier, (err) => log.warn({ err }, 'could not announce a change to sessions'));
   await sessionChanges.listen(database);
   const sessionCache = createSessionCache({ nowMs: () => clock.now().getTime() });
   followSessionChanges(sessionChanges, sessionCache);
-  const outboxSignal = createOutboxSignal(database, (err) => log.warn({ err }, 'could not notify the outbox workers (they find the events by polling)'));
+  const outboxSignal = createOutboxSignal(database, notifier, (err) => log.warn({ err }, 'could not notify the outbox workers (they find the events by polling)'));
   const mailer =
     overrides.mailer ?? (env.smtpUrl ? createSmtpMailer(env.smtpUrl, env.mailFrom) : createDevMailbox(path.join(env.dataDir, 'mail'), log));
   return {
     // A change's NOTIFY follows its commit by one event-loop turn: one made just before closing
     // (a CLI command's) is still sent.
-    database: { ...database, close: async () => Promise.all([peopleChanges.flush(), sessionChanges.flush()]).then(() => database.close()) },
+    database: { ...database, close: async () => Promise.all([peopleChanges.flush(), sessionChanges.flush(), notifier.flush()]).then(() => database.close()) },
     db: database.db,
     org,
     clock,

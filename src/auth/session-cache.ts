@@ -10,7 +10,7 @@
  * its entries here right after commit, and in every other process when the NOTIFY arrives. A
  * session's own expiry is checked against the injected clock on every read.
  */
-import type { Executor } from '../audit/store.ts';
+import type { Notifier } from '../db/notifier.ts';
 import { createChangeSignal, type ChangeSignal } from '../db/change-signal.ts';
 import { SESSIONS_CHANNEL, type SessionUser } from './store.ts';
 
@@ -106,8 +106,8 @@ export function createSessionCache(options: SessionCacheOptions = {}): SessionCa
 export type SessionChanges = ChangeSignal<string>;
 
 /** The sessions change signal: addresses on SESSIONS_CHANNEL, one per line of a NOTIFY (an address holds no whitespace). */
-export function createSessionChanges(db: Executor, onError: (err: unknown) => void): SessionChanges {
-  return createChangeSignal(db, SESSIONS_CHANNEL, { separator: '\n', toText: (email) => email, fromText: (text) => text || undefined, onError });
+export function createSessionChanges(notifier: Notifier, onError: (err: unknown) => void): SessionChanges {
+  return createChangeSignal(notifier, SESSIONS_CHANNEL, { separator: '\n', toText: (email) => email, fromText: (text) => text || undefined, onError });
 }
 
 /** Drops an address's cached sessions on each signal of it (from this process or another); everything when changes may have been missed. */

@@ -3,6 +3,7 @@ import { after, before, describe, test } from 'node:test';
 import { sql } from 'kysely';
 import { createTestDatabase, type TestDatabase } from '../../test/support/database.ts';
 import { createChangeSignal, type ChangeSignal } from './change-signal.ts';
+import { createNotifier } from './notifier.ts';
 import type { Listener } from './connect.ts';
 import { withUnitOfWork } from './unit-of-work.ts';
 
@@ -18,7 +19,7 @@ let channels = 0;
 /** A signal of numbered things on a channel of its own, and the raw payloads that channel carries. */
 async function numbersSignal(): Promise<{ signal: ChangeSignal<number>; payloads: string[]; errors: unknown[] }> {
   const errors: unknown[] = [];
-  const signal = createChangeSignal(database.db, `signal_test_${++channels}`, {
+  const signal = createChangeSignal(createNotifier(database.db), `signal_test_${++channels}`, {
     separator: ',',
     toText: String,
     fromText: (text) => (/^\d+$/.test(text) ? Number(text) : undefined),
@@ -90,7 +91,6 @@ describe('createChangeSignal', () => {
     await until(() => payloads.join(',').split(',').length === keys.length, 'every key');
     assert.ok(payloads.length > 1);
     assert.ok(payloads.every((p) => Buffer.byteLength(p) < 8000));
-    // Sent on several pooled connections at once: they may arrive in any order.
     assert.deepEqual(payloads.join(',').split(',').map(Number).sort(), keys);
     assert.deepEqual(errors, []);
   });
@@ -106,7 +106,7 @@ describe('createChangeSignal', () => {
   });
 
   test('a reopened LISTEN connection (payload "") fires the listeners with undefined: drop everything', async () => {
-    const signal = createChangeSignal(database.db, 'signal_test_reopened', { separator: ',', toText: String, fromText: Number, onError: () => {} });
+    const signal = createChangeSignal(createNotifier(database.db), 'signal_test_reopened', { separator: ',', toText: String, fromText: Number, onError: () => {} });
     let deliver: Listener | undefined;
     await signal.listen({ listen: async (_channel, listener) => ((deliver = listener), async () => {}) });
     const heard: (number | undefined)[] = [];

@@ -5,7 +5,8 @@
  * `afterCommit(uow, key)` queues `committed(key)` for after the unit of work's commit. `committed`
  * fires this process's listeners synchronously — so this process never serves a cached answer
  * older than a change it has acknowledged — and queues the key for one NOTIFY on the channel,
- * sent as its own statement on the next turn of the event loop with every key queued meanwhile.
+ * handed on the next turn of the event loop, with every key queued meanwhile, to the process's
+ * notifier (notifier.ts), which sends the NOTIFYs of all channels together.
  * Listeners fire again for each NOTIFY that arrives, from any process (this one included), and
  * with `undefined` when notifications may have been missed (a reopened LISTEN connection).
  *
@@ -17,9 +18,8 @@
  * hear of that change: every cache built on a signal must therefore also expire after a bounded
  * time, so that it heals by itself.
  */
-import { sql } from 'kysely';
-import type { Executor } from '../audit/store.ts';
 import type { Database } from './connect.ts';
+import type { Notifier } from './notifier.ts';
 import type { UnitOfWork } from './unit-of-work.ts';
 
 /** `key` is undefined when changes may have been missed: drop everything. */
@@ -55,18 +55,13 @@ export interface ChangeSignalOptions<K> {
 /** PostgreSQL refuses a NOTIFY payload of 8,000 bytes or more. */
 const PAYLOAD_MAX_BYTES = 7900;
 
-export function createChangeSignal<K>(db: Executor, channel: string, options: ChangeSignalOptions<K>): ChangeSignal<K> {
+export function createChangeSignal<K>(notifier: Notifier, channel: string, options: ChangeSignalOptions<K>): ChangeSignal<K> {
   const listeners = new Set<ChangeListener<K>>();
   let pending: string[] = [];
   const fire = (key: K | undefined) => {
     for (const l of listeners) l(key);
   };
-  const sending = new Set<Promise<void>>();
-  const notify = (payload: string) => {
-    const sent = sql`SELECT pg_notify(${channel}, ${payload})`.execute(db).then(() => undefined, options.onError);
-    sending.add(sent);
-    void sent.finally(() => sending.delete(sent));
-  };
+  const notify = (payload: string) => void notifier.notify(channel, payload).catch(options.onError);
   const flush = () => {
     let payload = '';
     for (const text of new Set(pending)) {
@@ -102,7 +97,7 @@ export function createChangeSignal<K>(db: Executor, channel: string, options: Ch
     keysIn,
     async flush() {
       flush();
-      await Promise.all(sending);
+      await notifier.flush();
     },
     listen(database) {
       return database.listen(channel, (payload) => {

@@ -7,13 +7,13 @@
  * only: workers also poll, so a NOTIFY lost (or never sent because the process died right after
  * the commit) delays delivery by one poll, never loses an event.
  *
- * The NOTIFY is its own statement, not part of the change's transaction (see src/people/changes.ts
- * for the measured cost of notifying inside it), sent on the next turn of the event loop for every
- * commit before it, and never more than one at a time: under load that is one NOTIFY for many
- * commits. On PGlite no other process can open the database, so nothing is sent.
+ * The NOTIFY is not part of the change's transaction (see src/db/change-signal.ts for the measured
+ * cost of notifying inside it): it goes to the process's notifier (src/db/notifier.ts), which sends
+ * the NOTIFYs of every channel together, one statement at a time, so under load one NOTIFY serves
+ * many commits. On PGlite no other process can open the database, so nothing is sent.
  */
-import { sql } from 'kysely';
 import type { Database } from '../db/connect.ts';
+import type { Notifier } from '../db/notifier.ts';
 
 export const OUTBOX_CHANNEL = 'outbox';
 
@@ -24,29 +24,14 @@ export interface OutboxSignal {
   onWritten(listener: () => void): () => void;
 }
 
-export function createOutboxSignal(database: Pick<Database, 'kind' | 'db'>, onError: (err: unknown) => void): OutboxSignal {
+export function createOutboxSignal(database: Pick<Database, 'kind'>, notifier: Notifier, onError: (err: unknown) => void): OutboxSignal {
   const listeners = new Set<() => void>();
   const notifies = database.kind === 'postgres';
-  let queued = false;
-  let sending = false;
-  const send = () => {
-    if (sending || !queued) return;
-    queued = false;
-    sending = true;
-    sql`SELECT pg_notify(${OUTBOX_CHANNEL}, '')`
-      .execute(database.db)
-      .catch(onError)
-      .finally(() => {
-        sending = false;
-        send();
-      });
-  };
   return {
     written() {
       for (const listener of listeners) listener();
-      if (!notifies || queued) return;
-      queued = true;
-      setImmediate(send);
+      // Queued with the process's other NOTIFYs; the same one queued again meanwhile is sent once.
+      if (notifies) notifier.notify(OUTBOX_CHANNEL, '').catch(onError);
     },
     onWritten(listener) {
       listeners.add(listener);
