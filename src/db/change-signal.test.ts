@@ -6,6 +6,7 @@ import { createChangeSignal, type ChangeSignal } from './change-signal.ts';
 import { createNotifier } from './notifier.ts';
 import type { Listener } from './connect.ts';
 import { withUnitOfWork } from './unit-of-work.ts';
+import { until } from '../../test/support/until.ts';
 
 let database: TestDatabase;
 before(async () => {
@@ -30,13 +31,6 @@ async function numbersSignal(): Promise<{ signal: ChangeSignal<number>; payloads
   return { signal, payloads, errors };
 }
 
-async function until(check: () => boolean, what: string): Promise<void> {
-  const deadline = Date.now() + 5000;
-  while (!check()) {
-    if (Date.now() > deadline) assert.fail(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
 
 describe('createChangeSignal', () => {
   test('committed: local listeners fire at once; one NOTIFY per event-loop turn carries every key once', async () => {

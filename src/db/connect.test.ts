@@ -3,6 +3,7 @@ import { after, before, test } from 'node:test';
 import pg from 'pg';
 import { createTestDatabase, testDatabaseUrl, type TestDatabase } from '../../test/support/database.ts';
 import { connectPostgres, type Database } from './connect.ts';
+import { until } from '../../test/support/until.ts';
 
 const needsPostgres = !testDatabaseUrl() && 'needs PostgreSQL: TEST_DATABASE_URL unset (LISTEN connections are a server feature)';
 
@@ -29,13 +30,6 @@ async function listenBackends(): Promise<number[]> {
   return rows.map((r) => r.pid);
 }
 
-async function until(check: () => boolean | Promise<boolean>, what: string): Promise<void> {
-  const deadline = Date.now() + 5000;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
 
 test('subscribers that start together share one LISTEN connection', { skip: needsPostgres }, async () => {
   const got: string[] = [];

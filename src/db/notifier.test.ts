@@ -3,6 +3,7 @@ import { after, before, describe, test } from 'node:test';
 import type { KyselyPlugin } from 'kysely';
 import { createTestDatabase, type TestDatabase } from '../../test/support/database.ts';
 import { createNotifier } from './notifier.ts';
+import { until } from '../../test/support/until.ts';
 
 let database: TestDatabase;
 before(async () => {
@@ -26,13 +27,6 @@ async function heardOn(channels: string[]): Promise<string[]> {
   return heard;
 }
 
-async function until(check: () => boolean, what: string): Promise<void> {
-  const deadline = Date.now() + 5000;
-  while (!check()) {
-    if (Date.now() > deadline) assert.fail(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
 
 describe('createNotifier', () => {
   test("the NOTIFYs of every channel queued in one turn go as one statement; the same one queued twice is sent once", async () => {

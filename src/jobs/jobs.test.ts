@@ -6,6 +6,7 @@ import { startTestApp, type TestApp, type TestAppOptions } from '../../test/supp
 import { createTestClock, DAY } from '../../test/support/clock.ts';
 import { testDatabaseUrl } from '../../test/support/database.ts';
 import type { Job } from './runner.ts';
+import { until } from '../../test/support/until.ts';
 
 const HOUR = 3_600_000;
 
@@ -22,13 +23,6 @@ function gate(): { opened: Promise<void>; open: () => void } {
   return { opened, open };
 }
 
-async function until(check: () => boolean): Promise<void> {
-  const deadline = Date.now() + 5000;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error('timed out waiting');
-    await sleep(5);
-  }
-}
 
 const apps: TestApp[] = [];
 async function start(options: TestAppOptions): Promise<TestApp> {
