@@ -27,24 +27,18 @@ export interface OutboxRow {
 }
 
 /**
- * Appends an event to its group, in one statement: the group's next sequence number is taken by
- * upserting its `outbox_groups` row (which stays locked until the transaction ends, so numbers
- * follow commit order within a group), and the event is inserted with it. The same upsert counts
- * the event as pending; a new or idle group is due at once (the event's time: a release stamped
- * by a clock that was ahead, or a test's clock moved back, must not hold it), a busy one keeps its
- * `available_at` (a worker's lease or backoff goes on).
- */
-export async function appendOutboxRow(db: Executor, row: NewOutboxRow): Promise<{ id: string; seq: string }> {
-  const { rows } = await appendOutboxQuery(row).execute(db);
-  return rows[0]!;
-}
-
-/**
- * Appends events of different groups (at most one per group) as one statement, each group's next
- * seq taken as appendOutboxRow takes it (takeOutboxSeqs).
+ * Appends events of different groups (at most one per group: a statement cannot upsert one group
+ * row twice) as one statement. Each group's next sequence number is taken by upserting its
+ * `outbox_groups` row (which stays locked until the transaction ends, so numbers follow commit
+ * order within a group), and the event is inserted with it (takeOutboxSeqs, insertOutboxEvents).
  */
 export async function appendOutboxRows(db: Executor, rows: NewOutboxRow[]): Promise<void> {
   await appendOutboxRowsQuery(rows).execute(db);
+}
+
+/** Appends one event to its group (appendOutboxRows with one row). */
+export async function appendOutboxRow(db: Executor, row: NewOutboxRow): Promise<void> {
+  await appendOutboxRows(db, [row]);
 }
 
 /** The statement behind appendOutboxRows. */
@@ -56,44 +50,21 @@ export function appendOutboxRowsQuery(rows: NewOutboxRow[]) {
     ${insertOutboxEvents('events', 'outbox_next')}`;
 }
 
-/** The statement behind appendOutboxRow. */
-export function appendOutboxQuery(row: NewOutboxRow) {
-  return sql<{ id: string; seq: string }>`WITH outbox_next AS (${takeOutboxSeq(row)}) ${insertOutboxEvent(row, 'outbox_next')} RETURNING id, seq`;
-}
-
 /**
- * The parts of appendOutboxQuery, for a writer that appends its event in its own change's
- * statement (one statement is atomic: no transaction needed). As common table expressions:
- * `outbox_next AS (takeOutboxSeq(row, 'changed')), outbox_appended AS (insertOutboxEvent(row,
- * 'outbox_next'))`. With `onlyIf` (the name of an earlier CTE), the event is appended only when
- * that CTE returned a row: an optimistic change that applied nothing appends nothing.
- */
-export function takeOutboxSeq(row: NewOutboxRow, onlyIf?: string) {
-  return sql<{ last_seq: string }>`
-      INSERT INTO outbox_groups AS g (group_key, last_seq, pending, available_at)
-      SELECT ${row.group_key}, 1, 1, ${row.created_at}::timestamptz${onlyIf === undefined ? sql`` : sql` FROM ${sql.table(onlyIf)} LIMIT 1`}
-      ${COUNT_INTO_GROUP}
-      RETURNING last_seq`;
-}
-
-/** The event's insert, numbered by the `takeOutboxSeq` CTE named `seqFrom` (see takeOutboxSeq). */
-export function insertOutboxEvent(row: NewOutboxRow, seqFrom: string) {
-  return sql<Record<string, never>>`
-    INSERT INTO outbox (group_key, seq, type, version, payload, created_at, next_attempt_at)
-    SELECT ${row.group_key}, last_seq, ${row.type}, ${row.version}, ${JSON.stringify(row.payload)}::jsonb, ${row.created_at}, ${row.created_at} FROM ${sql.table(seqFrom)}`;
-}
-
-/**
- * takeOutboxSeq for many events of one statement: `events` names an earlier CTE with the columns
- * (group_key, type, version, payload jsonb, created_at), one row per event and **at most one per
- * group** (a statement cannot upsert one row twice). The groups are taken in group_key order, the
- * order every batch takes them in. Returns (group_key, last_seq).
+ * The group rows' upsert of an append, as a CTE part: `events` names an earlier CTE with the
+ * columns (group_key, type, version, payload jsonb, created_at), one row per event and **at most
+ * one per group**. The groups are taken in group_key order, the order every batch takes them in.
+ * Each group's next seq, and its event counted as pending; a new or idle group is due at once (the
+ * event's time: a release stamped by a clock that was ahead, or a test's clock moved back, must
+ * not hold it), a busy one keeps its `available_at` (a worker's lease or backoff goes on). Returns
+ * (group_key, last_seq).
  */
 export function takeOutboxSeqs(events: string) {
   return sql<{ group_key: string; last_seq: string }>`
       INSERT INTO outbox_groups AS g (group_key, last_seq, pending, available_at)
       SELECT group_key, 1, 1, created_at FROM ${sql.table(events)} ORDER BY group_key
-      ${COUNT_INTO_GROUP}
+      ON CONFLICT (group_key) DO UPDATE SET last_seq = g.last_seq + 1, pending = g.pending + 1,
+        available_at = CASE WHEN g.pending = 0 AND g.lease_owner IS NULL THEN EXCLUDED.available_at ELSE g.available_at END
       RETURNING group_key, last_seq`;
 }
 
@@ -104,15 +75,6 @@ export function insertOutboxEvents(events: string, seqFrom: string) {
     SELECT e.group_key, n.last_seq, e.type, e.version, e.payload, e.created_at, e.created_at
     FROM ${sql.table(seqFrom)} n JOIN ${sql.table(events)} e ON e.group_key = n.group_key`;
 }
-
-/**
- * The upsert of a group row that an append goes through: the next seq, the event counted as
- * pending; a new or idle group is due at once (the event's time: a release stamped by a clock that
- * was ahead, or a test's clock moved back, must not hold it), a busy one keeps its `available_at`
- * (a worker's lease or backoff goes on).
- */
-const COUNT_INTO_GROUP = sql`ON CONFLICT (group_key) DO UPDATE SET last_seq = g.last_seq + 1, pending = g.pending + 1,
-        available_at = CASE WHEN g.pending = 0 AND g.lease_owner IS NULL THEN EXCLUDED.available_at ELSE g.available_at END`;
 
 export interface OutboxFilter {
   state?: OutboxState;
