@@ -4,7 +4,7 @@ import { readFileSync } from 'node:fs';
 import { DummyDriver, Kysely, PostgresAdapter, PostgresIntrospector, PostgresQueryCompiler, type CompiledQuery } from 'kysely';
 import type { ChangeContext } from '../src/audit/service.ts';
 import { logEntryValues } from '../src/audit/service.ts';
-import { KEYS_KEPT_PER_EMAIL } from '../src/auth/service.ts';
+import { KEYS_KEPT_PER_EMAIL } from '../src/auth/login-batches.ts';
 import {
   countHitsQuery,
   insertKeysPruningQuery,

@@ -4,38 +4,31 @@
  * mail connector makes (many mails go out at once) and the sessions logins open. Under load each
  * was one statement per request; now each is one statement for the requests of a moment.
  */
-import { createBatchLoader, type BatchLoader } from '../db/batch-loader.ts';
-import { createBatchStatement, createBatchWriter, type BatchWriter } from '../db/batch-writer.ts';
+import { createBatchLoader } from '../db/batch-loader.ts';
+import { createBatchStatement, createBatchWriter } from '../db/batch-writer.ts';
 import type { Db } from '../db/connect.ts';
+import { perDatabase } from '../db/per-database.ts';
 import { findKeyRecipients, findKeysByEmails, insertKeysPruning, insertSessions, type KeyRecipient, type NewKey, type NewSession, type StoredKey } from './store.ts';
 
 /** Addresses (or keys, or sessions) per statement. */
 const PER_STATEMENT = 128;
 
-interface LoginBatches {
-  recipients: BatchLoader<string, KeyRecipient>;
-  keys: BatchLoader<string, StoredKey[]>;
-  newKeys: Map<number, BatchWriter<NewKey, Date>>;
-  sessions: BatchWriter<NewSession, void>;
-}
+/** Live keys kept per address; older ones are dropped when a new one is made. */
+export const KEYS_KEPT_PER_EMAIL = 5;
 
-/** One set per database, so tests with their own database never share a statement. */
-const batches = new WeakMap<Db, LoginBatches>();
-
-function batchesFor(db: Db): LoginBatches {
-  let b = batches.get(db);
-  if (!b) {
-    b = {
-      recipients: createBatchLoader((emails: string[]) => findKeyRecipients(db, emails), { maxBatch: PER_STATEMENT }),
-      keys: createBatchLoader((emails: string[]) => findKeysByEmails(db, emails), { maxBatch: PER_STATEMENT }),
-      newKeys: new Map(),
-      // One session per address a statement: the admin's login time and a deferred reset are per address.
-      sessions: createBatchStatement<NewSession>({ keyOf: (s) => s.email, write: (sessions) => insertSessions(db, sessions), maxBatch: PER_STATEMENT, maxInFlight: 2 }),
-    };
-    batches.set(db, b);
-  }
-  return b;
-}
+const batchesFor = perDatabase((db) => ({
+  recipients: createBatchLoader((emails: string[]) => findKeyRecipients(db, emails), { maxBatch: PER_STATEMENT }),
+  keys: createBatchLoader((emails: string[]) => findKeysByEmails(db, emails), { maxBatch: PER_STATEMENT }),
+  // One key per address a statement: each address's older keys are pruned by it.
+  newKeys: createBatchWriter<NewKey, Date>({
+    keyOf: (k) => k.email,
+    writeMany: (keys) => insertKeysPruning(db, keys, KEYS_KEPT_PER_EMAIL - 1),
+    maxBatch: PER_STATEMENT,
+    maxInFlight: 2,
+  }),
+  // One session per address a statement: the admin's login time and a deferred reset are per address.
+  sessions: createBatchStatement<NewSession>({ keyOf: (s) => s.email, write: (sessions) => insertSessions(db, sessions), maxBatch: PER_STATEMENT, maxInFlight: 2 }),
+}));
 
 /** Who `email` (lower-cased) is, as a login-key request needs to know. */
 export async function readKeyRecipient(db: Db, email: string): Promise<KeyRecipient> {
@@ -47,16 +40,9 @@ export async function readKeys(db: Db, email: string): Promise<StoredKey[]> {
   return (await batchesFor(db).keys.load(email)) ?? [];
 }
 
-/** Stores `key`, keeping the newest `keep` earlier keys of its address; resolves with when it expires. */
-export function writeKey(db: Db, key: NewKey, keep: number): Promise<Date> {
-  const b = batchesFor(db);
-  let writer = b.newKeys.get(keep);
-  if (!writer) {
-    // One key per address a statement: each address's older keys are pruned by it.
-    writer = createBatchWriter<NewKey, Date>({ keyOf: (k) => k.email, writeMany: (keys) => insertKeysPruning(db, keys, keep), maxBatch: PER_STATEMENT, maxInFlight: 2 });
-    b.newKeys.set(keep, writer);
-  }
-  return writer.write(key);
+/** Stores `key`, keeping the newest KEYS_KEPT_PER_EMAIL − 1 earlier keys of its address; resolves with when it expires. */
+export function writeKey(db: Db, key: NewKey): Promise<Date> {
+  return batchesFor(db).newKeys.write(key);
 }
 
 /** Opens `session` (see insertSessions). */

@@ -30,9 +30,6 @@ import {
 
 export type { SessionUser };
 
-/** Live keys kept per address; older ones are dropped when a new one is made. */
-export const KEYS_KEPT_PER_EMAIL = 5;
-
 export function hashSecret(secret: string): string {
   return createHash('sha256').update(secret).digest('hex');
 }
@@ -73,24 +70,20 @@ export async function issueKey(deps: Pick<Deps, 'db' | 'org' | 'clock'>, email: 
   const key = randomBytes(18).toString('base64url');
   const now = deps.clock.now();
   const after = (ms: number) => new Date(now.getTime() + ms);
-  const expires = await writeKey(
-    deps.db,
-    {
-      key_hash: hashSecret(key),
-      email,
-      created: now,
-      expires: after(deps.org.keyLifetimeMs.member),
-      admin_expires: after(deps.org.keyLifetimeMs.admin),
-      resets_others: opts.reset ?? false,
-    },
-    KEYS_KEPT_PER_EMAIL - 1,
-  );
+  const expires = await writeKey(deps.db, {
+    key_hash: hashSecret(key),
+    email,
+    created: now,
+    expires: after(deps.org.keyLifetimeMs.member),
+    admin_expires: after(deps.org.keyLifetimeMs.admin),
+    resets_others: opts.reset ?? false,
+  });
   return { key, expires };
 }
 
 /**
  * Drops a key that was never mailed (its send failed), so that retries through an outage do not
- * each push one of the member's working links out of the KEYS_KEPT_PER_EMAIL kept.
+ * each push one of the member's working links out of the KEYS_KEPT_PER_EMAIL kept (login-batches.ts).
  */
 export async function withdrawKey(deps: Pick<Deps, 'db'>, key: string): Promise<void> {
   await deleteKeyByHash(deps.db, hashSecret(key));

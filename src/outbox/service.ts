@@ -7,8 +7,8 @@ import type { Deps } from '../deps.ts';
 import type { OutboxState } from '../db/tables.ts';
 import type { UnitOfWork } from '../db/unit-of-work.ts';
 import { AppError } from '../http/errors.ts';
-import { createBatchStatement, type BatchWriter } from '../db/batch-writer.ts';
-import type { Db } from '../db/connect.ts';
+import { createBatchStatement } from '../db/batch-writer.ts';
+import { perDatabase } from '../db/per-database.ts';
 import { appendOutboxRow, appendOutboxRows, deleteFinishedOutboxRows, findOutboxRows, moveOutboxRow, type NewOutboxRow, type OutboxRow } from './store.ts';
 
 /** Every event type Roster emits, with the version of its payload (raised when a payload's shape changes). */
@@ -47,7 +47,9 @@ export async function emitEvent(
 
 /** Events of different groups appended as one statement at most (db/batch-writer.ts). */
 const STANDALONE_EVENTS_PER_STATEMENT = 128;
-const standaloneAppends = new WeakMap<Db, BatchWriter<NewOutboxRow, void>>();
+const standaloneAppendsFor = perDatabase((db) =>
+  createBatchStatement<NewOutboxRow>({ keyOf: (row) => row.group_key, write: (rows) => appendOutboxRows(db, rows), maxBatch: STANDALONE_EVENTS_PER_STATEMENT, maxInFlight: 2 }),
+);
 
 /**
  * Writes an event that is a change of its own — no other write goes with it (a login link asked
@@ -60,18 +62,7 @@ export async function emitStandaloneEvent(
   group: string,
   payload: Record<string, unknown>,
 ): Promise<void> {
-  let appends = standaloneAppends.get(deps.db);
-  if (!appends) {
-    const db = deps.db;
-    appends = createBatchStatement<NewOutboxRow>({
-      keyOf: (row) => row.group_key,
-      write: (rows) => appendOutboxRows(db, rows),
-      maxBatch: STANDALONE_EVENTS_PER_STATEMENT,
-      maxInFlight: 2,
-    });
-    standaloneAppends.set(deps.db, appends);
-  }
-  await appends.write(newEvent(deps.clock, type, group, payload));
+  await standaloneAppendsFor(deps.db).write(newEvent(deps.clock, type, group, payload));
   deps.outboxSignal.written();
 }
 
@@ -88,7 +79,7 @@ export function eventWritten(uow: UnitOfWork, deps: Pick<Deps, 'outboxSignal'>):
   uow.afterCommit(() => deps.outboxSignal.written());
 }
 
-/** An event as a writer appends it in its own change's statement (outbox/store.ts takeOutboxSeq); it then calls eventWritten. */
+/** An event as a writer appends it in its own change's statement (outbox/store.ts takeOutboxSeqs); it then calls eventWritten. */
 export function newEvent(clock: Clock, type: EventType, group: string, payload: Record<string, unknown>): NewOutboxRow {
   return { group_key: group, type, version: EVENT_TYPES[type], payload, created_at: clock.now() };
 }

@@ -5,9 +5,10 @@
  * start with (db/batch-loader.ts). A change inside a caller's unit of work is not batched: it goes
  * to that transaction.
  */
-import { createBatchLoader, type BatchLoader } from '../db/batch-loader.ts';
+import { createBatchLoader } from '../db/batch-loader.ts';
 import { createBatchWriter, type BatchWriter } from '../db/batch-writer.ts';
 import type { Db } from '../db/connect.ts';
+import { perDatabase } from '../db/per-database.ts';
 import { PERSON_READ_BATCH_MAX, isPersonId } from './person-reads.ts';
 import { changedColumns, changePeopleIfUnchanged, findVersionedPeopleByIds, type PersonChange, type VersionedPersonRow } from './store.ts';
 
@@ -23,8 +24,10 @@ export const PERSON_CHANGE_BATCHES_IN_FLIGHT = 2;
 type Applied = { member_number: number | null } | undefined;
 
 /** Per database, one writer per set of changed columns (changes of one statement set the same columns). */
-const writers = new WeakMap<Db, Map<string, BatchWriter<PersonChange, Applied>>>();
-const readers = new WeakMap<Db, BatchLoader<number, VersionedPersonRow>>();
+const writersFor = perDatabase(() => new Map<string, BatchWriter<PersonChange, Applied>>());
+const readerFor = perDatabase((db) =>
+  createBatchLoader(async (ids: number[]) => new Map((await findVersionedPeopleByIds(db, ids)).map((row) => [row.id, row])), { maxBatch: PERSON_READ_BATCH_MAX }),
+);
 
 /**
  * Writes `change` (see changePeopleIfUnchanged) with the changes of the same columns that other
@@ -32,8 +35,7 @@ const readers = new WeakMap<Db, BatchLoader<number, VersionedPersonRow>>();
  * after the change, or undefined when the person's row no longer had the change's version.
  */
 export function writePersonChange(db: Db, change: PersonChange): Promise<Applied> {
-  let byShape = writers.get(db);
-  if (!byShape) writers.set(db, (byShape = new Map()));
+  const byShape = writersFor(db);
   const shape = changedColumns(change.changes).join(',');
   let writer = byShape.get(shape);
   if (!writer) {
@@ -55,12 +57,5 @@ export function writePersonChange(db: Db, change: PersonChange): Promise<Applied
  */
 export function readVersionedPerson(db: Db, id: number): Promise<VersionedPersonRow | undefined> {
   if (!isPersonId(id)) return Promise.resolve(undefined);
-  let reader = readers.get(db);
-  if (!reader) {
-    reader = createBatchLoader(async (ids: number[]) => new Map((await findVersionedPeopleByIds(db, ids)).map((row) => [row.id, row])), {
-      maxBatch: PERSON_READ_BATCH_MAX,
-    });
-    readers.set(db, reader);
-  }
-  return reader.load(id);
+  return readerFor(db).load(id);
 }
