@@ -37,6 +37,10 @@ import { createDevMailbox, createSmtpMailer, type Mailer } from './mail/mailer.t
 import { METRICS_TOKEN_SCHEME, metricsRoutes } from './metrics/routes.ts';
 import { createMetrics } from './metrics/service.ts';
 import { createPeopleChanges } from './people/changes.ts';
+import type { PaymentGateway } from './payments/gateway.ts';
+import { openGateway } from './payments/open-gateway.ts';
+import { purchaseRoutes } from './purchases/routes.ts';
+import { tessituraRoutes } from './compat/tessitura/routes.ts';
 import { outboxRoutes } from './outbox/routes.ts';
 import type { Consumer } from './outbox/consumers.ts';
 import { createOutboxSignal } from './outbox/signal.ts';
@@ -89,7 +93,7 @@ export async function openDatabase(env: Pick<Env, 'databaseUrl' | 'databasePrepa
 }
 
 /** Opens the database (PGlite in DATA_DIR unless DATABASE_URL is set), migrates, builds Deps. */
-export async function openRoster(env: Env, overrides: { log?: Logger; clock?: Clock; mailer?: Mailer; database?: Database } = {}): Promise<Deps> {
+export async function openRoster(env: Env, overrides: { log?: Logger; clock?: Clock; mailer?: Mailer; database?: Database; gateway?: PaymentGateway } = {}): Promise<Deps> {
   const log = overrides.log ?? createLogger(env);
   const org = await loadOrganisation(env.orgFile);
   const database = overrides.database ?? (await openDatabase(env, log));
@@ -110,6 +114,13 @@ export async function openRoster(env: Env, overrides: { log?: Logger; clock?: Cl
   const sessionCache = createSessionCache({ nowMs: () => clock.now().getTime() });
   followSessionChanges(sessionChanges, sessionCache);
   const outboxSignal = createOutboxSignal(database, notifier, (err) => log.warn({ err }, 'could not notify the outbox workers (they find the events by polling)'));
+  let gateway;
+  try {
+    gateway = overrides.gateway ?? (await openGateway(env.payments, org.catalogue.accounts, { db: database.db, clock: overrides.clock ?? systemClock }));
+  } catch (err) {
+    await database.close();
+    throw err;
+  }
   const mailer =
     overrides.mailer ?? (env.smtpUrl ? createSmtpMailer(env.smtpUrl, env.mailFrom) : createDevMailbox(path.join(env.dataDir, 'mail'), log));
   return {
@@ -128,6 +139,7 @@ export async function openRoster(env: Env, overrides: { log?: Logger; clock?: Cl
     outboxSignal,
     registryPages: createRegistryPages({ peopleChanges, clock }),
     metrics: createMetrics({ db: database.db, clock, log }, { bearerToken: env.metricsToken }),
+    gateway,
     publicUrl: env.publicUrl,
   };
 }
@@ -184,7 +196,7 @@ export interface AppOptions {
 export function appOptionsFrom(env: Env): AppOptions {
   return {
     trustProxy: env.trustProxy,
-    jobs: { list: serviceJobs({ outboxRetentionDays: env.outbox.retentionDays }) },
+    jobs: { list: serviceJobs({ outboxRetentionDays: env.outbox.retentionDays, reconcileAfterSeconds: env.payments.reconcileAfterSeconds }) },
     outbox: { start: env.outbox.worker === 'in-process', worker: outboxWorkerOptionsFrom(env) },
   };
 }
@@ -269,6 +281,8 @@ export async function buildApp(deps: Deps, options: AppOptions = {}): Promise<Ro
       await api.register(publicRoutes(deps, publicCaches));
       await api.register(liveRoutes(guards, peopleUpdates));
       await api.register(outboxRoutes(deps, guards));
+      await api.register(purchaseRoutes(deps, guards));
+      await api.register(tessituraRoutes(deps));
     },
     { prefix: '/api' },
   );

@@ -12,6 +12,7 @@ import type { Mailer } from './mail/mailer.ts';
 import type { Metrics } from './metrics/service.ts';
 import type { OutboxSignal } from './outbox/signal.ts';
 import type { PeopleChanges } from './people/changes.ts';
+import type { PaymentGateway } from './payments/gateway.ts';
 import type { RegistryPages } from './people/registry-pages.ts';
 
 export interface Deps {
@@ -34,6 +35,8 @@ export interface Deps {
   registryPages: RegistryPages;
   /** This process's Prometheus metrics (src/metrics/); `recordDelivery` is the delivery worker's `onOutcome`. */
   metrics: Metrics;
+  /** The payment gateway (src/payments/): the built-in test gateway, or Stripe. */
+  gateway: PaymentGateway;
   /** Base URL for links in mail, without a trailing slash. */
   publicUrl: string;
 }

@@ -22,12 +22,12 @@ export interface RateLimiter {
   /** Counts one attempt (with the attempts of other requests, in one statement); throws rate_limited when the IP or the email is over its limit. */
   hit(action: AccountAction, email: string, ip: string): Promise<void>;
   /** Counts one attempt of an action that names no account; throws rate_limited when the IP is over. */
-  hitIp(action: 'lookup', ip: string): Promise<void>;
+  hitIp(action: 'lookup' | 'purchase', ip: string): Promise<void>;
   /** Deletes counters whose window is over at `now` (the clock's by default); returns how many. */
   sweep(now?: Date): Promise<number>;
 }
 
-const WHAT = { key: 'login link requests', login: 'failed logins', lookup: 'lookups from this address' };
+const WHAT = { key: 'login link requests', login: 'failed logins', lookup: 'lookups from this address', purchase: 'purchase attempts from this address' };
 
 /** Rows are keyed by a hash, so their size is fixed whatever email a stranger sends. */
 function bucket(action: string, kind: 'ip' | 'email', subject: string): string {
@@ -65,7 +65,7 @@ export function createRateLimiter(db: Db, settings: RateLimitSettings, clock: Cl
     maxInFlight: 2,
   });
 
-  async function count(action: AccountAction | 'lookup', ip: string, email?: string): Promise<void> {
+  async function count(action: AccountAction | 'lookup' | 'purchase', ip: string, email?: string): Promise<void> {
     const counts = await counter.write({ ip: bucket(action, 'ip', ip), email: email === undefined ? undefined : bucket(action, 'email', email) });
     if (counts.ip.hits > settings.perIp) refuse(WHAT[action], counts.ip, counts.now);
     if (counts.email && counts.email.hits > settings.perEmail) refuse(WHAT[action], counts.email, counts.now);

@@ -5,7 +5,8 @@ import type { Deps } from '../deps.ts';
 import { changeContext, clearSessionCookie, sessionCookie, setSessionCookie, type Guards } from '../http/auth.ts';
 import { AppError } from '../http/errors.ts';
 import { isTrueish } from '../http/formats.ts';
-import { KeyBody, KeyReply, LoginInput, LoginReply, LogoutInput, LogoutReply, UserQuery } from './schema.ts';
+import { loginWithPassword } from './passwords.ts';
+import { KeyBody, KeyReply, LoginInput, LoginReply, LogoutInput, LogoutReply, PasswordLoginBody, UserQuery } from './schema.ts';
 import { getUser, getUserLog, login, logout, requestKey, safeNextPath } from './service.ts';
 
 /** Logout options that act beyond the caller's own session, and so need POST. */
@@ -59,6 +60,16 @@ export function authRoutes(deps: Deps, guards: Guards): FastifyPluginAsyncTypebo
         },
       });
     }
+
+    app.post(
+      '/login/password',
+      { schema: { tags: ['auth'], summary: 'Log in with a password (accounts made through PurchaseNewMembership); sets the session cookie', body: PasswordLoginBody, response: { 200: LoginReply } } },
+      async (request, reply) => {
+        const session = await loginWithPassword(deps, request.body, changeContext(request));
+        setSessionCookie(reply, cookie, session.sessionId, session.expires);
+        return { status: 'success' as const, email: session.email };
+      },
+    );
 
     app.get('/user', { preHandler: guards.requireUser, schema: { tags: ['user'], summary: 'Memberships and roles of an email address', querystring: UserQuery } }, async (request) =>
       getUser(deps, request.user!, request.query.email),

@@ -36,3 +36,8 @@ export const LogoutReply = Type.Object({
 export const UserQuery = Type.Object({
   email: Type.Optional(Type.String({ maxLength: 320, description: 'Another user (member_admin only)' })),
 });
+
+export const PasswordLoginBody = Type.Object(
+  { email: Type.String({ maxLength: 320 }), password: Type.String({ maxLength: 200 }) },
+  { additionalProperties: false },
+);

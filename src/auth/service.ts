@@ -152,9 +152,15 @@ export async function login(deps: Pick<Deps, 'db' | 'org' | 'clock' | 'outboxSig
     await requestLoginLinkAlone(deps, email, { name: recipient.name, reset: true });
     throw new AppError('key_expired', `That login key has expired. A new login link has been sent to ${email}.`);
   }
+  return openSession(deps, email, match);
+}
+
+/** A new session for `email` (after a key, `used` is it: see insertSessions). */
+export async function openSession(deps: Pick<Deps, 'db' | 'org' | 'clock'>, email: string, used?: Parameters<typeof writeSession>[1]['used']): Promise<NewSession> {
+  const now = deps.clock.now();
   const sessionId = randomBytes(32).toString('base64url');
   const expires = new Date(now.getTime() + deps.org.sessionLifetimeMs);
-  await writeSession(deps.db, { id_hash: hashSecret(sessionId), email, created: now, expires, used: match });
+  await writeSession(deps.db, { id_hash: hashSecret(sessionId), email, created: now, expires, used });
   return { email, sessionId, expires };
 }
 

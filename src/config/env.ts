@@ -41,6 +41,16 @@ export interface Env {
   };
   /** When set, GET /metrics needs it as a bearer token (and takes no session); else a member_admin session. */
   metricsToken: string | undefined;
+  /** The payment gateway (src/payments/README.md): the built-in test gateway unless PAYMENT_GATEWAY=stripe. */
+  payments: {
+    gateway: 'test' | 'stripe';
+    /** Stripe keys per account name ('default' from STRIPE_SECRET_KEY…, others from STRIPE_SECRET_KEY__<NAME>…). */
+    stripeAccounts: Record<string, { secretKey?: string; publishableKey?: string; webhookSecret?: string }>;
+    /** Another Stripe API address (a test peer); unset: Stripe itself. */
+    stripeApiBase: string | undefined;
+    /** A charge sent this long ago and never settled is settled by the reconcile job. */
+    reconcileAfterSeconds: number;
+  };
   /** `roster worker` serves GET /metrics on this port (HOST), to METRICS_TOKEN only; unset: none. */
   workerMetricsPort: number | undefined;
 }
@@ -180,6 +190,28 @@ export function parseEnv(source: Record<string, string | undefined> = process.en
     problems.push('WORKER_METRICS_PORT needs METRICS_TOKEN: a worker serves its metrics only to requests that carry the token');
   }
 
+  const gateway = read('PAYMENT_GATEWAY') ?? 'test';
+  if (gateway !== 'test' && gateway !== 'stripe') problems.push(`PAYMENT_GATEWAY must be test (the built-in test gateway) or stripe (got "${gateway}")`);
+  const stripeAccounts: Env['payments']['stripeAccounts'] = {};
+  const STRIPE_VARIABLE = /^STRIPE_(SECRET_KEY|PUBLISHABLE_KEY|WEBHOOK_SECRET)(?:__([A-Z0-9_]+))?$/;
+  const FIELD = { SECRET_KEY: 'secretKey', PUBLISHABLE_KEY: 'publishableKey', WEBHOOK_SECRET: 'webhookSecret' } as const;
+  for (const name of Object.keys(source).sort()) {
+    const match = STRIPE_VARIABLE.exec(name);
+    const value = read(name);
+    if (!match || value === undefined) continue;
+    const account = match[2] === undefined ? 'default' : match[2].toLowerCase().replace(/_/g, '-');
+    (stripeAccounts[account] ??= {})[FIELD[match[1] as keyof typeof FIELD]] = value;
+  }
+  if (gateway === 'stripe' && (!stripeAccounts.default?.secretKey || !stripeAccounts.default.publishableKey)) {
+    problems.push('PAYMENT_GATEWAY=stripe needs STRIPE_SECRET_KEY and STRIPE_PUBLISHABLE_KEY (and STRIPE_WEBHOOK_SECRET for POST /api/webhook/stripe)');
+  }
+  const payments = {
+    gateway: gateway === 'stripe' ? ('stripe' as const) : ('test' as const),
+    stripeAccounts,
+    stripeApiBase: url('STRIPE_API_BASE', ['http:', 'https:']),
+    reconcileAfterSeconds: integer('PAYMENT_RECONCILE_AFTER_SECONDS', 60, 0, 86_400),
+  };
+
   if (problems.length > 0) throw new EnvError(problems);
-  return { host, port, databaseUrl, databasePrepared, dataDir, orgFile, adminEmail, publicUrl, smtpUrl, mailFrom, logLevel, trustProxy, rateLimit, outbox, metricsToken, workerMetricsPort };
+  return { host, port, databaseUrl, databasePrepared, dataDir, orgFile, adminEmail, publicUrl, smtpUrl, mailFrom, logLevel, trustProxy, rateLimit, outbox, metricsToken, workerMetricsPort, payments };
 }

@@ -62,7 +62,9 @@ membership_types:
       FILE,
     );
     assert.deepEqual(org.membershipTypes.map((t) => t.key), ['NonMember', 'Adult']);
-    assert.deepEqual(org.membershipTypes[1], { key: 'Adult', badge: false, hugo_nominator: false, member: true, wsfs_member: false, allow_lookup: true });
+    assert.deepEqual(org.membershipTypes[1], { key: 'Adult', badge: false, hugo_nominator: false, member: true, wsfs_member: false, allow_lookup: true, pay_what_you_want: false, label: 'Adult' });
+    assert.deepEqual(org.catalogue.categories, [], 'nothing for sale without prices');
+    assert.deepEqual(org.catalogue.accounts, ['default']);
     assert.equal(org.paidPaperPubs, false);
     assert.deepEqual(org.keyLifetimeMs, { member: 365 * 86_400_000, admin: 5 * 86_400_000 });
     assert.equal(org.sessionLifetimeMs, 30 * 86_400_000);
@@ -108,9 +110,34 @@ session_lifetime_days: -1
 
   test('unknown fields and bad patterns are refused', () => {
     assert.deepEqual(problemsOf(`${MINIMAL}colour: blue\n`), ['/colour: is not a known field']);
-    assert.deepEqual(problemsOf(MINIMAL.replace('member: true', 'member: true\n    price: 10')), ['/membership_types/1/price: is not a known field']);
+    assert.deepEqual(problemsOf(MINIMAL.replace('member: true', 'member: true\n    cost: 10')), ['/membership_types/1/cost: is not a known field']);
     assert.ok(problemsOf(MINIMAL.replace('currency: USD', 'currency: usd')).some((p) => p.startsWith('/currency:')));
     assert.ok(problemsOf(MINIMAL.replace('key: Adult', 'key: "Adult member"')).some((p) => p.startsWith('/membership_types/1/key:')));
+  });
+
+  test('the catalogue: prices make new_member, funds make donation; sold types, accounts and day passes are checked', () => {
+    const org = parseOrganisation(
+      `${MINIMAL.replace('member: true', 'member: true\n    price: 19500\n    label: Adult attending')}funds:\n  - { id: 3, label: Travel grants }\npayment_accounts: [sponsors]\n`,
+      FILE,
+    );
+    assert.deepEqual(org.membershipTypes[1]!.price, 19500);
+    assert.deepEqual(
+      org.catalogue.categories.map((c) => [c.key, c.types.map((t) => [t.key, t.amount])]),
+      [
+        ['new_member', [['Adult', 19500]]],
+        ['donation', [['3', undefined]]],
+      ],
+    );
+    assert.deepEqual(org.catalogue.accounts, ['default', 'sponsors']);
+    const problems = problemsOf(
+      `${MINIMAL}payment_categories:\n  - { key: s, label: S, account: nowhere, shape: [], types: [{ key: a, label: A }, { key: a, label: B }] }\ndaypasses:\n  days: [{ key: d1, label: Day 1 }]\n  prices: { Martian: [100], Adult: [1, 2] }\n`,
+    );
+    assert.deepEqual(problems.sort(), [
+      '/daypasses/prices/Adult: needs one price (or null) for each of the 1 days',
+      '/daypasses/prices/Martian: not a membership type',
+      '/payment_categories/0/account: "nowhere" is not in payment_accounts',
+      '/payment_categories/0/types/1: "a" is listed twice',
+    ]);
   });
 
   test('an empty list of membership types is refused', () => {

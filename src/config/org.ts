@@ -8,6 +8,7 @@ import { Type } from 'typebox';
 import { Value } from 'typebox/value';
 import YAML from 'yaml';
 import { ROLES } from '../auth/roles.ts';
+import { CatalogueFileFields, parseCatalogue, type Catalogue } from './catalogue.ts';
 
 const MembershipTypeSchema = Type.Object(
   {
@@ -17,6 +18,11 @@ const MembershipTypeSchema = Type.Object(
     member: Type.Optional(Type.Boolean()),
     wsfs_member: Type.Optional(Type.Boolean()),
     allow_lookup: Type.Optional(Type.Boolean()),
+    /** What a new membership of this type costs, in minor units; a type without a price is not sold. */
+    price: Type.Optional(Type.Integer({ minimum: 0, maximum: 100_000_000 })),
+    /** The price is the least a buyer pays; more is a gift (PurchaseNewMembership's MembershipAmount). */
+    pay_what_you_want: Type.Optional(Type.Boolean()),
+    label: Type.Optional(Type.String({ minLength: 1, maxLength: 200 })),
   },
   { additionalProperties: false },
 );
@@ -39,6 +45,7 @@ const OrgFileSchema = Type.Object(
     ),
     session_lifetime_days: Type.Optional(Type.Number({ exclusiveMinimum: 0 })),
     admin_roles: Type.Optional(Type.Array(Type.String({ pattern: '^[a-z][a-z0-9_]{0,63}$' }), { minItems: 1 })),
+    ...CatalogueFileFields,
   },
   { additionalProperties: false },
 );
@@ -50,6 +57,10 @@ export interface MembershipType {
   member: boolean;
   wsfs_member: boolean;
   allow_lookup: boolean;
+  /** Minor units; undefined: not sold. */
+  price?: number;
+  pay_what_you_want: boolean;
+  label: string;
 }
 
 export interface Organisation {
@@ -63,6 +74,8 @@ export interface Organisation {
   sessionLifetimeMs: number;
   /** Roles an admin may be granted (kansa's `admin_roles`). */
   adminRoles: string[];
+  /** What the organisation sells (src/config/catalogue.ts). */
+  catalogue: Catalogue;
   /** Folder the file was read from: its `templates/` overrides the built-in mail templates. */
   folder: string;
 }
@@ -119,6 +132,7 @@ export function parseOrganisation(text: string, file: string): Organisation {
   const missingRoles = ROLES.filter((r) => !adminRoles.includes(r));
   if (missingRoles.length > 0) problems.push(`/admin_roles: must include ${missingRoles.join(', ')} (Roster's own checks use them)`);
   if (new Set(adminRoles).size !== adminRoles.length) problems.push('/admin_roles: a role is listed twice');
+  const catalogue = parseCatalogue(raw, raw.membership_types, problems);
   if (problems.length > 0) throw new OrgFileError(file, problems);
 
   const types: MembershipType[] = raw.membership_types.map((t) => ({
@@ -128,9 +142,12 @@ export function parseOrganisation(text: string, file: string): Organisation {
     member: t.member ?? false,
     wsfs_member: t.wsfs_member ?? false,
     allow_lookup: t.allow_lookup ?? true,
+    ...(t.price === undefined ? {} : { price: t.price }),
+    pay_what_you_want: t.pay_what_you_want ?? false,
+    label: t.label ?? t.key,
   }));
   if (nonMemberAt < 0) {
-    types.unshift({ key: NON_MEMBER, badge: false, hugo_nominator: false, member: false, wsfs_member: false, allow_lookup: true });
+    types.unshift({ key: NON_MEMBER, badge: false, hugo_nominator: false, member: false, wsfs_member: false, allow_lookup: true, pay_what_you_want: false, label: NON_MEMBER });
   }
   return {
     id: raw.id,
@@ -144,6 +161,7 @@ export function parseOrganisation(text: string, file: string): Organisation {
     },
     sessionLifetimeMs: (raw.session_lifetime_days ?? 30) * DAY_MS,
     adminRoles,
+    catalogue,
     folder: path.dirname(file),
   };
 }

@@ -97,6 +97,102 @@ export interface JobRunsTable {
   leased_until: ColumnType<Date | null, Date | string | null | undefined, Date | string | null>;
 }
 
+type Nullable<T> = ColumnType<T | null, T | null | undefined, T | null>;
+
+export type PurchaseStatus = 'open' | 'charging' | 'pending' | 'succeeded' | 'failed';
+
+export interface PurchasesTable {
+  id: Generated<string>;
+  kind: string;
+  status: PurchaseStatus;
+  pay_key_hash: Nullable<string>;
+  attempt: Generated<number>;
+  charge_key: string;
+  payer_email: string;
+  account: string;
+  gateway: string;
+  amount: number;
+  currency: string;
+  token: Nullable<string>;
+  charge_id: Nullable<string>;
+  method: Nullable<string>;
+  failure_code: Nullable<string>;
+  failure_reason: Nullable<string>;
+  request: Json<Record<string, unknown>>;
+  result: ColumnType<Record<string, unknown> | null, string | null | undefined, string | null>;
+  author: Nullable<string>;
+  created_at: Timestamp;
+  updated_at: Timestamp;
+}
+
+export type PaymentStatus = 'invoice' | 'pending' | 'succeeded' | 'failed' | 'refunded';
+
+export interface PaymentsTable {
+  id: Generated<string>;
+  purchase_id: string;
+  status: PaymentStatus;
+  payment_email: string;
+  amount: number;
+  currency: string;
+  person_id: Nullable<number>;
+  person_name: Nullable<string>;
+  category: string;
+  type: Nullable<string>;
+  data: ColumnType<Record<string, unknown> | null, string | null | undefined, string | null>;
+  comments: Nullable<string>;
+  invoice: Nullable<string>;
+  created_at: Timestamp;
+  updated_at: Timestamp;
+}
+
+export interface RefundsTable {
+  id: Generated<string>;
+  purchase_id: string;
+  status: 'refunding' | 'pending' | 'succeeded' | 'failed';
+  amount: number;
+  currency: string;
+  refund_id: Nullable<string>;
+  reason: Nullable<string>;
+  author: Nullable<string>;
+  created_at: Timestamp;
+  updated_at: Timestamp;
+}
+
+export interface IdempotencyKeysTable {
+  scope: string;
+  key: string;
+  request_hash: string;
+  purchase_id: Nullable<string>;
+  status_code: Nullable<number>;
+  response: ColumnType<unknown, string | null | undefined, string | null>;
+  created_at: Timestamp;
+}
+
+export interface GatewayEventsTable {
+  gateway: string;
+  event_id: string;
+  received_at: Timestamp;
+}
+
+export interface TestGatewayChargesTable {
+  idempotency_key: string;
+  charge_id: string;
+  account: string;
+  status: 'succeeded' | 'pending' | 'declined';
+  amount: number;
+  currency: string;
+  refunded: Generated<number>;
+  decline_code: Nullable<string>;
+  created_at: Timestamp;
+}
+
+export interface AccountPasswordsTable {
+  email: string;
+  hash: string;
+  created_at: Timestamp;
+  updated_at: Timestamp;
+}
+
 export interface Tables {
   people: PeopleTable;
   keys: KeysTable;
@@ -107,4 +203,11 @@ export interface Tables {
   outbox: OutboxTable;
   outbox_groups: OutboxGroupsTable;
   job_runs: JobRunsTable;
+  purchases: PurchasesTable;
+  payments: PaymentsTable;
+  refunds: RefundsTable;
+  idempotency_keys: IdempotencyKeysTable;
+  gateway_events: GatewayEventsTable;
+  test_gateway_charges: TestGatewayChargesTable;
+  account_passwords: AccountPasswordsTable;
 }

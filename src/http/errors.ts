@@ -168,8 +168,10 @@ function send(reply: FastifyReply, error: AppError, render: ErrorRenderer): Fast
  * app gets the member API's). Every error of a route in `app`, Fastify's own included (schema,
  * JSON, 413, 415), and every 404 under the plugin's prefix is rendered by `render`.
  */
-export function registerErrorHandler(app: FastifyInstance, render: ErrorRenderer = memberApiBody): void {
+export function registerErrorHandler(app: FastifyInstance, render: ErrorRenderer = memberApiBody, options: { notFound?: boolean } = {}): void {
   app.setErrorHandler((err: FastifyError | AppError, request, reply) => send(reply, toAppError(err, request), render));
+  // A plugin that shares its prefix with others (a few routes under /api) leaves 404s to them.
+  if (options.notFound === false) return;
   app.setNotFoundHandler((request, reply) => {
     send(reply, new AppError('not_found', `No such endpoint: ${request.method} ${request.url.split('?')[0]}`), render);
   });

@@ -13,6 +13,11 @@ export interface Job {
   everyMs: number;
   /** Does the work as of `now` (the service clock when the run was taken). */
   run(deps: Deps, now: Date): Promise<unknown>;
+  /**
+   * Also run when a process starts, however recently it ran (still by one runner at a time): for
+   * work a crashed process may have left (charges never settled).
+   */
+  runAtStart?: boolean;
 }
 
 /** 'not-taken': not due, or another runner holds it; 'busy': this runner is still running it. */
@@ -51,11 +56,12 @@ export function createJobRunner(deps: Deps, jobs: readonly Job[], options: JobRu
   let timer: NodeJS.Timeout | undefined;
   let stopped = false;
 
-  async function runJob(job: Job, now: Date): Promise<JobOutcome> {
+  async function runJob(job: Job, now: Date, atStart = false): Promise<JobOutcome> {
     const log = deps.log.child({ job: job.name });
     let claimed: boolean;
+    const dueBefore = atStart && job.runAtStart ? now : new Date(now.getTime() - job.everyMs);
     try {
-      claimed = await claimDueJob(deps.db, { name: job.name, owner, now, dueBefore: new Date(now.getTime() - job.everyMs), leaseMs });
+      claimed = await claimDueJob(deps.db, { name: job.name, owner, now, dueBefore, leaseMs });
     } catch (err) {
       log.error({ err }, 'could not check whether a job is due; trying again at the next check');
       return 'failed';
@@ -85,7 +91,7 @@ export function createJobRunner(deps: Deps, jobs: readonly Job[], options: JobRu
     }
   }
 
-  async function runDue(): Promise<Record<string, JobOutcome>> {
+  async function runDue(atStart = false): Promise<Record<string, JobOutcome>> {
     const outcomes: Record<string, JobOutcome> = {};
     if (stopped) return outcomes;
     const now = deps.clock.now();
@@ -95,7 +101,7 @@ export function createJobRunner(deps: Deps, jobs: readonly Job[], options: JobRu
           outcomes[job.name] = 'busy';
           return;
         }
-        const run = runJob(job, now).finally(() => running.delete(job.name));
+        const run = runJob(job, now, atStart).finally(() => running.delete(job.name));
         running.set(job.name, run);
         outcomes[job.name] = await run;
       }),
@@ -110,13 +116,13 @@ export function createJobRunner(deps: Deps, jobs: readonly Job[], options: JobRu
   return {
     start() {
       if (stopped || timer) return;
-      void runDue();
+      void runDue(true);
       if (tickMs > 0) {
         timer = setInterval(() => void runDue(), tickMs);
         timer.unref();
       }
     },
-    runDue,
+    runDue: () => runDue(),
     idle,
     async stop() {
       stopped = true;

@@ -10,7 +10,13 @@ import type { Organisation } from '../config/org.ts';
 
 const BUILT_IN = fileURLToPath(new URL('./templates/', import.meta.url));
 
-export type TemplateName = 'login-link';
+/** Every built-in template; an organisation may override any of them (and no other name is read). */
+export const TEMPLATE_NAMES = ['login-link', 'welcome', 'upgrade', 'receipt', 'refund', 'payment-pending', 'payment-failed', 'payment-info'] as const;
+export type TemplateName = (typeof TEMPLATE_NAMES)[number];
+
+export function isTemplateName(name: string): name is TemplateName {
+  return (TEMPLATE_NAMES as readonly string[]).includes(name);
+}
 
 export interface RenderedMail {
   subject: string;

@@ -24,6 +24,22 @@ export const EVENT_TYPES = {
    * key or the link; the mail connector makes the key when it sends the mail. Version 1 had { email }.
    */
   'login_link.requested': 2,
+  /**
+   * payload: { to, template, vars, login_link? } — a mail from a template (src/mail/templates/),
+   * sent by the mail connector. With login_link, the connector makes a login key for `to` when it
+   * sends, and the template gets {{link}} and {{expires}}: no key sits in the outbox.
+   */
+  'mail.requested': 1,
+  /**
+   * payload: { purchase_id, kind, email, amount, currency, method, gateway, account, charge_id,
+   * people, items: [{ payment_id, category, type, amount, person_id, person_name }] } — amounts in
+   * minor units.
+   */
+  'payment.received': 1,
+  /** payload: { purchase_id, kind, email, amount, currency, gateway, account, charge_id, code, message } — the gateway's code and message. */
+  'payment.failed': 1,
+  /** payload: { purchase_id, refund_id, amount, currency, gateway, account, charge_id, email, reason } */
+  'refund.issued': 1,
 } as const;
 
 export type EventType = keyof typeof EVENT_TYPES;

@@ -23,7 +23,7 @@ export interface RunningWorker {
 /** Starts the worker; `consumers` and `options` replace the service's (a test runs one with its own consumer). */
 export async function runWorker(env: Env, consumers: (deps: Deps) => readonly Consumer[] = connectors, options: OutboxWorkerOptions = {}): Promise<RunningWorker> {
   const deps = await openRoster(env, { log: createLogger(env) });
-  const jobs = createJobRunner(deps, serviceJobs({ outboxRetentionDays: env.outbox.retentionDays }));
+  const jobs = createJobRunner(deps, serviceJobs({ outboxRetentionDays: env.outbox.retentionDays, reconcileAfterSeconds: env.payments.reconcileAfterSeconds }));
   const worker = createOutboxWorker(deps, consumers(deps), { onOutcome: deps.metrics.recordDelivery, ...outboxWorkerOptionsFrom(env), ...options });
   const metricsServer = env.workerMetricsPort === undefined ? undefined : await serveMetrics(deps, env.host, env.workerMetricsPort);
   let stopped: Promise<void> | undefined;

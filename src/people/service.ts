@@ -466,6 +466,7 @@ async function changePerson<T>(
   action: keyof typeof CHANGE_EVENTS,
   ctx: ChangeContext,
   decide: (db: Executor, row: PersonRow | undefined) => Promise<Decision<T>>,
+  within?: UnitOfWork,
 ): Promise<T> {
   type Outcome = { value: T } | undefined;
   /**
@@ -507,6 +508,8 @@ async function changePerson<T>(
     }
   };
   let outcome: Outcome;
+  // Inside another domain's unit of work (a purchase): the row is locked in that transaction.
+  if (within) outcome = await attempt(within.db, true, within);
   for (let i = 0; i < OPTIMISTIC_ATTEMPTS && !outcome; i++) outcome = await attempt(deps.db, false);
   outcome ??= await withUnitOfWork(deps, async (uow) => {
     const locked = await attempt(uow.db, true, uow);
@@ -581,6 +584,21 @@ export async function upgradePerson(
   }
   if (!hasRole(user, 'member_admin')) throw new AppError('forbidden', 'Upgrades require the member_admin role');
   if (input.member_number !== undefined && !hasRole(user, 'admin_admin')) throw new AppError('forbidden', 'Setting member_number requires the admin_admin role');
+  return applyUpgrade(deps, id, input, ctx);
+}
+
+/**
+ * The upgrade itself, with no role rules (upgradePerson has them; a paid purchase is its own
+ * authority): membership upward only, a member number unless the person has one. Given `within`,
+ * it is written in that unit of work (a purchase's), with the person's row locked.
+ */
+export async function applyUpgrade(
+  deps: Pick<Deps, 'db' | 'org' | 'clock' | 'outboxSignal' | 'peopleChanges' | 'log'>,
+  id: number,
+  input: PersonUpgrade,
+  ctx: ChangeContext,
+  within?: UnitOfWork,
+): Promise<{ member_number: number | null; updated: string[] }> {
   const membership = input.membership === undefined ? undefined : cleanText(input.membership, 'membership') ?? '';
   if (membership !== undefined) assertMembershipType(deps.org, membership);
   const paperPubs = input.paper_pubs === undefined ? undefined : validatePaperPubs(input.paper_pubs);
@@ -605,10 +623,10 @@ export async function upgradePerson(
     if (paperPubs !== undefined) wanted.paper_pubs = paperPubs;
     const changed = changedValues(row, wanted);
     return { changed, result: (after) => ({ member_number: after.member_number, updated: fieldOrder(changed) }) };
-  });
+  }, within);
 }
 
-function assertUpward(org: Deps['org'], from: string, to: string): void {
+export function assertUpward(org: Deps['org'], from: string, to: string): void {
   const fromRank = membershipRank(org, from);
   if (membershipRank(org, to) > fromRank) return;
   const higher = org.membershipTypes.slice(fromRank + 1).map((t) => t.key);

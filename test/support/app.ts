@@ -15,7 +15,7 @@ import { addAdmin } from '../../src/auth/service.ts';
 import { parseEnv } from '../../src/config/env.ts';
 import { connectPostgres } from '../../src/db/connect.ts';
 import type { Deps } from '../../src/deps.ts';
-import { createMailConnector } from '../../src/events/connectors/mail.ts';
+import { createMailConnector, MAIL_CONNECTOR_TYPES } from '../../src/events/connectors/mail.ts';
 import { createSmtpMailer } from '../../src/mail/mailer.ts';
 import type { Consumer } from '../../src/outbox/consumers.ts';
 import { addPerson, type NewPerson } from '../../src/people/service.ts';
@@ -140,7 +140,7 @@ async function dataDigest(deps: Deps, tables: string[]): Promise<string> {
  * needs the mail. Undefined (the service's connectors) when the test gives none.
  */
 function withMail(deps: Deps, consumers: readonly Consumer[] | undefined): readonly Consumer[] | undefined {
-  if (!consumers || consumers.some((c) => c.types.includes('login_link.requested'))) return consumers;
+  if (!consumers || consumers.some((c) => c.types.some((type) => MAIL_CONNECTOR_TYPES.includes(type)))) return consumers;
   return [...consumers, createMailConnector(deps)];
 }
 

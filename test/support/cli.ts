@@ -36,11 +36,14 @@ const ROSTER_VARIABLES = [
   'OUTBOX_CONCURRENCY',
   'OUTBOX_MAX_ATTEMPTS',
   'OUTBOX_RETENTION_DAYS',
+  'PAYMENT_GATEWAY',
+  'PAYMENT_RECONCILE_AFTER_SECONDS',
 ];
 
 function childEnv(env: Record<string, string>): NodeJS.ProcessEnv {
   const base = { ...process.env };
   for (const name of ROSTER_VARIABLES) delete base[name];
+  for (const name of Object.keys(base)) if (name.startsWith('STRIPE_')) delete base[name];
   // The test runner's own flags must not leak into the child (it would run as a test file).
   delete base.NODE_TEST_CONTEXT;
   return { ...base, ...env };

@@ -10,6 +10,7 @@ import { createServer, type IncomingMessage, type ServerResponse } from 'node:ht
 import type { AddressInfo } from 'node:net';
 import { PermanentFailure, type Consumer } from '../../src/outbox/consumers.ts';
 import { EVENT_TYPES } from '../../src/outbox/service.ts';
+import { MAIL_CONNECTOR_TYPES } from '../../src/events/connectors/mail.ts';
 
 export interface PeerRequest {
   id: string;
@@ -103,8 +104,8 @@ export async function startDeliveryPeer(): Promise<DeliveryPeer> {
 export function peerConsumer(url: string): Consumer {
   return {
     name: 'test-peer',
-    // Login links stay the mail connector's: a test app's login() reads them from the SMTP peer.
-    types: Object.keys(EVENT_TYPES).filter((type) => type !== 'login_link.requested'),
+    // Mail stays the mail connector's: a test app's login() reads its link from the SMTP peer.
+    types: Object.keys(EVENT_TYPES).filter((type) => !MAIL_CONNECTOR_TYPES.includes(type)),
     async deliver(event) {
       const request: PeerRequest = { id: event.id, group: event.group, seq: event.seq, attempt: event.attempt, worker: process.pid };
       const res = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(request) });

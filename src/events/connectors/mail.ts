@@ -1,7 +1,9 @@
 /**
  * The mail connector: the outbox consumer that sends Roster's mail, after the change that asked
  * for it has committed. It takes `login_link.requested`: makes the key only now (the key is stored
- * hashed and never sits in the outbox), renders the login-link template and sends it.
+ * hashed and never sits in the outbox), renders the login-link template and sends it; and
+ * `mail.requested`: any template with its variables (welcome, receipt, refund…), with a fresh
+ * login link when the event asks for one.
  *
  * Delivery is at least once: a worker that dies after the mail server accepted a mail, but before
  * the event is marked delivered, sends a second link on redelivery. Both links work.
@@ -11,19 +13,22 @@ import { normaliseEmail } from '../../auth/email.ts';
 import { issueKey, loginLink, safeNextPath, withdrawKey } from '../../auth/service.ts';
 import type { Deps } from '../../deps.ts';
 import { isRecipientRefused } from '../../mail/mailer.ts';
-import { renderMail } from '../../mail/templates.ts';
+import { isTemplateName, renderMail, type TemplateName } from '../../mail/templates.ts';
 import { PermanentFailure, type Consumer, type OutboxDelivery } from '../../outbox/consumers.ts';
 
 /** Payload versions of `login_link.requested` this connector reads (EVENT_TYPES has the newest). */
 const LOGIN_LINK_VERSIONS = [1, 2];
+
+/** The event types the mail connector takes. */
+export const MAIL_CONNECTOR_TYPES: readonly string[] = ['login_link.requested', 'mail.requested'];
 
 export type MailConnectorDeps = Pick<Deps, 'db' | 'org' | 'clock' | 'mailer' | 'publicUrl'>;
 
 export function createMailConnector(deps: MailConnectorDeps): Consumer {
   return {
     name: 'mail',
-    types: ['login_link.requested'],
-    deliver: (event) => sendLoginLink(deps, readLoginLinkRequest(event)),
+    types: MAIL_CONNECTOR_TYPES,
+    deliver: (event) => (event.type === 'mail.requested' ? sendTemplateMail(deps, readMailRequest(event)) : sendLoginLink(deps, readLoginLinkRequest(event))),
   };
 }
 
@@ -46,6 +51,46 @@ async function sendLoginLink(deps: MailConnectorDeps, request: LoginLinkRequest)
     // If even this fails, the key only counts towards the address's kept keys until it expires.
     await withdrawKey(deps, key).catch(() => {});
     throw mailFailure(err);
+  }
+}
+
+interface MailRequest {
+  to: string;
+  template: TemplateName;
+  vars: Record<string, string>;
+  loginLink: boolean;
+}
+
+/** A template mail; with a login link, a key is made now and withdrawn again if the mail is not sent. */
+async function sendTemplateMail(deps: MailConnectorDeps, request: MailRequest): Promise<void> {
+  let key: string | undefined;
+  const vars = { ...request.vars };
+  if (request.loginLink) {
+    const issued = await issueKey(deps, request.to);
+    key = issued.key;
+    vars.link = loginLink(deps.publicUrl, request.to, issued.key);
+    vars.expires = issued.expires.toISOString().slice(0, 10);
+  }
+  try {
+    const mail = await renderMail(deps.org, request.template, vars);
+    await deps.mailer.send({ to: request.to, ...mail });
+  } catch (err) {
+    if (key) await withdrawKey(deps, key).catch(() => {});
+    throw mailFailure(err);
+  }
+}
+
+/** A `mail.requested` payload, checked again (it comes from the database): one no retry can fix is a PermanentFailure. */
+function readMailRequest(event: OutboxDelivery): MailRequest {
+  if (event.version !== 1) throw new Error(`mail.requested version ${event.version} is newer than this process reads (1)`);
+  const { to, template, vars, login_link: withLink } = event.payload;
+  try {
+    if (typeof template !== 'string' || !isTemplateName(template)) throw new Error(`unknown template ${String(template)}`);
+    const values: Record<string, string> = {};
+    if (vars && typeof vars === 'object') for (const [k, v] of Object.entries(vars)) if (typeof v === 'string') values[k] = v;
+    return { to: normaliseEmail(typeof to === 'string' ? to : undefined), template, vars: values, loginLink: withLink === true };
+  } catch (err) {
+    throw new PermanentFailure(`mail.requested ${event.id} has an unusable payload: ${(err as Error).message}`);
   }
 }
 
