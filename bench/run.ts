@@ -15,7 +15,7 @@ import { PGlite } from '@electric-sql/pglite';
 import { pg_trgm } from '@electric-sql/pglite/contrib/pg_trgm';
 import pg from 'pg';
 import { SMTPServer } from 'smtp-server';
-import { connectPostgres, prepareStatementsOn, wrapPglite } from '../src/db/connect.ts';
+import { connectPostgres, prepareStatementsOn, wrapPglite, type Db } from '../src/db/connect.ts';
 import { migrate } from '../src/db/migrate.ts';
 import { openRoster, outboxWorkerOptionsFrom } from '../src/app.ts';
 import { parseEnv } from '../src/config/env.ts';
@@ -165,7 +165,7 @@ async function main(): Promise<void> {
   say(`Roster bench: ${dbKind}, ${fmt(peopleCount)} people, ${connections} connections, ${durationS} s; scenarios: ${chosen.join(', ')}`);
   const people = [...generatePeople(peopleCount)];
   const ceilingSessionId = randomBytes(32).toString('base64url');
-  const ctx: BenchContext = { people, adminCookie: '', adminSessionHash: createHash('sha256').update(ceilingSessionId).digest('hex'), random: benchRandom() };
+  const ctx: BenchContext = { people, adminCookie: '', ceilingSessionId, adminSessionHash: createHash('sha256').update(ceilingSessionId).digest('hex'), random: benchRandom() };
   const serviceEnv: Record<string, string> = {
     LOG_LEVEL: 'warn',
     ROSTER_ADMIN_EMAIL: 'bench-admin@example.org',
@@ -175,12 +175,14 @@ async function main(): Promise<void> {
 
   // 1. A fresh database with the people, and the database ceilings.
   const dbCeilings = new Map<string, LoadResult>();
-  const measureDbCeilings = async (runner: SqlRunner) => {
+  const measureDbCeilings = async (runner: SqlRunner, db: Db) => {
     await runner.query(`INSERT INTO admins (email, roles) VALUES ('bench-ceiling@example.org', '{member_admin}') ON CONFLICT DO NOTHING`);
+    // An Adult for the ceiling's session (purchase-xml renews it), as the service's admin gets one below.
+    await runner.query(`INSERT INTO people (last_modified, membership, legal_name, email, member_number) VALUES (now(), 'Adult', 'Bench Ceiling', 'bench-ceiling@example.org', (SELECT coalesce(max(member_number), 0) + 1 FROM people))`);
     await runner.query(`INSERT INTO sessions (id_hash, email, created, expires) VALUES ($1, 'bench-ceiling@example.org', now(), now() + interval '1 day')`, [ctx.adminSessionHash]);
     for (const s of SCENARIOS.filter((s) => chosen.includes(s.name) && s.dbCeiling)) {
       progress(`database ceiling: ${s.name}…`);
-      const op = s.dbCeiling!(ctx, runner);
+      const op = s.dbCeiling!(ctx, runner, db);
       // people-all reads the whole registry per operation: one at a time, as its figure is timed.
       dbCeilings.set(s.name, await runLoop(op, s.name === 'people-all' ? 1 : connections, durationS));
     }
@@ -209,7 +211,7 @@ async function main(): Promise<void> {
     const pool = new pg.Pool({ connectionString: bench.url, max: connections });
     // Named prepared statements, as the service's own pool sends them.
     pool.on('connect', prepareStatementsOn);
-    await measureDbCeilings(pgRunner(pool));
+    await measureDbCeilings(pgRunner(pool), database.db);
     await pool.end();
     await database.close();
     serviceEnv.DATABASE_URL = bench.url;
@@ -221,7 +223,7 @@ async function main(): Promise<void> {
     await migrate(database.db);
     await insertPeople(database.db, peopleCount, insertProgress);
     say('');
-    await measureDbCeilings(pgliteRunner(lite));
+    await measureDbCeilings(pgliteRunner(lite), database.db);
     await database.close();
     serviceEnv.DATA_DIR = dataDir;
   }
@@ -245,6 +247,8 @@ async function main(): Promise<void> {
   // The admin logs in as anyone does, by a key from the mail: the link printed at start-up is
   // for a terminal, and not printed at every start.
   ctx.adminCookie = await logIn(service.url, serviceEnv.ROSTER_ADMIN_EMAIL!, mail.keyFor);
+  // The admin is an Adult too: purchase-xml renews that membership with the admin's session.
+  await httpCall(new http.Agent(), 'POST', new URL(`${service.url}/api/people`), JSON.stringify({ membership: 'Adult', legal_name: 'Bench Admin', email: serviceEnv.ROSTER_ADMIN_EMAIL }), ctx.adminCookie);
 
   const ceilingServer = await startHttpCeiling();
   progress('HTTP ceiling…');
@@ -415,9 +419,10 @@ async function measureOutboxScenario(name: (typeof OUTBOX_SCENARIOS)[number]): P
 }
 
 /** One HTTP exchange on a keep-alive agent: lighter for the bench process than fetch, which competes with the service for CPU. */
-function httpCall(agent: http.Agent, method: 'GET' | 'POST', url: URL, body?: string): Promise<{ status: number; cookie: boolean; text: string }> {
+function httpCall(agent: http.Agent, method: 'GET' | 'POST', url: URL, body?: string, cookie?: string): Promise<{ status: number; cookie: boolean; text: string }> {
   return new Promise((resolve, reject) => {
     const headers: http.OutgoingHttpHeaders = body === undefined ? {} : { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) };
+    if (cookie) headers.cookie = cookie;
     const req = http.request(url, { method, agent, headers }, (res) => {
       const chunks: Buffer[] = [];
       res.on('data', (c: Buffer) => chunks.push(c));

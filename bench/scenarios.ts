@@ -39,11 +39,18 @@ import { membershipCountsQuery } from '../src/public/store.ts';
 import { emailGroup, memberGroup, newEvent } from '../src/outbox/service.ts';
 import { appendOutboxRowsQuery, type NewOutboxRow } from '../src/outbox/store.ts';
 import type { HttpRequestSpec } from './load.ts';
+import type { Db } from '../src/db/connect.ts';
+import { createTestGateway } from '../src/payments/test-gateway.ts';
+import { priceMembershipOrder, purchaseOnce, type PurchaseDeps } from '../src/purchases/service.ts';
+import { purchaseNewMembership } from '../src/compat/tessitura/service.ts';
+import { parseNewMembershipXml } from '../src/compat/tessitura/wire.ts';
 import { seededRandom, type GeneratedPerson } from './generate.ts';
 
 export interface BenchContext {
   people: GeneratedPerson[];
   adminCookie: string;
+  /** The session the ceilings use (an admin with an Adult person). */
+  ceilingSessionId: string;
   adminSessionHash: string;
   random: () => number;
 }
@@ -68,7 +75,8 @@ export interface Scenario {
   /** The target with the embedded PGlite; without one, PGlite figures are for information. */
   pgliteTarget?: Target;
   http?: (ctx: BenchContext) => HttpRequestSpec;
-  dbCeiling?: (ctx: BenchContext, sql: SqlRunner) => () => Promise<void>;
+  /** `db` is a Kysely over the same connections, for ceilings that run the service's own statements. */
+  dbCeiling?: (ctx: BenchContext, sql: SqlRunner, db: Db) => () => Promise<void>;
 }
 
 const atLeast = (n: number, unit = 'req/s', p99?: number): Target => ({
@@ -297,6 +305,77 @@ export const SCENARIOS: Scenario[] = [
     http: () => ({ headers: ACCEPT_GZIP, next: () => ({ path: '/api/public/people?csv=1' }) }),
   },
 ];
+
+/** One new Adult member paid with the test gateway: the body of POST /api/purchase. */
+function purchaseBody(n: number) {
+  const email = `buyer-${n}@bench.example.org`;
+  return { email, amount: DEMO_ORG.membershipTypes.find((t) => t.key === 'Adult')!.price!, source: 'tok_visa', new_members: [{ membership: 'Adult', legal_name: `Bench Buyer ${n}`, email }] };
+}
+
+/** A PurchaseNewMembership in DataContract XML by the bench admin's session (an Adult: each is a renewal), paid at once. */
+function purchaseXml(sessionKey: string): string {
+  return `<NewMembershipRequest xmlns:i="http://www.w3.org/2001/XMLSchema-instance" xmlns="http://schemas.datacontract.org/2004/07/SFMOMA.Data.Entities.Contribution"><MembershipAmount>195.00</MembershipAmount><MembershipLevel>Adult</MembershipLevel><AutoRenewal>false</AutoRenewal><InterestList xmlns:d2p1="http://schemas.microsoft.com/2003/10/Serialization/Arrays"><d2p1:KeyValueOfintboolean><d2p1:Key>1</d2p1:Key><d2p1:Value>true</d2p1:Value></d2p1:KeyValueOfintboolean></InterestList><PaymentToken>tok_visa</PaymentToken><SessionKey>${sessionKey}</SessionKey></NewMembershipRequest>`;
+}
+
+/** What the purchase service needs, in the bench process: the database, the test gateway, no signals (no one listens here). */
+function purchaseDeps(db: Db): PurchaseDeps & { rateLimiter: { hitIp(): Promise<void> } } {
+  const silent = { error() {}, warn() {}, info() {} };
+  return {
+    db,
+    org: DEMO_ORG,
+    clock: systemClock,
+    log: silent,
+    gateway: createTestGateway({ db, clock: systemClock }, DEMO_ORG.catalogue.accounts),
+    outboxSignal: { written() {}, onWritten: () => () => {} },
+    peopleChanges: { afterCommit() {} },
+    rateLimiter: { hitIp: async () => {} },
+  } as unknown as PurchaseDeps & { rateLimiter: { hitIp(): Promise<void> } };
+}
+
+let purchaseSequence = 0;
+
+// Before the public lists, which are measured last (see there).
+SCENARIOS.splice(
+  SCENARIOS.findIndex((s) => s.name === 'public-people'),
+  0,
+  {
+    name: 'purchase',
+    description: 'POST /api/purchase: one new Adult member, test gateway (tok_visa); the person, payment, audit row, events and two mails',
+    target: atLeast(1_500, 'purchases/s'),
+    http: () => ({
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      next: () => ({ path: '/api/purchase', body: JSON.stringify(purchaseBody(++purchaseSequence)) }),
+    }),
+    // The purchase's own statements and transactions (the row, the test gateway's charge, the
+    // settlement), sent by the purchase service from this process: everything but HTTP.
+    dbCeiling: (_ctx, _sql, db) => {
+      const deps = purchaseDeps(db);
+      const ctx = { author: null, clientIp: '127.0.0.1', clientUa: null };
+      return async () => {
+        const body = purchaseBody(1_000_000 + ++purchaseSequence);
+        await purchaseOnce(deps, undefined, async () => ({ kind: 'membership', ...(await priceMembershipOrder(deps, body, ctx)), account: 'default', author: null }));
+      };
+    },
+  },
+  {
+    name: 'purchase-xml',
+    description: 'POST /api/PurchaseNewMembership, DataContract XML, by a member’s SessionKey, paid at once (test gateway)',
+    target: atLeast(1_500, 'purchases/s'),
+    http: (ctx) => {
+      const body = purchaseXml(ctx.adminCookie.split('=')[1]!);
+      return { method: 'POST', headers: { 'content-type': 'application/xml' }, next: () => ({ path: '/api/PurchaseNewMembership', body }) };
+    },
+    // The service function from this process, on the ceiling's own session: everything but HTTP and the XML.
+    dbCeiling: (ctx, _sql, db) => {
+      const deps = purchaseDeps(db);
+      const raw = parseNewMembershipXml(purchaseXml(ctx.ceilingSessionId));
+      return async () => {
+        await purchaseNewMembership(deps as never, raw, { renew: false, ctx: { author: null, clientIp: '127.0.0.1', clientUa: null }, clientIp: '127.0.0.1' });
+      };
+    },
+  },
+);
 
 export function benchRandom(): () => number {
   return seededRandom(2026);

@@ -21,7 +21,7 @@ import type { SessionUser } from '../auth/store.ts';
 import type { Organisation } from '../config/org.ts';
 import type { PaymentCategory, ShapeField } from '../config/catalogue.ts';
 import type { Deps } from '../deps.ts';
-import { withUnitOfWork, type UnitOfWork } from '../db/unit-of-work.ts';
+import { withSingleStatement, withUnitOfWork, type UnitOfWork } from '../db/unit-of-work.ts';
 import { AppError } from '../http/errors.ts';
 import { emailGroup, emitEvent, memberGroup } from '../outbox/service.ts';
 import type { ChargeOutcome, GatewayEvent } from '../payments/gateway.ts';
@@ -339,7 +339,9 @@ export async function purchaseOnce(deps: PurchaseDeps, idempotency: Idempotency 
       }
     }
     const prepared = await prepare();
-    const purchase = await withUnitOfWork(deps, async (uow) => {
+    // Without a key to claim, the purchase is one statement: no transaction to open.
+    const unit = idempotency ? withUnitOfWork : withSingleStatement;
+    const purchase = await unit(deps, async (uow) => {
       const now = deps.clock.now();
       const row = await insertPurchase(uow.db, purchaseRow(deps, prepared, now, { status: 'charging', token: prepared.amount > 0 ? (prepared.token ?? null) : null }));
       if (idempotency) {
@@ -353,7 +355,7 @@ export async function purchaseOnce(deps: PurchaseDeps, idempotency: Idempotency 
       throw err;
     });
     if (!purchase) continue;
-    const result = await chargeAndSettle(deps, purchase.id);
+    const result = await chargeAndSettle(deps, purchase.id, purchase);
     return idempotency ? remember(deps, idempotency, result) : result;
   }
 }
@@ -402,8 +404,8 @@ function purchaseRow(deps: PurchaseDeps, prepared: NewPurchase, now: Date, state
  * answers a charge it made with its first outcome) and settles it. One already settled is answered
  * as it stands.
  */
-export async function chargeAndSettle(deps: PurchaseDeps, purchaseId: string): Promise<PurchaseResult> {
-  const purchase = await findPurchase(deps.db, purchaseId);
+export async function chargeAndSettle(deps: PurchaseDeps, purchaseId: string, justWritten?: PurchaseRow): Promise<PurchaseResult> {
+  const purchase = justWritten ?? (await findPurchase(deps.db, purchaseId));
   if (!purchase) throw new Error(`purchase ${purchaseId} vanished`);
   if (purchase.status !== 'charging') return resultOf(purchase);
   let outcome: ChargeOutcome;
