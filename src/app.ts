@@ -39,6 +39,8 @@ import { createMetrics } from './metrics/service.ts';
 import { createPeopleChanges } from './people/changes.ts';
 import type { PaymentGateway } from './payments/gateway.ts';
 import { openGateway } from './payments/open-gateway.ts';
+import { daypassRoutes } from './purchases/daypass-routes.ts';
+import { invoiceRoutes } from './purchases/invoice-routes.ts';
 import { purchaseRoutes } from './purchases/routes.ts';
 import { tessituraRoutes } from './compat/tessitura/routes.ts';
 import { outboxRoutes } from './outbox/routes.ts';
@@ -282,6 +284,8 @@ export async function buildApp(deps: Deps, options: AppOptions = {}): Promise<Ro
       await api.register(liveRoutes(guards, peopleUpdates));
       await api.register(outboxRoutes(deps, guards));
       await api.register(purchaseRoutes(deps, guards));
+      await api.register(daypassRoutes(deps, guards));
+      await api.register(invoiceRoutes(deps, guards));
       await api.register(tessituraRoutes(deps));
     },
     { prefix: '/api' },

@@ -193,6 +193,18 @@ export interface AccountPasswordsTable {
   updated_at: Timestamp;
 }
 
+/** Day passes sold (migration 0010): one per pass holder, written when its purchase settles. */
+export interface DaypassesTable {
+  id: Generated<string>;
+  person_id: number;
+  purchase_id: string;
+  /** The membership status the pass was priced at (kansa's `status`). */
+  status: string;
+  /** Day keys of the organisation file's daypasses.days. */
+  days: string[];
+  created_at: Timestamp;
+}
+
 export interface Tables {
   people: PeopleTable;
   keys: KeysTable;
@@ -209,5 +221,6 @@ export interface Tables {
   idempotency_keys: IdempotencyKeysTable;
   gateway_events: GatewayEventsTable;
   test_gateway_charges: TestGatewayChargesTable;
+  daypasses: DaypassesTable;
   account_passwords: AccountPasswordsTable;
 }

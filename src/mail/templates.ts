@@ -11,7 +11,7 @@ import type { Organisation } from '../config/org.ts';
 const BUILT_IN = fileURLToPath(new URL('./templates/', import.meta.url));
 
 /** Every built-in template; an organisation may override any of them (and no other name is read). */
-export const TEMPLATE_NAMES = ['login-link', 'welcome', 'upgrade', 'receipt', 'refund', 'payment-pending', 'payment-failed', 'payment-info'] as const;
+export const TEMPLATE_NAMES = ['login-link', 'welcome', 'upgrade', 'receipt', 'refund', 'payment-pending', 'payment-failed', 'payment-info', 'invoice', 'daypass'] as const;
 export type TemplateName = (typeof TEMPLATE_NAMES)[number];
 
 export function isTemplateName(name: string): name is TemplateName {

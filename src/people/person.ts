@@ -24,6 +24,8 @@ export function toPerson(row: PersonRow): Person {
     country: row.country,
     paper_pubs: row.paper_pubs,
     preferred_name: preferredName(row),
+    daypass: row.daypass,
+    daypass_days: row.daypass_days,
   };
 }
 

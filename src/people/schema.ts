@@ -54,6 +54,8 @@ export const Person = Type.Object({
   paper_pubs: Type.Union([PaperPubsValue, Type.Null()]),
   /** The public name when the person set one, else the legal name. */
   preferred_name: Type.String(),
+  daypass: Type.Union([Type.String(), Type.Null()], { description: 'The membership status of the person’s day pass (GET purchase/daypass-prices), or null: a pass holder is a NonMember' }),
+  daypass_days: Type.Union([Type.Array(Type.String()), Type.Null()], { description: 'The day keys of the day pass (the organisation’s days; kansa had booleans by position), or null' }),
 });
 /** The person as the member API shows it: the one definition is the schema above. */
 export type Person = Static<typeof Person>;

@@ -5,7 +5,8 @@ import type { Db } from '../db/connect.ts';
 import type { Tables } from '../db/tables.ts';
 import { insertOutboxEvents, takeOutboxSeqs, type NewOutboxRow } from '../outbox/store.ts';
 
-export type PersonRow = Selectable<Tables['people']>;
+/** A person as stored, with their day pass (daypasses, migration 0010; null for nearly everyone), as kansa's people queries join it. */
+export type PersonRow = Selectable<Tables['people']> & { daypass: string | null; daypass_days: string[] | null };
 export type NewPersonRow = Insertable<Tables['people']>;
 export type PersonChanges = Updateable<Tables['people']>;
 
@@ -32,12 +33,19 @@ export interface PeopleFilter {
 const LEGAL_NAME_LOWER = sql<string>`lower(legal_name)`;
 const PUBLIC_NAME_LOWER = sql<string>`lower(coalesce(public_first_name, '') || ' ' || coalesce(public_last_name, ''))`;
 
+/** A person's day pass status and days, beside the people columns of every query that reads a whole person. */
+const DAYPASS = sql<string | null>`(SELECT d.status FROM daypasses d WHERE d.person_id = people.id)`;
+const DAYPASS_DAYS = sql<string[] | null>`(SELECT d.days FROM daypasses d WHERE d.person_id = people.id)`;
+export const PERSON_DAYPASS_COLUMNS = [DAYPASS.as('daypass'), DAYPASS_DAYS.as('daypass_days')];
+
+/** A new person holds no day pass yet (the purchase that sells one writes it after adding them). */
 export async function insertPerson(db: Executor, row: NewPersonRow): Promise<PersonRow> {
-  return db.insertInto('people').values(row).returningAll().executeTakeFirstOrThrow();
+  const inserted = await db.insertInto('people').values(row).returningAll().executeTakeFirstOrThrow();
+  return { ...inserted, daypass: null, daypass_days: null };
 }
 
 export function personByIdQuery(db: Executor, id: number) {
-  return db.selectFrom('people').selectAll().where('id', '=', id);
+  return db.selectFrom('people').selectAll().select(PERSON_DAYPASS_COLUMNS).where('id', '=', id);
 }
 
 export async function findPersonById(db: Executor, id: number): Promise<PersonRow | undefined> {
@@ -46,7 +54,7 @@ export async function findPersonById(db: Executor, id: number): Promise<PersonRo
 
 /** The query behind findPeopleByIds: one statement text (and so one prepared plan) for any number of ids. */
 export function peopleByIdsQuery(db: Executor, ids: number[]) {
-  return db.selectFrom('people').selectAll().where('id', '=', (eb) => eb.fn.any(eb.val(ids)));
+  return db.selectFrom('people').selectAll().select(PERSON_DAYPASS_COLUMNS).where('id', '=', (eb) => eb.fn.any(eb.val(ids)));
 }
 
 /** The people with these ids, in no particular order; ids no one has are left out. */
@@ -63,6 +71,7 @@ export async function findPeopleByEmail(db: Executor, email: string): Promise<Pe
   return db
     .selectFrom('people')
     .selectAll()
+    .select(PERSON_DAYPASS_COLUMNS)
     .where((eb) => eb(eb.fn('lower', ['email']), '=', email.toLowerCase()))
     .orderBy('id')
     .execute();
@@ -79,7 +88,7 @@ export async function findPeoplePage(db: Executor, filter: PeopleFilter | undefi
 
 /** The query behind findPeoplePage. */
 export function peoplePageQuery(db: Executor, filter: PeopleFilter | undefined, afterId: number, limit: number) {
-  let query = db.selectFrom('people').selectAll().where('id', '>', afterId);
+  let query = db.selectFrom('people').selectAll().select(PERSON_DAYPASS_COLUMNS).where('id', '>', afterId);
   if (filter) {
     if (filter.since) query = query.where('last_modified', '>', filter.since);
     if (filter.id !== undefined) query = query.where('id', '=', filter.id);
@@ -112,7 +121,7 @@ export interface RegistryEntryRow {
   /** `{"id":…` up to and including country. */
   head: string;
   paper_pubs: PersonRow['paper_pubs'];
-  /** `,"preferred_name":…}` */
+  /** `,"preferred_name":…` and the day pass, if any, then `}` */
   tail: string;
 }
 
@@ -137,7 +146,12 @@ export function registryPageQuery(db: Executor, page: RegistryPage) {
     ${jsonMember('city', 'city')}, ${jsonMember('state', 'state')}, ${jsonMember('country', 'country')})`;
   return db
     .selectFrom('people')
-    .select(['id', head.as('head'), sql<PersonRow['paper_pubs']>`nullif(paper_pubs, 'null'::jsonb)`.as('paper_pubs'), sql<string>`concat(',"preferred_name":', to_json(${preferred})::text, '}')`.as('tail')])
+    .select([
+      'id',
+      head.as('head'),
+      sql<PersonRow['paper_pubs']>`nullif(paper_pubs, 'null'::jsonb)`.as('paper_pubs'),
+      sql<string>`concat(',"preferred_name":', to_json(${preferred})::text, ',"daypass":' || to_json(${DAYPASS})::text, ',"daypass_days":' || to_json(${DAYPASS_DAYS})::text, '}')`.as('tail'),
+    ])
     .where('id', '>', page.afterId)
     .$if(page.upToId !== undefined, (q) => q.where('id', '<=', page.upToId!))
     .orderBy('id');
@@ -292,7 +306,7 @@ export function versionedPeopleByIdsQuery(db: Executor, ids: number[]) {
 
 /** The query behind findVersionedPersonById (unlocked). */
 export function findVersionedPersonQuery(db: Executor, id: number) {
-  return db.selectFrom('people').selectAll().select(sql<string>`xmin::text`.as('version')).where('id', '=', id);
+  return db.selectFrom('people').selectAll().select([...PERSON_DAYPASS_COLUMNS, sql<string>`xmin::text`.as('version')]).where('id', '=', id);
 }
 
 /** The audit row's values, as audit/service.ts's logEntryValues makes them; its subject is the person. */

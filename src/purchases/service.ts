@@ -27,10 +27,12 @@ import { emailGroup, emitEvent, memberGroup } from '../outbox/service.ts';
 import type { ChargeOutcome, GatewayEvent } from '../payments/gateway.ts';
 import { formatMoney } from '../payments/money.ts';
 import type { TestGateway } from '../payments/test-gateway.ts';
+import type { TemplateName } from '../mail/templates.ts';
 import { preferredName } from '../people/person.ts';
 import { readPerson } from '../people/person-reads.ts';
 import { addPerson, applyUpgrade, assertMembershipType, assertUpward, validatePaperPubs, type NewPerson } from '../people/service.ts';
 import { isUniqueViolation } from '../people/store.ts';
+import { recordDaypasses } from './daypasses.ts';
 import type { PurchaseBody, PurchaseOtherBody } from './schema.ts';
 import {
   claimIdempotencyKey,
@@ -80,16 +82,19 @@ export interface OrderUpgrade {
   name: string;
 }
 
+/** A person an order adds; `welcome` replaces the membership welcome mail (a day pass holder is no member). */
+export type OrderNewMember = NewPerson & { welcome?: { template: TemplateName; vars: Record<string, string> } };
+
 /** Everything a purchase does once paid: kept as JSON on its row, so that it can be settled later. */
 export interface Order {
-  new_members: NewPerson[];
+  new_members: OrderNewMember[];
   upgrades: OrderUpgrade[];
   items: OrderItem[];
   /** Who asked, for the audit rows written when it settles (perhaps later, from a webhook). */
   ctx: ChangeContext;
 }
 
-export type PurchaseKind = 'membership' | 'other' | 'new_membership';
+export type PurchaseKind = 'membership' | 'other' | 'new_membership' | 'daypass' | 'invoice';
 
 /** A purchase as its buyer sees the outcome. */
 export interface PurchaseResult {
@@ -439,6 +444,15 @@ function resultOf(purchase: PurchaseRow): PurchaseResult {
   };
 }
 
+/**
+ * What a kind of purchase does besides the order's people, upgrades and payment items when it
+ * settles as succeeded: run in the same unit of work, once those are written (settling is
+ * idempotent, and so must a hook be).
+ */
+type SettledHook = (uow: UnitOfWork, deps: PurchaseDeps, purchase: PurchaseRow, order: Order, people: number[]) => Promise<void>;
+
+const SETTLED_HOOKS: Partial<Record<PurchaseKind, SettledHook>> = { daypass: recordDaypasses };
+
 /** Attempts at settling when another change keeps taking the member number drawn. */
 const SETTLE_ATTEMPTS = 3;
 
@@ -504,7 +518,8 @@ async function settleIn(uow: UnitOfWork, deps: PurchaseDeps, purchaseId: string,
   for (const member of order.new_members) {
     const person = await addPerson(deps, member, order.ctx, uow);
     people.push(person.id);
-    await requestMail(uow, deps, person.email!, 'welcome', { name: person.preferred_name, membership: person.membership, member_number: String(person.member_number ?? '') }, { loginLink: true });
+    const welcome = member.welcome ?? { template: 'welcome', vars: { membership: person.membership, member_number: String(person.member_number ?? '') } };
+    await requestMail(uow, deps, person.email!, welcome.template, { name: person.preferred_name, ...welcome.vars }, { loginLink: true });
   }
   for (const upgrade of order.upgrades) {
     const upgraded = await applyUpgrade(deps, upgrade.id, { membership: upgrade.membership, paper_pubs: upgrade.paper_pubs }, order.ctx, uow);
@@ -521,6 +536,7 @@ async function settleIn(uow: UnitOfWork, deps: PurchaseDeps, purchaseId: string,
       await updatePayment(uow.db, paymentIds[i]!, { status: 'succeeded', person_id: personId, updated_at: now });
     }
   }
+  await SETTLED_HOOKS[purchase.kind as PurchaseKind]?.(uow, deps, purchase, order, people);
   await updatePurchase(uow.db, purchase.id, { status: 'succeeded', charge_id: chargeId, method: outcome.method, token: null, result: JSON.stringify({ people, payment_ids: paymentIds }), updated_at: now });
   const items = order.items.map((item, i) => ({
     payment_id: Number(paymentIds[i]),
@@ -565,6 +581,11 @@ function describeItem(org: Organisation, item: OrderItem): string {
   const type = category?.types.find((t) => t.key === item.type);
   if (item.category === 'upgrade') return `Upgrade of ${item.person_name ?? 'a membership'}${item.data?.membership ? ` to ${String(item.data.membership)}` : ''}`;
   if (item.category === 'new_member') return `${type?.label ?? item.type} membership for ${item.person_name ?? ''}`;
+  if (item.category === 'daypass') {
+    const days = Array.isArray(item.data?.days) ? (item.data.days as string[]) : [];
+    const labels = days.map((key) => org.catalogue.daypasses?.days.find((d) => d.key === key)?.label ?? key);
+    return `Day pass (${String(item.data?.status ?? '')}) for ${item.person_name ?? ''}: ${labels.join(', ')}`;
+  }
   return `${category?.label ?? item.category}: ${type?.label ?? item.type ?? ''}${item.person_name ? ` (${item.person_name})` : ''}`;
 }
 
@@ -622,7 +643,7 @@ async function failPaidPurchase(deps: PurchaseDeps, purchaseId: string, outcome:
  * Writes an order to be paid later (a cart, an invoice) as an `open` purchase and returns the key
  * that pays it (kept only as its hash). An invoice's items are listed at once, as `invoice`.
  */
-export async function openPurchase(deps: PurchaseDeps, prepared: NewPurchase, opts: { invoice?: boolean } = {}): Promise<{ purchase: PurchaseRow; payKey: string }> {
+export async function openPurchase(deps: PurchaseDeps, prepared: NewPurchase, opts: { invoice?: boolean } = {}, within?: UnitOfWork): Promise<{ purchase: PurchaseRow; payKey: string }> {
   const payKey = randomBytes(24).toString('base64url');
   const purchase = await withUnitOfWork(deps, async (uow) => {
     const now = deps.clock.now();
@@ -634,7 +655,7 @@ export async function openPurchase(deps: PurchaseDeps, prepared: NewPurchase, op
     );
     await updatePurchase(uow.db, row.id, { result: JSON.stringify({ payment_ids: paymentIds }) });
     return { ...row, result: { payment_ids: paymentIds } };
-  });
+  }, within);
   return { purchase, payKey };
 }
 
