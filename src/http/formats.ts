@@ -88,3 +88,10 @@ export function acceptsGzip(header: string | string[] | undefined): boolean {
 export function sendJsonText(reply: FastifyReply, json: string | Buffer): FastifyReply {
   return reply.type('application/json; charset=utf-8').send(json);
 }
+
+/**
+ * A serializer compiler for routes whose replies the service builds field by field: plain
+ * JSON.stringify instead of a compiled fast-json-stringify serializer per reply schema (which an
+ * idle server holds whether or not the route is used: ~1 MB per few routes, measured).
+ */
+export const replyAsBuilt = () => (data: unknown) => JSON.stringify(data);

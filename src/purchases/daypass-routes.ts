@@ -2,6 +2,7 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
 import type { Deps } from '../deps.ts';
+import { replyAsBuilt } from '../http/formats.ts';
 import { changeContext, type Guards } from '../http/auth.ts';
 import { paymentDeclined } from '../http/errors.ts';
 import { isTrueish, sendCsvText, sendJsonText } from '../http/formats.ts';
@@ -27,6 +28,7 @@ export function daypassRoutes(deps: Deps, guards: Guards): FastifyPluginAsyncTyp
     return { json: JSON.stringify(counts), csv: daypassStatsCsv(counts) };
   });
   return async (app) => {
+    app.setSerializerCompiler(replyAsBuilt);
     app.get(
       '/purchase/daypass-prices',
       { schema: { tags, summary: 'Day pass prices per membership status and day (public; kansa’s shape)', response: { 200: DaypassPricesReply } } },

@@ -1,6 +1,7 @@
 /** HTTP face of invoices: a member_admin bills items to an address; the payer sees and pays them with the mailed key. */
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import type { Deps } from '../deps.ts';
+import { replyAsBuilt } from '../http/formats.ts';
 import { changeContext, type Guards } from '../http/auth.ts';
 import { InvoiceBody, InvoiceKeyQuery, InvoiceReply, InvoiceViewReply, PayInvoiceBody } from './invoice-schema.ts';
 import { createInvoice, payInvoice, viewInvoice } from './invoices.ts';
@@ -11,6 +12,7 @@ const security = [{ session: [] }];
 
 export function invoiceRoutes(deps: Deps, guards: Guards): FastifyPluginAsyncTypebox {
   return async (app) => {
+    app.setSerializerCompiler(replyAsBuilt);
     app.post(
       '/purchase/invoice',
       {

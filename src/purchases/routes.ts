@@ -3,6 +3,7 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
 import type { FastifyRequest } from 'fastify';
 import type { Deps } from '../deps.ts';
+import { replyAsBuilt } from '../http/formats.ts';
 import { changeContext, type Guards } from '../http/auth.ts';
 import { AppError, paymentDeclined } from '../http/errors.ts';
 import {
@@ -50,6 +51,7 @@ async function limitAnonymous(deps: Deps, request: FastifyRequest): Promise<void
 export function purchaseRoutes(deps: Deps, guards: Guards): FastifyPluginAsyncTypebox {
   const memberAdmin = guards.requireRole('member_admin');
   return async (app) => {
+    app.setSerializerCompiler(replyAsBuilt);
     app.get(
       '/purchase/data',
       { schema: { tags, summary: 'Payment categories, their data shapes and prices (public)', response: { 200: PurchaseDataReply } } },
