@@ -10,14 +10,11 @@ import { CsvQuery } from '../public/schema.ts';
 import { createRenderedCache } from '../public/service.ts';
 import { daypassBodySchema, DaypassPricesReply, DaypassStatsReply, type DaypassBody } from './daypass-schema.ts';
 import { DAYPASS_KIND, daypassPrices, daypassStats, daypassStatsCsv, priceDaypassOrder } from './daypasses.ts';
-import { PurchaseReply } from './schema.ts';
+import { limitAnonymous } from './routes.ts';
+import { IdempotencyHeaders, PurchaseReply } from './schema.ts';
 import { accountOf, idempotencyOf, purchaseOnce } from './service.ts';
 
 const tags = ['purchases'];
-
-const IdempotencyHeaders = Type.Object({
-  'idempotency-key': Type.Optional(Type.String({ maxLength: 255, description: 'Repeat the request with the same key and body to get the first answer (never a second charge)' })),
-});
 
 export function daypassRoutes(deps: Deps, guards: Guards): FastifyPluginAsyncTypebox {
   const DaypassBody = daypassBodySchema(deps.org);
@@ -55,7 +52,7 @@ export function daypassRoutes(deps: Deps, guards: Guards): FastifyPluginAsyncTyp
         const result = await purchaseOnce(deps, idempotency, async () => {
           const priced = priceDaypassOrder(deps.org, body, ctx);
           // Card testing is done anonymously: anonymous buyers are counted per address.
-          if (!request.user) await deps.rateLimiter.hitIp('purchase', request.ip);
+          await limitAnonymous(deps, request);
           return { kind: DAYPASS_KIND, ...priced, account: accountOf(deps, body.account), author: ctx.author };
         });
         if (result.status === 'failed') throw paymentDeclined(result.failure?.reason ?? 'The payment failed');

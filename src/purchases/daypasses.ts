@@ -24,7 +24,7 @@ import { preferredName } from '../people/person.ts';
 import type { NewPerson } from '../people/service.ts';
 import { countSucceededDaypasses, insertDaypasses } from './daypass-store.ts';
 import { kansaDayKey, type DaypassBody, type DaypassPass } from './daypass-schema.ts';
-import type { Order, OrderItem, PurchaseKind } from './service.ts';
+import { tokenOf, type Order, type OrderItem, type PurchaseKind } from './service.ts';
 import type { PurchaseRow } from './store.ts';
 
 /** The purchase kind of day passes. */
@@ -61,11 +61,6 @@ export function daypassPrices(org: Organisation): Record<string, Record<string, 
   return Object.fromEntries(
     Object.entries(daypasses.prices).map(([status, prices]) => [status, Object.fromEntries(daypasses.days.map((_, i) => [kansaDayKey(i), prices[i] ?? null]))]),
   );
-}
-
-function tokenOf(source: DaypassBody['source']): string | undefined {
-  const value = typeof source === 'string' ? source : source?.id;
-  return value === undefined || value.trim() === '' ? undefined : value.trim();
 }
 
 /** The indexes of the days a pass names, by kansa's `dayN: true` and by `days` keys alike. */

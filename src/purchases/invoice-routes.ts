@@ -5,6 +5,7 @@ import { replyAsBuilt } from '../http/formats.ts';
 import { changeContext, type Guards } from '../http/auth.ts';
 import { InvoiceBody, InvoiceKeyQuery, InvoiceReply, InvoiceViewReply, PayInvoiceBody } from './invoice-schema.ts';
 import { createInvoice, payInvoice, viewInvoice } from './invoices.ts';
+import { limitAnonymous } from './routes.ts';
 import { PurchaseOtherReply } from './schema.ts';
 
 const tags = ['purchases'];
@@ -59,8 +60,7 @@ export function invoiceRoutes(deps: Deps, guards: Guards): FastifyPluginAsyncTyp
       async (request) => {
         const body = request.body ?? {};
         const result = await payInvoice(deps, body.key, body.source, async () => {
-          // Card testing is done anonymously: anonymous payers are counted per address.
-          if (!request.user) await deps.rateLimiter.hitIp('purchase', request.ip);
+          await limitAnonymous(deps, request);
         });
         return { status: result.status, charge_id: result.charge_id, ...(result.failure ? { message: result.failure.reason } : {}) };
       },

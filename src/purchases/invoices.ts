@@ -18,7 +18,7 @@ import { AppError } from '../http/errors.ts';
 import { emailGroup, emitEvent } from '../outbox/service.ts';
 import { formatMoney } from '../payments/money.ts';
 import type { PurchaseOtherBody } from './schema.ts';
-import { accountOf, findOpenPurchase, openPurchase, payOpenPurchase, priceOtherOrder, type Order, type OrderItem, type PurchaseDeps, type PurchaseKind, type PurchaseResult } from './service.ts';
+import { accountOf, findOpenPurchase, tokenOf, openPurchase, payOpenPurchase, priceOtherOrder, type Order, type OrderItem, type PurchaseDeps, type PurchaseKind, type PurchaseResult } from './service.ts';
 import type { PurchaseRow } from './store.ts';
 
 /** The purchase kind of invoices. */
@@ -32,11 +32,6 @@ export interface InvoiceBody {
 
 /** The path of the link an invoice mail gives; the web portal is to show the invoice there, with a form to pay it. */
 export const INVOICE_PAY_PATH = '/api/purchase/invoice/pay';
-
-function tokenOf(source: string | { id: string } | undefined): string | undefined {
-  const value = typeof source === 'string' ? source : source?.id;
-  return value === undefined || value.trim() === '' ? undefined : value.trim();
-}
 
 /** An item as the invoice mail and GET purchase/invoice describe it: its category's and type's labels. */
 function itemLabel(org: Organisation, item: OrderItem): string {

@@ -7,6 +7,7 @@ import { replyAsBuilt } from '../http/formats.ts';
 import { changeContext, type Guards } from '../http/auth.ts';
 import { AppError, paymentDeclined } from '../http/errors.ts';
 import {
+  IdempotencyHeaders,
   PurchaseBody,
   PurchaseDataReply,
   PurchaseIdParams,
@@ -39,12 +40,8 @@ import {
 const tags = ['purchases'];
 const security = [{ session: [] }];
 
-const IdempotencyHeaders = Type.Object({
-  'idempotency-key': Type.Optional(Type.String({ maxLength: 255, description: 'Repeat the request with the same key and body to get the first answer (never a second charge)' })),
-});
-
 /** Anonymous buyers are counted per IP address (card testing is done anonymously); a logged-in one is not. */
-async function limitAnonymous(deps: Deps, request: FastifyRequest): Promise<void> {
+export async function limitAnonymous(deps: Deps, request: FastifyRequest): Promise<void> {
   if (!request.user) await deps.rateLimiter.hitIp('purchase', request.ip);
 }
 

@@ -161,3 +161,8 @@ export const TestSettleBody = Type.Object(
 export const TestSettleReply = Type.Object({ status: Type.Literal('success'), purchase_status: Type.String() });
 
 export const WebhookReply = Type.Object({ received: Type.Literal(true) });
+
+/** The Idempotency-Key header of the buying endpoints. */
+export const IdempotencyHeaders = Type.Object({
+  'idempotency-key': Type.Optional(Type.String({ maxLength: 255, description: 'Repeat the request with the same key and body to get the first answer (never a second charge)' })),
+});

@@ -142,7 +142,8 @@ function requirePayer(email: string | undefined): string {
   return checkEmailAddress(email.trim());
 }
 
-function tokenOf(source: PurchaseBody['source'], token?: string): string | undefined {
+/** The gateway token a client sent as `source` (its id, or the token itself; older clients: `token`), trimmed. */
+export function tokenOf(source: string | { id: string } | undefined, token?: string): string | undefined {
   const value = typeof source === 'string' ? source : (source?.id ?? token);
   return value === undefined || value.trim() === '' ? undefined : value.trim();
 }
