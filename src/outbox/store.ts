@@ -76,6 +76,29 @@ export function insertOutboxEvents(events: string, seqFrom: string) {
     FROM ${sql.table(seqFrom)} n JOIN ${sql.table(events)} e ON e.group_key = n.group_key`;
 }
 
+/**
+ * The append of the events of an earlier CTE `events` (group_key, ord, type, version, payload
+ * jsonb, created_at) with **any number per group**, as CTE parts (outbox_counts, outbox_next,
+ * outbox_appended) to follow it: each group's row is upserted once, taking as many numbers as it
+ * has events, and its events are numbered in `ord` order. For a writer whose one statement holds
+ * several changes of one group (a purchase's person.created, then its payment.received).
+ */
+export function appendOrderedOutboxEvents(events: string) {
+  return sql<Record<string, never>>`outbox_counts AS (
+      SELECT group_key, count(*)::int AS n, min(created_at) AS created_at FROM ${sql.table(events)} GROUP BY group_key
+    ), outbox_next AS (
+      INSERT INTO outbox_groups AS g (group_key, last_seq, pending, available_at)
+      SELECT group_key, n, n, created_at FROM outbox_counts ORDER BY group_key
+      ON CONFLICT (group_key) DO UPDATE SET last_seq = g.last_seq + EXCLUDED.last_seq, pending = g.pending + EXCLUDED.pending,
+        available_at = CASE WHEN g.pending = 0 AND g.lease_owner IS NULL THEN EXCLUDED.available_at ELSE g.available_at END
+      RETURNING group_key, last_seq
+    ), outbox_appended AS (
+      INSERT INTO outbox (group_key, seq, type, version, payload, created_at, next_attempt_at)
+      SELECT e.group_key, n.last_seq - c.n + row_number() OVER (PARTITION BY e.group_key ORDER BY e.ord), e.type, e.version, e.payload, e.created_at, e.created_at
+      FROM ${sql.table(events)} e JOIN outbox_next n ON n.group_key = e.group_key JOIN outbox_counts c ON c.group_key = e.group_key
+    )`;
+}
+
 export interface OutboxFilter {
   state?: OutboxState;
   type?: string;

@@ -2,13 +2,52 @@
 import type { Selectable } from 'kysely';
 import type { Db } from '../db/connect.ts';
 import type { Tables } from '../db/tables.ts';
+import { createBatchWriter } from '../db/batch-writer.ts';
+import { insertJsonRows } from '../db/json-rows.ts';
+import { perDatabase } from '../db/per-database.ts';
 
 export type TestChargeRow = Selectable<Tables['test_gateway_charges']>;
 
-/** Records a charge unless one with its idempotency key exists; returns the one that stands. */
-export async function recordTestCharge(db: Db, charge: Omit<TestChargeRow, 'refunded'>): Promise<TestChargeRow> {
-  const inserted = await db.insertInto('test_gateway_charges').values(charge).onConflict((oc) => oc.column('idempotency_key').doNothing()).returningAll().executeTakeFirst();
-  return inserted ?? (await db.selectFrom('test_gateway_charges').selectAll().where('idempotency_key', '=', charge.idempotency_key).executeTakeFirstOrThrow());
+const TEST_CHARGE_COLUMNS = {
+  idempotency_key: 'text',
+  charge_id: 'text',
+  account: 'text',
+  status: 'text',
+  amount: 'int',
+  currency: 'text',
+  decline_code: 'text',
+  created_at: 'timestamptz',
+};
+
+/** Charges recorded in one statement at most (db/batch-writer.ts). */
+const TEST_CHARGES_PER_STATEMENT = 128;
+
+type NewTestCharge = Omit<TestChargeRow, 'refunded'>;
+
+const testChargeWrites = perDatabase((db) =>
+  createBatchWriter<NewTestCharge, TestChargeRow>({
+    keyOf: (charge) => charge.idempotency_key,
+    writeMany: async (charges) => {
+      const inserted = await insertJsonRows<TestChargeRow>(db, 'test_gateway_charges', TEST_CHARGE_COLUMNS, charges, 'ON CONFLICT (idempotency_key) DO NOTHING RETURNING *');
+      const standing = new Map(inserted.map((row) => [row.idempotency_key, row]));
+      const replayed = charges.filter((c) => !standing.has(c.idempotency_key)).map((c) => c.idempotency_key);
+      if (replayed.length > 0) {
+        for (const row of await db.selectFrom('test_gateway_charges').selectAll().where('idempotency_key', 'in', replayed).execute()) standing.set(row.idempotency_key, row);
+      }
+      return charges.map((c) => standing.get(c.idempotency_key)!);
+    },
+    maxBatch: TEST_CHARGES_PER_STATEMENT,
+    maxInFlight: 2,
+  }),
+);
+
+/**
+ * Records a charge unless one with its idempotency key exists; returns the one that stands. Charges
+ * asked for meanwhile are recorded together (one statement under load, as a gateway's own ledger
+ * would take them).
+ */
+export function recordTestCharge(db: Db, charge: NewTestCharge): Promise<TestChargeRow> {
+  return testChargeWrites(db).write(charge);
 }
 
 export async function findTestCharge(db: Db, chargeId: string): Promise<TestChargeRow | undefined> {

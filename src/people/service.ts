@@ -126,6 +126,22 @@ async function personChanged(deps: Pick<Deps, 'clock' | 'peopleChanges' | 'outbo
   deps.peopleChanges.afterCommit(uow, id);
 }
 
+/** A new person's values as they are stored, checked and trimmed (bad input is refused). */
+export function newPersonValues(org: Deps['org'], input: NewPerson) {
+  assertMembershipType(org, input.membership);
+  return {
+    membership: input.membership,
+    legal_name: requireLegalName(input.legal_name),
+    email: cleanEmail(input.email),
+    public_first_name: cleanText(input.public_first_name, 'public_first_name'),
+    public_last_name: cleanText(input.public_last_name, 'public_last_name'),
+    city: cleanText(input.city, 'city'),
+    state: cleanText(input.state, 'state'),
+    country: cleanText(input.country, 'country'),
+    paper_pubs: input.paper_pubs === undefined ? null : validatePaperPubs(input.paper_pubs),
+  };
+}
+
 /**
  * Adds a person; every membership but NonMember gets a member number. Given `within`, the person
  * is added in that unit of work (and a member number taken meanwhile fails it, for its owner to
@@ -137,18 +153,7 @@ export async function addPerson(
   ctx: ChangeContext,
   within?: UnitOfWork,
 ): Promise<Person> {
-  assertMembershipType(deps.org, input.membership);
-  const values = {
-    membership: input.membership,
-    legal_name: requireLegalName(input.legal_name),
-    email: cleanEmail(input.email),
-    public_first_name: cleanText(input.public_first_name, 'public_first_name'),
-    public_last_name: cleanText(input.public_last_name, 'public_last_name'),
-    city: cleanText(input.city, 'city'),
-    state: cleanText(input.state, 'state'),
-    country: cleanText(input.country, 'country'),
-    paper_pubs: input.paper_pubs === undefined ? null : validatePaperPubs(input.paper_pubs),
-  };
+  const values = newPersonValues(deps.org, input);
   const insert = () =>
     withUnitOfWork(
       deps,

@@ -12,6 +12,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import type { Insertable } from 'kysely';
 import type { Tables } from '../db/tables.ts';
+import type { Executor } from '../audit/store.ts';
 import { hashSecret } from '../auth/service.ts';
 import type { ChangeContext } from '../audit/service.ts';
 import { recordChange } from '../audit/service.ts';
@@ -21,18 +22,19 @@ import type { SessionUser } from '../auth/store.ts';
 import type { Organisation } from '../config/org.ts';
 import type { PaymentCategory, ShapeField } from '../config/catalogue.ts';
 import type { Deps } from '../deps.ts';
-import { withSingleStatement, withUnitOfWork, type UnitOfWork } from '../db/unit-of-work.ts';
+import { withUnitOfWork, type UnitOfWork } from '../db/unit-of-work.ts';
 import { AppError } from '../http/errors.ts';
 import { emailGroup, emitEvent, memberGroup } from '../outbox/service.ts';
 import type { ChargeOutcome, GatewayEvent } from '../payments/gateway.ts';
 import { formatMoney } from '../payments/money.ts';
 import type { TestGateway } from '../payments/test-gateway.ts';
 import type { TemplateName } from '../mail/templates.ts';
-import { preferredName } from '../people/person.ts';
+import { preferredName, type Person } from '../people/person.ts';
 import { readPerson } from '../people/person-reads.ts';
 import { addPerson, applyUpgrade, assertMembershipType, assertUpward, validatePaperPubs, type NewPerson } from '../people/service.ts';
 import { isUniqueViolation } from '../people/store.ts';
 import { recordDaypasses } from './daypasses.ts';
+import { settleInBatch, writePurchaseRow } from './purchase-writes.ts';
 import type { PurchaseBody, PurchaseOtherBody } from './schema.ts';
 import {
   claimIdempotencyKey,
@@ -345,24 +347,24 @@ export async function purchaseOnce(deps: PurchaseDeps, idempotency: Idempotency 
       }
     }
     const prepared = await prepare();
-    // Without a key to claim, the purchase is one statement: no transaction to open.
-    const unit = idempotency ? withUnitOfWork : withSingleStatement;
-    const purchase = await unit(deps, async (uow) => {
-      const now = deps.clock.now();
-      const row = await insertPurchase(uow.db, purchaseRow(deps, prepared, now, { status: 'charging', token: prepared.amount > 0 ? (prepared.token ?? null) : null }));
-      if (idempotency) {
-        const claimed = await claimIdempotencyKey(uow.db, { scope: idempotency.scope, key: idempotency.key, request_hash: idempotency.hash, purchase_id: row.id, created_at: now });
-        // Another request with the same key claimed it meanwhile: this purchase rolls back, and this request is answered as its repeat.
-        if (!claimed) throw new KeyTakenMeanwhile();
-      }
-      return row;
+    const row = purchaseRow(deps, prepared, deps.clock.now(), { status: 'charging', token: prepared.amount > 0 ? (prepared.token ?? null) : null });
+    // Without a key to claim, the purchase is one row: written with the rows other requests asked for meanwhile, no transaction.
+    if (!idempotency) {
+      const written = await writePurchaseRow(deps.db, row);
+      return chargeAndSettle(deps, written.id, written);
+    }
+    const purchase = await withUnitOfWork(deps, async (uow) => {
+      const inserted = await insertPurchase(uow.db, row);
+      const claimed = await claimIdempotencyKey(uow.db, { scope: idempotency.scope, key: idempotency.key, request_hash: idempotency.hash, purchase_id: inserted.id, created_at: row.created_at as Date });
+      // Another request with the same key claimed it meanwhile: this purchase rolls back, and this request is answered as its repeat.
+      if (!claimed) throw new KeyTakenMeanwhile();
+      return inserted;
     }).catch((err: unknown) => {
       if (err instanceof KeyTakenMeanwhile) return undefined;
       throw err;
     });
     if (!purchase) continue;
-    const result = await chargeAndSettle(deps, purchase.id, purchase);
-    return idempotency ? remember(deps, idempotency, result) : result;
+    return remember(deps, idempotency, await chargeAndSettle(deps, purchase.id, purchase));
   }
 }
 
@@ -429,7 +431,21 @@ export async function chargeAndSettle(deps: PurchaseDeps, purchaseId: string, ju
       metadata: { roster_purchase: String(purchase.id) },
     });
   }
+  if (justWritten && outcome.status === 'succeeded' && settlesInBatch(purchase)) {
+    const paid = outcome;
+    return settleInBatch({ deps, purchase, outcome: paid, alone: () => settlePurchase(deps, purchase.id, paid) });
+  }
   return settlePurchase(deps, purchase.id, outcome);
+}
+
+/**
+ * Whether a purchase just written and paid settles with others in one statement
+ * (purchase-writes.ts): it adds people and items, upgrades no one, and its kind has no
+ * settled hook. Everything else settles in a unit of work of its own (settleIn).
+ */
+function settlesInBatch(purchase: PurchaseRow): boolean {
+  const order = purchase.request as unknown as Order;
+  return purchase.status === 'charging' && purchase.pay_key_hash === null && order.upgrades.length === 0 && !SETTLED_HOOKS[purchase.kind as PurchaseKind];
 }
 
 function resultOf(purchase: PurchaseRow): PurchaseResult {
@@ -454,7 +470,12 @@ type SettledHook = (uow: UnitOfWork, deps: PurchaseDeps, purchase: PurchaseRow, 
 
 const SETTLED_HOOKS: Partial<Record<PurchaseKind, SettledHook>> = { daypass: recordDaypasses };
 
-/** Attempts at settling when another change keeps taking the member number drawn. */
+/** Two transactions waited on each other's rows (PostgreSQL chose this one to fail): it is tried again. */
+function isDeadlock(err: unknown): boolean {
+  return typeof err === 'object' && err !== null && (err as { code?: unknown }).code === '40P01';
+}
+
+/** Attempts at settling when another change keeps taking the member number drawn, or a deadlock ended it. */
 const SETTLE_ATTEMPTS = 3;
 
 /**
@@ -467,7 +488,7 @@ export async function settlePurchase(deps: PurchaseDeps, purchaseId: string, out
     try {
       return await withUnitOfWork(deps, (uow) => settleIn(uow, deps, purchaseId, outcome));
     } catch (err) {
-      if (isUniqueViolation(err) && attempt < SETTLE_ATTEMPTS) continue;
+      if ((isUniqueViolation(err) || isDeadlock(err)) && attempt < SETTLE_ATTEMPTS) continue;
       if (!(err instanceof AppError) || outcome.status !== 'succeeded') throw err;
       // Paid, but the order cannot be done any more (a person was upgraded past it meanwhile):
       // the purchase fails and the payment goes back.
@@ -519,8 +540,8 @@ async function settleIn(uow: UnitOfWork, deps: PurchaseDeps, purchaseId: string,
   for (const member of order.new_members) {
     const person = await addPerson(deps, member, order.ctx, uow);
     people.push(person.id);
-    const welcome = member.welcome ?? { template: 'welcome', vars: { membership: person.membership, member_number: String(person.member_number ?? '') } };
-    await requestMail(uow, deps, person.email!, welcome.template, { name: person.preferred_name, ...welcome.vars }, { loginLink: true });
+    const welcome = welcomeMail(member, person);
+    await requestMail(uow, deps, welcome.to, welcome.template, welcome.vars, { loginLink: true });
   }
   for (const upgrade of order.upgrades) {
     const upgraded = await applyUpgrade(deps, upgrade.id, { membership: upgrade.membership, paper_pubs: upgrade.paper_pubs }, order.ctx, uow);
@@ -538,7 +559,53 @@ async function settleIn(uow: UnitOfWork, deps: PurchaseDeps, purchaseId: string,
     }
   }
   await SETTLED_HOOKS[purchase.kind as PurchaseKind]?.(uow, deps, purchase, order, people);
-  await updatePurchase(uow.db, purchase.id, { status: 'succeeded', charge_id: chargeId, method: outcome.method, token: null, result: JSON.stringify({ people, payment_ids: paymentIds }), updated_at: now });
+  const paid = paidRecords(deps.org, purchase, order, outcome, people, paymentIds);
+  await updatePurchase(uow.db, purchase.id, { ...paid.row, updated_at: now });
+  await emitEvent(uow, deps, 'payment.received', paid.group, paid.payload);
+  await recordChange(uow.db, deps.clock, order.ctx, paid.log);
+  if (paid.receipt) await requestMail(uow, deps, paid.receipt.to, paid.receipt.template, paid.receipt.vars);
+  for (const mail of await beneficiaryMails(uow.db, deps.org, purchase, order)) await requestMail(uow, deps, mail.to, mail.template, mail.vars);
+  return paid.result;
+}
+
+/** The mails telling each beneficiary of another item (POST purchase/other) of it, when they are not the payer. */
+export async function beneficiaryMails(db: Executor, org: Organisation, purchase: PurchaseRow, order: Order): Promise<MailRequest[]> {
+  const mails: MailRequest[] = [];
+  const told = new Set([purchase.payer_email.toLowerCase()]);
+  for (const item of order.items) {
+    if (item.category === 'new_member' || item.category === 'upgrade' || item.person_id === null) continue;
+    const person = await readPerson(db, item.person_id);
+    if (!person?.email || told.has(person.email.toLowerCase())) continue;
+    told.add(person.email.toLowerCase());
+    mails.push({ to: person.email, template: 'payment-info', vars: { name: preferredName(person), item: describeItem(org, item), payer: purchase.payer_email } });
+  }
+  return mails;
+}
+
+/** A mail asked for: an outbox event `mail.requested` in the address's group (sent after the commit). */
+export interface MailRequest {
+  to: string;
+  template: TemplateName;
+  vars: Record<string, string>;
+}
+
+/** The welcome mail of a member a purchase added (a day pass holder gets another one). */
+export function welcomeMail(member: OrderNewMember, person: Pick<Person, 'email' | 'preferred_name' | 'membership' | 'member_number'>): MailRequest {
+  const welcome = member.welcome ?? { template: 'welcome', vars: { membership: person.membership, member_number: String(person.member_number ?? '') } };
+  return { to: person.email!, template: welcome.template, vars: { name: person.preferred_name, ...welcome.vars } };
+}
+
+/** The payload of a mail.requested event. */
+export function mailPayload(to: string, template: string, vars: Record<string, string>, opts: { loginLink?: boolean } = {}): Record<string, unknown> {
+  return { to, template, vars, ...(opts.loginLink ? { login_link: true } : {}) };
+}
+
+/**
+ * What a purchase that succeeded records once its order is done: the purchase row's new values,
+ * its payment.received event, its audit row, its receipt (none when free) and the buyer's answer.
+ */
+export function paidRecords(org: Organisation, purchase: PurchaseRow, order: Order, outcome: ChargeOutcome & { status: 'succeeded' }, people: number[], paymentIds: string[]) {
+  const chargeId = outcome.chargeId || null;
   const items = order.items.map((item, i) => ({
     payment_id: Number(paymentIds[i]),
     category: item.category,
@@ -547,34 +614,30 @@ async function settleIn(uow: UnitOfWork, deps: PurchaseDeps, purchaseId: string,
     person_id: item.new_member === undefined ? item.person_id : (people[item.new_member] ?? null),
     person_name: item.person_name,
   }));
-  await emitEvent(uow, deps, 'payment.received', purchaseGroup(purchase, order, people), {
-    purchase_id: Number(purchase.id),
-    kind: purchase.kind,
-    email: purchase.payer_email,
-    amount: purchase.amount,
-    currency: purchase.currency,
-    method: outcome.method,
-    gateway: purchase.gateway,
-    account: purchase.account,
-    charge_id: chargeId,
-    people: [...people, ...order.upgrades.map((u) => u.id)],
-    items,
-  });
-  await recordChange(uow.db, deps.clock, order.ctx, { subject: people[0] ?? order.upgrades[0]?.id ?? items[0]?.person_id ?? null, action: 'purchase', parameters: { purchase_id: Number(purchase.id), amount: purchase.amount, currency: purchase.currency, charge_id: chargeId, items } });
-  if (purchase.amount > 0) {
-    const lines = order.items.map((item) => `- ${describeItem(deps.org, item)}: ${formatMoney(item.amount, purchase.currency)}`).join('\n');
-    await requestMail(uow, deps, purchase.payer_email, 'receipt', { amount: formatMoney(purchase.amount, purchase.currency), items: lines, purchase: String(purchase.id), charge_id: chargeId ?? '' });
-  }
-  // Each beneficiary of another item is told (POST purchase/other), when it is not the payer.
-  const told = new Set([purchase.payer_email.toLowerCase()]);
-  for (const item of order.items) {
-    if (item.category === 'new_member' || item.category === 'upgrade' || item.person_id === null) continue;
-    const person = await readPerson(uow.db, item.person_id);
-    if (!person?.email || told.has(person.email.toLowerCase())) continue;
-    told.add(person.email.toLowerCase());
-    await requestMail(uow, deps, person.email, 'payment-info', { name: preferredName(person), item: describeItem(deps.org, item), payer: purchase.payer_email });
-  }
-  return { ...resultOf(purchase), status: 'succeeded', charge_id: chargeId, people };
+  const lines = order.items.map((item) => `- ${describeItem(org, item)}: ${formatMoney(item.amount, purchase.currency)}`).join('\n');
+  return {
+    row: { status: 'succeeded' as const, charge_id: chargeId, method: outcome.method, token: null, result: JSON.stringify({ people, payment_ids: paymentIds }) },
+    group: purchaseGroup(purchase, order, people),
+    payload: {
+      purchase_id: Number(purchase.id),
+      kind: purchase.kind,
+      email: purchase.payer_email,
+      amount: purchase.amount,
+      currency: purchase.currency,
+      method: outcome.method,
+      gateway: purchase.gateway,
+      account: purchase.account,
+      charge_id: chargeId,
+      people: [...people, ...order.upgrades.map((u) => u.id)],
+      items,
+    },
+    log: { subject: people[0] ?? order.upgrades[0]?.id ?? items[0]?.person_id ?? null, action: 'purchase', parameters: { purchase_id: Number(purchase.id), amount: purchase.amount, currency: purchase.currency, charge_id: chargeId, items } },
+    receipt:
+      purchase.amount > 0
+        ? ({ to: purchase.payer_email, template: 'receipt', vars: { amount: formatMoney(purchase.amount, purchase.currency), items: lines, purchase: String(purchase.id), charge_id: chargeId ?? '' } } satisfies MailRequest)
+        : undefined,
+    result: { ...resultOf(purchase), status: 'succeeded' as const, charge_id: chargeId, people },
+  };
 }
 
 function describeItem(org: Organisation, item: OrderItem): string {
@@ -590,7 +653,7 @@ function describeItem(org: Organisation, item: OrderItem): string {
   return `${category?.label ?? item.category}: ${type?.label ?? item.type ?? ''}${item.person_name ? ` (${item.person_name})` : ''}`;
 }
 
-function paymentRows(purchase: PurchaseRow, order: Order, status: 'pending' | 'succeeded', people: number[], now: Date) {
+export function paymentRows(purchase: PurchaseRow, order: Order, status: 'pending' | 'succeeded', people: number[], now: Date) {
   return order.items.map((item) => ({
     purchase_id: purchase.id,
     status,
@@ -610,14 +673,14 @@ function paymentRows(purchase: PurchaseRow, order: Order, status: 'pending' | 's
 }
 
 /** A purchase's events go with the first person it is about (after that person's own events), else with the payer's address. */
-function purchaseGroup(purchase: PurchaseRow, order: Order, people: number[]): string {
+export function purchaseGroup(purchase: PurchaseRow, order: Order, people: number[]): string {
   const first = people[0] ?? order.upgrades[0]?.id ?? order.items.find((i) => i.person_id !== null)?.person_id;
   return first ? memberGroup(first) : emailGroup(purchase.payer_email);
 }
 
 /** Mails are outbox events: written with the change, sent by the worker after it commits (src/events/connectors/mail.ts). */
 async function requestMail(uow: UnitOfWork, deps: PurchaseDeps, to: string, template: string, vars: Record<string, string>, opts: { loginLink?: boolean } = {}): Promise<void> {
-  await emitEvent(uow, deps, 'mail.requested', emailGroup(to), { to, template, vars, ...(opts.loginLink ? { login_link: true } : {}) });
+  await emitEvent(uow, deps, 'mail.requested', emailGroup(to), mailPayload(to, template, vars, opts));
 }
 
 /** A paid purchase whose order cannot be done: it fails, and the whole payment is refunded. */

@@ -1,7 +1,9 @@
 /** SQL of purchases: the charge rows, their payment items, refunds, idempotency keys and gateway events. */
-import { sql, type Insertable, type Selectable, type Updateable } from 'kysely';
+import { CompiledQuery, sql, type Insertable, type Selectable, type Updateable } from 'kysely';
 import type { Executor } from '../audit/store.ts';
 import type { Tables } from '../db/tables.ts';
+import { insertJsonRows } from '../db/json-rows.ts';
+import { appendOrderedOutboxEvents, type NewOutboxRow } from '../outbox/store.ts';
 
 export type PurchaseRow = Selectable<Tables['purchases']>;
 export type PaymentRow = Selectable<Tables['payments']>;
@@ -9,6 +11,28 @@ export type IdempotencyRow = Selectable<Tables['idempotency_keys']>;
 
 export async function insertPurchase(db: Executor, row: Insertable<Tables['purchases']>): Promise<PurchaseRow> {
   return db.insertInto('purchases').values(row).returningAll().executeTakeFirstOrThrow();
+}
+
+const PURCHASE_COLUMNS = {
+  kind: 'text',
+  status: 'text',
+  pay_key_hash: 'text',
+  charge_key: 'text',
+  payer_email: 'text',
+  account: 'text',
+  gateway: 'text',
+  amount: 'int',
+  currency: 'text',
+  token: 'text',
+  request: 'json',
+  author: 'text',
+  created_at: 'timestamptz',
+  updated_at: 'timestamptz',
+};
+
+/** New purchases as one statement (any number: one statement text); their rows, in no particular order. */
+export async function insertPurchases(db: Executor, rows: Insertable<Tables['purchases']>[]): Promise<PurchaseRow[]> {
+  return insertJsonRows<PurchaseRow>(db, 'purchases', PURCHASE_COLUMNS, rows, 'RETURNING *');
 }
 
 /** The purchase with its row locked until the transaction ends (settling and refunding take it so). */
@@ -137,4 +161,99 @@ export async function recordGatewayEvent(db: Executor, gateway: string, eventId:
 export async function findGatewayEvent(db: Executor, gateway: string, eventId: string): Promise<boolean> {
   const row = await db.selectFrom('gateway_events').select('event_id').where('gateway', '=', gateway).where('event_id', '=', eventId).executeTakeFirst();
   return row !== undefined;
+}
+
+/** Ids a batch of settlements takes from their sequences before its statement (see purchase-writes.ts). */
+export interface SettlementIds {
+  people: number[];
+  numbers: number[];
+  payments: string[];
+}
+
+/** Draws `needs` ids from the people, member number and payment item sequences, in one statement. */
+export async function allocateSettlementIds(db: Executor, needs: { people: number; numbers: number; payments: number }): Promise<SettlementIds> {
+  const { rows } = await sql<{ kind: 'person' | 'number' | 'payment'; id: number }>`
+    SELECT 'person' AS kind, nextval('people_id_seq') AS id FROM generate_series(1, ${needs.people}::int)
+    UNION ALL SELECT 'number', nextval('member_number_seq') FROM generate_series(1, ${needs.numbers}::int)
+    UNION ALL SELECT 'payment', nextval('payments_id_seq') FROM generate_series(1, ${needs.payments}::int)`.execute(db);
+  const ids: SettlementIds = { people: [], numbers: [], payments: [] };
+  for (const { kind, id } of rows) {
+    if (kind === 'person') ids.people.push(Number(id));
+    else if (kind === 'number') ids.numbers.push(Number(id));
+    else ids.payments.push(id as unknown as string);
+  }
+  return ids;
+}
+
+/** What settling one paid purchase writes (purchase-writes.ts builds it as service.ts settleIn would write it). */
+export interface SettledRows {
+  purchase: { id: string; charge_id: string | null; method: string | null; result: string; updated_at: Date };
+  /** New people with their drawn ids; paper_pubs as JSON text. */
+  people: (Omit<Insertable<Tables['people']>, 'paper_pubs'> & { id: number; paper_pubs: string })[];
+  payments: (Insertable<Tables['payments']> & { id: string })[];
+  logs: Insertable<Tables['log']>[];
+  /** In the order they are numbered within each group. */
+  events: NewOutboxRow[];
+}
+
+let settlePaidStatement: string | undefined;
+
+/** The statement's text: one for every database (the outbox's part compiles to plain SQL). */
+function settlePaidText(db: Executor): string {
+  if (settlePaidStatement !== undefined) return settlePaidStatement;
+  const outbox = appendOrderedOutboxEvents('events').compile(db).sql;
+  const text = `
+    WITH input AS (
+      SELECT * FROM jsonb_to_recordset($1::jsonb) AS i(id bigint, charge_id text, method text, result text, updated_at timestamptz)
+    ), settled AS (
+      -- Only a purchase still charging: one another path settled meanwhile writes nothing here.
+      UPDATE purchases p SET status = 'succeeded', charge_id = i.charge_id, method = i.method, token = NULL, result = i.result::jsonb, updated_at = i.updated_at
+      FROM input i
+      WHERE p.id = ANY(ARRAY(SELECT id FROM input)) AND p.id = i.id AND p.status = 'charging'
+      RETURNING p.id
+    ), added AS (
+      INSERT INTO people (id, last_modified, member_number, membership, legal_name, email, public_first_name, public_last_name, city, state, country, paper_pubs)
+      SELECT x.id, x.last_modified, x.member_number, x.membership, x.legal_name, x.email, x.public_first_name, x.public_last_name, x.city, x.state, x.country, x.paper_pubs::jsonb
+      FROM jsonb_to_recordset($2::jsonb) AS x(purchase_id bigint, id int, last_modified timestamptz, member_number int, membership text, legal_name text, email text,
+        public_first_name text, public_last_name text, city text, state text, country text, paper_pubs text)
+      WHERE x.purchase_id IN (SELECT id FROM settled)
+    ), paid AS (
+      INSERT INTO payments (id, purchase_id, status, payment_email, amount, currency, person_id, person_name, category, type, data, comments, invoice, created_at, updated_at)
+      SELECT x.id, x.purchase_id, x.status, x.payment_email, x.amount, x.currency, x.person_id, x.person_name, x.category, x.type, x.data::jsonb, x.comments, x.invoice, x.created_at, x.updated_at
+      FROM jsonb_to_recordset($3::jsonb) AS x(id bigint, purchase_id bigint, status text, payment_email text, amount int, currency text, person_id int, person_name text,
+        category text, type text, data text, comments text, invoice text, created_at timestamptz, updated_at timestamptz)
+      WHERE x.purchase_id IN (SELECT id FROM settled)
+    ), logged AS (
+      INSERT INTO log ("timestamp", author, subject, action, parameters, description, client_ip, client_ua)
+      SELECT x."timestamp", x.author, x.subject, x.action, x.parameters::jsonb, x.description, x.client_ip, x.client_ua
+      FROM jsonb_to_recordset($4::jsonb) AS x(purchase_id bigint, ord int, "timestamp" timestamptz, author text, subject int, action text, parameters text, description text, client_ip text, client_ua text)
+      WHERE x.purchase_id IN (SELECT id FROM settled) ORDER BY x.ord
+    ), events AS (
+      SELECT x.group_key, x.ord, x.type, x.version, x.payload, x.created_at
+      FROM jsonb_to_recordset($5::jsonb) AS x(purchase_id bigint, ord int, group_key text, type text, version int, payload jsonb, created_at timestamptz)
+      WHERE x.purchase_id IN (SELECT id FROM settled)
+    ), ${outbox}
+    SELECT id FROM settled`;
+  settlePaidStatement = text;
+  return text;
+}
+
+/**
+ * Settles paid purchases as ONE statement: each purchase still `charging` becomes `succeeded`, and
+ * only for those are their people, payment items, audit rows and outbox events written. Returns
+ * the ids of the purchases settled (a failure writes nothing at all).
+ */
+export async function settlePaidPurchases(db: Executor, settlements: SettledRows[]): Promise<string[]> {
+  if (settlements.length === 0) return [];
+  const by = <T>(pick: (s: SettledRows) => T[]) => settlements.flatMap((s) => pick(s).map((row) => ({ ...row, purchase_id: s.purchase.id })));
+  let ord = 0;
+  const params = [
+    settlements.map((s) => s.purchase),
+    by((s) => s.people),
+    by((s) => s.payments),
+    by((s) => s.logs).map((row) => ({ ...row, ord: ord++ })),
+    by((s) => s.events).map((row) => ({ ...row, ord: ord++ })),
+  ].map((rows) => JSON.stringify(rows));
+  const { rows } = await db.executeQuery(CompiledQuery.raw(settlePaidText(db), params));
+  return (rows as { id: string }[]).map((r) => r.id);
 }
