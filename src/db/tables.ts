@@ -184,6 +184,22 @@ export interface TestGatewayChargesTable {
   refunded: Generated<number>;
   decline_code: Nullable<string>;
   created_at: Timestamp;
+  /** The customer and payment method saved with the charge (ChargeRequest.save). */
+  customer_id: Nullable<string>;
+  method_id: Nullable<string>;
+}
+
+export interface PaymentMethodsTable {
+  id: Generated<string>;
+  email: string;
+  gateway: string;
+  account: string;
+  customer_id: string;
+  method_id: string;
+  label: Nullable<string>;
+  auto_renew: Generated<boolean>;
+  purchase_id: Nullable<string>;
+  created_at: Timestamp;
 }
 
 export interface AccountPasswordsTable {
@@ -223,4 +239,5 @@ export interface Tables {
   test_gateway_charges: TestGatewayChargesTable;
   daypasses: DaypassesTable;
   account_passwords: AccountPasswordsTable;
+  payment_methods: PaymentMethodsTable;
 }

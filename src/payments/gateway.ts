@@ -28,12 +28,25 @@ export interface ChargeRequest {
   email: string;
   /** Small string values kept with the charge (Roster's payment id), for people reading the gateway's dashboard and for webhooks. */
   metadata: Record<string, string>;
+  /**
+   * Keep the payment method for later charges without the payer (auto-renewal), with the payer's
+   * gateway customer when they have one already: the outcome says what was saved.
+   */
+  save?: { customerId?: string };
+  /** Charge a saved payment method (`token` is its method id) of this gateway customer, without the payer present. */
+  customer?: string;
+}
+
+/** A payment method the gateway keeps for later charges: its customer and the method's id. */
+export interface SavedMethod {
+  customerId: string;
+  methodId: string;
 }
 
 export type ChargeOutcome =
-  | { status: 'succeeded'; chargeId: string; method: string | null }
+  | { status: 'succeeded'; chargeId: string; method: string | null; saved?: SavedMethod }
   /** Accepted, not settled yet: a webhook (or retrieveCharge) later says succeeded or failed. */
-  | { status: 'pending'; chargeId: string; method: string | null }
+  | { status: 'pending'; chargeId: string; method: string | null; saved?: SavedMethod }
   /** Declined by the gateway: `code` is machine-readable (card_declined, insufficient_funds), `reason` is for the payer. */
   | { status: 'declined'; chargeId: string | null; code: string; reason: string };
 
@@ -76,6 +89,8 @@ export interface PaymentGateway {
   /** The charge's present state (for a pending charge, and for reconciliation). */
   retrieveCharge(account: string, chargeId: string): Promise<ChargeOutcome>;
   refund(request: RefundRequest): Promise<RefundOutcome>;
+  /** Lets go of a saved payment method (its owner removed it): it can no longer be charged. */
+  forgetMethod(account: string, methodId: string): Promise<void>;
   /**
    * Verifies a webhook delivery (the raw body bytes and the signature header) and reduces it to a
    * GatewayEvent. Throws an AppError `bad_input` when unsigned, badly signed or stale: nothing may

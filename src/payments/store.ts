@@ -17,6 +17,8 @@ const TEST_CHARGE_COLUMNS = {
   currency: 'text',
   decline_code: 'text',
   created_at: 'timestamptz',
+  customer_id: 'text',
+  method_id: 'text',
 };
 
 /** Charges recorded in one statement at most (db/batch-writer.ts). */
@@ -48,6 +50,16 @@ const testChargeWrites = perDatabase((db) =>
  */
 export function recordTestCharge(db: Db, charge: NewTestCharge): Promise<TestChargeRow> {
   return testChargeWrites(db).write(charge);
+}
+
+/** The good charge that saved method `methodId` for `customerId`, if any. */
+export async function findSavedTestMethod(db: Db, customerId: string, methodId: string): Promise<TestChargeRow | undefined> {
+  return db.selectFrom('test_gateway_charges').selectAll().where('customer_id', '=', customerId).where('method_id', '=', methodId).where('status', '=', 'succeeded').executeTakeFirst();
+}
+
+/** The saved method can no longer be charged (its owner removed it). */
+export async function forgetTestMethod(db: Db, methodId: string): Promise<void> {
+  await db.updateTable('test_gateway_charges').set({ method_id: null }).where('method_id', '=', methodId).execute();
 }
 
 export async function findTestCharge(db: Db, chargeId: string): Promise<TestChargeRow | undefined> {

@@ -356,3 +356,43 @@ describe('webhooks', () => {
     assert.deepEqual(JSON.parse(body), { id: event.id, kind: 'ignored', type: 'customer.created' });
   });
 });
+
+describe('saved payment methods', () => {
+  test('a charge that saves its method makes a customer once, attaches the card for off-session use, and says what it saved', async () => {
+    const request = chargeRequest({ save: {}, email: 'saver@example.org' });
+    const outcome = await gateway.charge(request);
+    assert.equal(outcome.status, 'succeeded');
+    const saved = outcome.status === 'succeeded' ? outcome.saved : undefined;
+    assert.match(saved?.customerId ?? '', /^cus_/);
+    assert.match(saved?.methodId ?? '', /^pm_/);
+    const customers = peer.requests.filter((r) => r.path === '/v1/customers');
+    assert.equal(customers.at(-1)?.params.email, 'saver@example.org');
+    assert.equal(customers.at(-1)?.idempotencyKey, `${request.idempotencyKey}-customer`, 'a retried charge makes no second customer');
+    const [sent] = requestsWithKey(request.idempotencyKey);
+    assert.equal(sent?.params.customer, saved?.customerId);
+    assert.equal(sent?.params.setup_future_usage, 'off_session');
+    // Reconciliation reads the same from the PaymentIntent.
+    assert.deepEqual(await gateway.retrieveCharge('default', outcome.chargeId as string), outcome);
+
+    // A later save by the same payer reuses their customer.
+    const again = chargeRequest({ save: { customerId: saved!.customerId }, token: 'tok_visa' });
+    await gateway.charge(again);
+    assert.equal(peer.requests.filter((r) => r.path === '/v1/customers').length, customers.length);
+    assert.equal(requestsWithKey(again.idempotencyKey)[0]?.params.customer, saved!.customerId);
+
+    // The saved method is charged off-session, as its customer's; forgotten, it can no longer be.
+    const renewal = chargeRequest({ token: saved!.methodId, customer: saved!.customerId });
+    const renewed = await gateway.charge(renewal);
+    assert.equal(renewed.status, 'succeeded');
+    assert.equal(requestsWithKey(renewal.idempotencyKey)[0]?.params.off_session, 'true');
+    const other = await gateway.charge(chargeRequest({ save: {}, email: 'other@example.org' }));
+    const otherCustomer = other.status === 'succeeded' ? other.saved!.customerId : '';
+    const stranger = await gateway.charge(chargeRequest({ token: saved!.methodId, customer: otherCustomer }));
+    assert.equal(stranger.status, 'declined', 'another customer cannot charge it');
+    await gateway.forgetMethod('default', saved!.methodId);
+    assert.equal(peer.requests.at(-1)?.path, `/v1/payment_methods/${saved!.methodId}/detach`);
+    const after = await gateway.charge(chargeRequest({ token: saved!.methodId, customer: saved!.customerId }));
+    assert.equal(after.status, 'declined');
+    await gateway.forgetMethod('default', saved!.methodId);
+  });
+});

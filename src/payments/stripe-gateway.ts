@@ -9,7 +9,7 @@
  */
 import Stripe from 'stripe';
 import { AppError, upstreamUnavailable } from '../http/errors.ts';
-import type { ChargeOutcome, ChargeRequest, GatewayEvent, PaymentGateway, RefundOutcome, RefundRequest } from './gateway.ts';
+import type { ChargeOutcome, ChargeRequest, GatewayEvent, PaymentGateway, RefundOutcome, RefundRequest, SavedMethod } from './gateway.ts';
 
 export interface StripeAccountConfig {
   secretKey: string;
@@ -69,13 +69,20 @@ function methodOf(intent: Stripe.PaymentIntent): string | null {
   return card?.brand && card.last4 ? `${card.brand} •••• ${card.last4}` : null;
 }
 
+/** The customer and payment method a charge saved for later (setup_future_usage), if it did. */
+function savedOf(intent: Stripe.PaymentIntent): { saved?: SavedMethod } {
+  const customerId = typeof intent.customer === 'string' ? intent.customer : intent.customer?.id;
+  const methodId = typeof intent.payment_method === 'string' ? intent.payment_method : intent.payment_method?.id;
+  return intent.setup_future_usage && customerId && methodId ? { saved: { customerId, methodId } } : {};
+}
+
 function outcomeOf(intent: Stripe.PaymentIntent): ChargeOutcome {
   switch (intent.status) {
     case 'succeeded':
-      return { status: 'succeeded', chargeId: intent.id, method: methodOf(intent) };
+      return { status: 'succeeded', chargeId: intent.id, method: methodOf(intent), ...savedOf(intent) };
     case 'processing':
     case 'requires_capture':
-      return { status: 'pending', chargeId: intent.id, method: methodOf(intent) };
+      return { status: 'pending', chargeId: intent.id, method: methodOf(intent), ...savedOf(intent) };
     case 'requires_action':
       // 3-D Secure needs the payer's browser; a server-side confirmation cannot complete it.
       return { status: 'declined', chargeId: intent.id, code: 'authentication_required', reason: 'The card needs 3-D Secure authentication, which is not supported here; use another card' };
@@ -167,6 +174,10 @@ export function createStripeGateway(config: StripeGatewayConfig): PaymentGateway
       const stripe = clientFor(request.account);
       let intent: Stripe.PaymentIntent;
       try {
+        // Saving the method needs a customer to keep it: the payer's own, or a new one (made once: the same idempotency key).
+        const saveTo = request.save
+          ? (request.save.customerId ?? (await stripe.customers.create({ email: request.email, metadata: request.metadata }, { idempotencyKey: `${request.idempotencyKey}-customer` })).id)
+          : undefined;
         intent = await stripe.paymentIntents.create(
           {
             amount: request.amount,
@@ -178,6 +189,9 @@ export function createStripeGateway(config: StripeGatewayConfig): PaymentGateway
             automatic_payment_methods: { enabled: true, allow_redirects: 'never' },
             expand: ['latest_charge'],
             ...paymentMethodOf(request.token),
+            ...(saveTo ? { customer: saveTo, setup_future_usage: 'off_session' as const } : {}),
+            // A saved method is charged without the payer: Stripe declines one that would need them.
+            ...(request.customer ? { customer: request.customer, off_session: true } : {}),
           },
           { idempotencyKey: request.idempotencyKey },
         );
@@ -185,6 +199,16 @@ export function createStripeGateway(config: StripeGatewayConfig): PaymentGateway
         return chargeFailureOf(err);
       }
       return outcomeOf(intent);
+    },
+
+    async forgetMethod(account: string, methodId: string): Promise<void> {
+      try {
+        await clientFor(account).paymentMethods.detach(methodId);
+      } catch (err) {
+        // Detached already (or gone): it can no longer be charged, which is what was asked.
+        if (err instanceof StripeInvalidRequestError) return;
+        throw failureOf(err);
+      }
     },
 
     async retrieveCharge(account: string, chargeId: string): Promise<ChargeOutcome> {

@@ -13,12 +13,12 @@
  * (test_gateway_charges), so a charge replayed with the same idempotency key after a crash answers
  * with the first outcome, as Stripe does. No money moves.
  */
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import type { Clock } from '../clock.ts';
 import type { Db } from '../db/connect.ts';
 import { AppError } from '../http/errors.ts';
 import type { ChargeOutcome, GatewayEvent, PaymentGateway } from './gateway.ts';
-import { findTestCharge, recordTestCharge, refundTestCharge, settleTestCharge, type TestChargeRow } from './store.ts';
+import { findSavedTestMethod, findTestCharge, forgetTestMethod, recordTestCharge, refundTestCharge, settleTestCharge, type TestChargeRow } from './store.ts';
 
 const DECLINES: Record<string, { code: string; reason: string }> = {
   card_declined: { code: 'card_declined', reason: 'Your card was declined.' },
@@ -51,7 +51,13 @@ function outcomeOf(row: TestChargeRow): ChargeOutcome {
     const decline = DECLINES[row.decline_code ?? ''] ?? { code: row.decline_code ?? 'card_declined', reason: 'The payment was declined.' };
     return { status: 'declined', chargeId: row.charge_id, ...decline };
   }
-  return { status: row.status, chargeId: row.charge_id, method: 'test card' };
+  const saved = row.customer_id && row.method_id ? { saved: { customerId: row.customer_id, methodId: row.method_id } } : {};
+  return { status: row.status, chargeId: row.charge_id, method: 'test card', ...saved };
+}
+
+/** The test gateway's customer of an address in an account: one per address, as a gateway keeps them. */
+function testCustomer(account: string, email: string): string {
+  return `test_cus_${createHash('sha256').update(`${account}\0${email.toLowerCase()}`).digest('hex').slice(0, 16)}`;
 }
 
 export function createTestGateway(deps: { db: Db; clock: Clock }, accountNames: string[] = ['default']): TestGateway {
@@ -64,7 +70,12 @@ export function createTestGateway(deps: { db: Db; clock: Clock }, accountNames: 
     publishableKeys: () => Object.fromEntries(accountNames.map((name) => [name, `pk_test_roster_${name}`])),
     async charge(request) {
       assertAccount(request.account);
-      const known = TOKENS[request.token];
+      // A saved method charges as the card it was saved from did (only a good card is saved).
+      const savedFrom = request.customer ? await findSavedTestMethod(deps.db, request.customer, request.token) : undefined;
+      if (request.customer && !savedFrom) {
+        return { status: 'declined', chargeId: null, code: 'invalid_request', reason: `The test gateway has no saved payment method ${request.token.slice(0, 64)} for this customer` };
+      }
+      const known = savedFrom ? ({ status: 'succeeded', method: 'saved test card' } as const) : TOKENS[request.token];
       if (!known) {
         return { status: 'declined', chargeId: null, code: 'invalid_request', reason: `Unknown test token "${request.token.slice(0, 64)}"; the test gateway takes ${TEST_TOKENS.join(', ')}` };
       }
@@ -77,6 +88,9 @@ export function createTestGateway(deps: { db: Db; clock: Clock }, accountNames: 
         currency: request.currency,
         decline_code: known.status === 'declined' ? known.code : null,
         created_at: deps.clock.now(),
+        ...(request.save && known.status !== 'declined' && !savedFrom
+          ? { customer_id: request.save.customerId ?? testCustomer(request.account, request.email), method_id: `test_pm_${randomBytes(12).toString('hex')}` }
+          : { customer_id: null, method_id: null }),
       });
       const outcome = outcomeOf(row);
       return outcome.status === 'declined' ? outcome : { ...outcome, method: known.status === 'declined' ? null : known.method };
@@ -92,6 +106,10 @@ export function createTestGateway(deps: { db: Db; clock: Clock }, accountNames: 
       const row = await refundTestCharge(deps.db, request.chargeId, request.amount);
       if (!row) throw new AppError('conflict', `The test gateway cannot refund ${request.amount} of charge ${request.chargeId}: it is not settled, or that is more than is left of it`);
       return { refundId: `test_re_${randomBytes(12).toString('hex')}`, status: 'succeeded' };
+    },
+    async forgetMethod(account, methodId) {
+      assertAccount(account);
+      await forgetTestMethod(deps.db, methodId);
     },
     parseWebhook() {
       throw new AppError('bad_input', 'This server uses the built-in test gateway, which sends no webhooks; settle a pending test charge with POST /api/purchase/test-gateway/settle');

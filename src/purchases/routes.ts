@@ -8,6 +8,8 @@ import { changeContext, type Guards } from '../http/auth.ts';
 import { AppError, paymentDeclined } from '../http/errors.ts';
 import {
   IdempotencyHeaders,
+  PaymentMethodDeletedReply,
+  PaymentMethodsReply,
   PurchaseBody,
   PurchaseDataReply,
   PurchaseIdParams,
@@ -36,6 +38,7 @@ import {
   refundPurchase,
   settleTestCharge,
 } from './service.ts';
+import { forgetPaymentMethod, listPaymentMethods } from './payment-methods.ts';
 
 const tags = ['purchases'];
 const security = [{ session: [] }];
@@ -121,6 +124,21 @@ export function purchaseRoutes(deps: Deps, guards: Guards): FastifyPluginAsyncTy
       '/purchase/:id/refund',
       { onRequest: memberAdmin, schema: { tags, security, summary: 'Refund all or part of a purchase (member_admin)', params: PurchaseIdParams, body: RefundBody, response: { 200: RefundReply } } },
       async (request) => ({ status: 'success' as const, ...(await refundPurchase(deps, request.user!, request.params.id, request.body ?? {}, changeContext(request))) }),
+    );
+
+    app.get(
+      '/purchase/payment-methods',
+      { onRequest: guards.requireUser, schema: { tags, security, summary: 'Your saved payment methods (kept at the gateway for auto-renewal)', response: { 200: PaymentMethodsReply } } },
+      async (request) => listPaymentMethods(deps, request.user!),
+    );
+
+    app.delete(
+      '/purchase/payment-methods/:id',
+      { onRequest: guards.requireUser, schema: { tags, security, summary: 'Forget one of your saved payment methods: the gateway lets go of it, and renewals can no longer charge it', params: PurchaseIdParams, response: { 200: PaymentMethodDeletedReply } } },
+      async (request) => {
+        await forgetPaymentMethod(deps, request.user!, String(request.params.id));
+        return { status: 'success' as const };
+      },
     );
 
     app.post(

@@ -162,6 +162,18 @@ export const TestSettleReply = Type.Object({ status: Type.Literal('success'), pu
 
 export const WebhookReply = Type.Object({ received: Type.Literal(true) });
 
+export const PaymentMethodsReply = Type.Array(
+  Type.Object({
+    id: Type.Integer({ description: 'Send it as PurchaseNewMembership’s StoredCreditCardId to pay with this card' }),
+    label: Type.Union([Type.String(), Type.Null()], { description: 'visa •••• 4242' }),
+    account: Type.String({ description: 'The gateway account that keeps it' }),
+    auto_renew: Type.Boolean({ description: 'Renewals may charge it without asking' }),
+    created: Type.String({ format: 'date-time' }),
+  }),
+);
+
+export const PaymentMethodDeletedReply = Type.Object({ status: Type.Literal('success') });
+
 /** The Idempotency-Key header of the buying endpoints. */
 export const IdempotencyHeaders = Type.Object({
   'idempotency-key': Type.Optional(Type.String({ maxLength: 255, description: 'Repeat the request with the same key and body to get the first answer (never a second charge)' })),

@@ -35,6 +35,7 @@ import { addPerson, applyUpgrade, assertMembershipType, assertUpward, validatePa
 import { isUniqueViolation } from '../people/store.ts';
 import { recordDaypasses } from './daypasses.ts';
 import { settleInBatch, writePurchaseRow } from './purchase-writes.ts';
+import { chargeMethodOptions, keepPaymentMethod, type OrderPaymentMethod } from './payment-methods.ts';
 import type { PurchaseBody, PurchaseOtherBody } from './schema.ts';
 import {
   claimIdempotencyKey,
@@ -94,6 +95,8 @@ export interface Order {
   items: OrderItem[];
   /** Who asked, for the audit rows written when it settles (perhaps later, from a webhook). */
   ctx: ChangeContext;
+  /** Save the method it is paid with, or pay with a saved one (payment-methods.ts). */
+  payment_method?: OrderPaymentMethod;
 }
 
 export type PurchaseKind = 'membership' | 'other' | 'new_membership' | 'daypass' | 'invoice';
@@ -109,6 +112,8 @@ export interface PurchaseResult {
   failure?: { code: string; reason: string };
   /** The people the purchase added, in the order of new_members. */
   people: number[];
+  /** A payment method is kept for auto-renewal (saved with this purchase, or a stored one renewals may now charge). */
+  auto_renewal_saved?: boolean;
 }
 
 // ---------------------------------------------------------------- catalogue
@@ -420,7 +425,9 @@ export async function chargeAndSettle(deps: PurchaseDeps, purchaseId: string, ju
   if (purchase.amount === 0) outcome = { status: 'succeeded', chargeId: '', method: null };
   else if (!purchase.token) outcome = { status: 'declined', chargeId: null, code: 'missing_token', reason: 'The payment token is missing' };
   else {
+    const order = purchase.request as unknown as Order;
     outcome = await deps.gateway.charge({
+      ...(await chargeMethodOptions(deps, purchase, order.payment_method)),
       idempotencyKey: chargeKey(purchase),
       amount: purchase.amount,
       currency: purchase.currency,
@@ -445,11 +452,11 @@ export async function chargeAndSettle(deps: PurchaseDeps, purchaseId: string, ju
  */
 function settlesInBatch(purchase: PurchaseRow): boolean {
   const order = purchase.request as unknown as Order;
-  return purchase.status === 'charging' && purchase.pay_key_hash === null && order.upgrades.length === 0 && !SETTLED_HOOKS[purchase.kind as PurchaseKind];
+  return purchase.status === 'charging' && purchase.pay_key_hash === null && order.upgrades.length === 0 && !order.payment_method && !SETTLED_HOOKS[purchase.kind as PurchaseKind];
 }
 
 function resultOf(purchase: PurchaseRow): PurchaseResult {
-  const result = (purchase.result ?? {}) as { people?: number[] };
+  const result = (purchase.result ?? {}) as { people?: number[]; auto_renewal_saved?: boolean };
   return {
     purchase_id: Number(purchase.id),
     status: purchase.status === 'charging' || purchase.status === 'open' ? 'pending' : purchase.status,
@@ -458,6 +465,7 @@ function resultOf(purchase: PurchaseRow): PurchaseResult {
     currency: purchase.currency,
     ...(purchase.status === 'failed' ? { failure: { code: purchase.failure_code ?? 'failed', reason: purchase.failure_reason ?? 'The payment failed' } } : {}),
     people: result.people ?? [],
+    ...(result.auto_renewal_saved ? { auto_renewal_saved: true } : {}),
   };
 }
 
@@ -559,7 +567,8 @@ async function settleIn(uow: UnitOfWork, deps: PurchaseDeps, purchaseId: string,
     }
   }
   await SETTLED_HOOKS[purchase.kind as PurchaseKind]?.(uow, deps, purchase, order, people);
-  const paid = paidRecords(deps.org, purchase, order, outcome, people, paymentIds);
+  const autoRenewal = await keepPaymentMethod(uow, deps, purchase, order.payment_method, outcome);
+  const paid = paidRecords(deps.org, purchase, order, outcome, people, paymentIds, autoRenewal);
   await updatePurchase(uow.db, purchase.id, { ...paid.row, updated_at: now });
   await emitEvent(uow, deps, 'payment.received', paid.group, paid.payload);
   await recordChange(uow.db, deps.clock, order.ctx, paid.log);
@@ -604,7 +613,7 @@ export function mailPayload(to: string, template: string, vars: Record<string, s
  * What a purchase that succeeded records once its order is done: the purchase row's new values,
  * its payment.received event, its audit row, its receipt (none when free) and the buyer's answer.
  */
-export function paidRecords(org: Organisation, purchase: PurchaseRow, order: Order, outcome: ChargeOutcome & { status: 'succeeded' }, people: number[], paymentIds: string[]) {
+export function paidRecords(org: Organisation, purchase: PurchaseRow, order: Order, outcome: ChargeOutcome & { status: 'succeeded' }, people: number[], paymentIds: string[], autoRenewalSaved = false) {
   const chargeId = outcome.chargeId || null;
   const items = order.items.map((item, i) => ({
     payment_id: Number(paymentIds[i]),
@@ -616,7 +625,7 @@ export function paidRecords(org: Organisation, purchase: PurchaseRow, order: Ord
   }));
   const lines = order.items.map((item) => `- ${describeItem(org, item)}: ${formatMoney(item.amount, purchase.currency)}`).join('\n');
   return {
-    row: { status: 'succeeded' as const, charge_id: chargeId, method: outcome.method, token: null, result: JSON.stringify({ people, payment_ids: paymentIds }) },
+    row: { status: 'succeeded' as const, charge_id: chargeId, method: outcome.method, token: null, result: JSON.stringify({ people, payment_ids: paymentIds, ...(autoRenewalSaved ? { auto_renewal_saved: true } : {}) }) },
     group: purchaseGroup(purchase, order, people),
     payload: {
       purchase_id: Number(purchase.id),
@@ -636,7 +645,7 @@ export function paidRecords(org: Organisation, purchase: PurchaseRow, order: Ord
       purchase.amount > 0
         ? ({ to: purchase.payer_email, template: 'receipt', vars: { amount: formatMoney(purchase.amount, purchase.currency), items: lines, purchase: String(purchase.id), charge_id: chargeId ?? '' } } satisfies MailRequest)
         : undefined,
-    result: { ...resultOf(purchase), status: 'succeeded' as const, charge_id: chargeId, people },
+    result: { ...resultOf(purchase), status: 'succeeded' as const, charge_id: chargeId, people, ...(autoRenewalSaved ? { auto_renewal_saved: true } : {}) },
   };
 }
 

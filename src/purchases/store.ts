@@ -257,3 +257,27 @@ export async function settlePaidPurchases(db: Executor, settlements: SettledRows
   const { rows } = await db.executeQuery(CompiledQuery.raw(settlePaidText(db), params));
   return (rows as { id: string }[]).map((r) => r.id);
 }
+
+export type PaymentMethodRow = Selectable<Tables['payment_methods']>;
+
+/** Keeps a payment method the gateway saved; saved again (a replayed settlement), it is kept once, and auto-renewal stays on once asked for. */
+export async function upsertPaymentMethod(db: Executor, row: Insertable<Tables['payment_methods']>): Promise<void> {
+  await db
+    .insertInto('payment_methods')
+    .values(row)
+    .onConflict((oc) => oc.columns(['gateway', 'account', 'method_id']).doUpdateSet((eb) => ({ auto_renew: sql<boolean>`${eb.ref('payment_methods.auto_renew')} OR ${eb.ref('excluded.auto_renew')}` })))
+    .execute();
+}
+
+/** The payment methods saved for `email` (any case) with this gateway, newest first. */
+export async function findPaymentMethods(db: Executor, gateway: string, email: string): Promise<PaymentMethodRow[]> {
+  return db.selectFrom('payment_methods').selectAll().where('gateway', '=', gateway).where(sql<string>`lower(email)`, '=', email.toLowerCase()).orderBy('id', 'desc').execute();
+}
+
+export async function setPaymentMethodAutoRenew(db: Executor, id: string, autoRenew: boolean): Promise<void> {
+  await db.updateTable('payment_methods').set({ auto_renew: autoRenew }).where('id', '=', id).execute();
+}
+
+export async function deletePaymentMethod(db: Executor, id: string): Promise<void> {
+  await db.deleteFrom('payment_methods').where('id', '=', id).execute();
+}

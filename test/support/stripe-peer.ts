@@ -123,6 +123,9 @@ interface IntentRecord { account: string; intent: StripeObject; charge: StripeOb
 export async function startStripePeer(options: { webhookSecret?: string } = {}): Promise<StripePeer> {
   const webhookSecret = options.webhookSecret ?? `whsec_${randomBytes(16).toString('hex')}`;
   const intents = new Map<string, IntentRecord>();
+  const customers = new Map<string, { account: string; customer: StripeObject }>();
+  /** Payment methods attached to a customer for later use (setup_future_usage), with the card they charge as. */
+  const attached = new Map<string, { account: string; customer: string; outcome: TokenOutcome }>();
   const refunds = new Map<string, { account: string; refund: StripeObject }>();
   /** Answers kept per account and Idempotency-Key, as Stripe keeps them for a day. */
   const replays = new Map<string, { fingerprint: string; status: number; body: string }>();
@@ -154,16 +157,29 @@ export async function startStripePeer(options: { webhookSecret?: string } = {}):
     const token = asString(params.payment_method) ?? cardToken;
     if (!token) throw invalidRequest('You must provide a payment_method or payment_method_data[card][token]', 'payment_method');
     const param = cardToken ? 'payment_method_data[card][token]' : 'payment_method';
+    const customer = asString(params.customer);
+    if (customer !== undefined && customers.get(customer)?.account !== account) throw invalidRequest(`No such customer: '${customer}'`, 'customer', 'resource_missing');
+    const futureUsage = asString(params.setup_future_usage);
+    if (futureUsage !== undefined && futureUsage !== 'off_session' && futureUsage !== 'on_session') throw invalidRequest(`Invalid setup_future_usage: ${futureUsage}`, 'setup_future_usage');
+    if (futureUsage !== undefined && customer === undefined) throw invalidRequest('setup_future_usage requires a customer to attach the PaymentMethod to', 'customer');
+    const offSession = params.off_session === 'true';
+    if (offSession && customer === undefined) throw invalidRequest('off_session requires a customer', 'customer');
+    // A method saved earlier charges as its card did; it belongs to its customer only.
+    const savedMethod = attached.get(token);
+    if (savedMethod && (savedMethod.account !== account || savedMethod.customer !== customer)) {
+      throw invalidRequest(`The PaymentMethod ${token} does not belong to the Customer you supplied ${customer ?? ''}.`, 'payment_method');
+    }
     const name = token.startsWith('tok_') ? token.slice(4) : token.startsWith('pm_card_') ? token.slice(8) : '';
-    const outcome = TOKEN_OUTCOMES.get(name);
+    const outcome = savedMethod?.outcome ?? TOKEN_OUTCOMES.get(name);
     if (!outcome) {
       const message = token.startsWith('tok_') ? `No such token: '${token}'` : `No such PaymentMethod: '${token}'`;
       throw invalidRequest(message, param, 'resource_missing');
     }
 
     const id = newId('pi');
-    const paymentMethod = token.startsWith('pm_') ? token : newId('pm');
+    const paymentMethod = savedMethod ? token : newId('pm');
     const declined = 'declineCode' in outcome;
+    if (futureUsage !== undefined && !declined) attached.set(paymentMethod, { account, customer: customer!, outcome });
     const status = declined ? 'requires_payment_method' : outcome.status;
     const charge: StripeObject = {
       ...fixture('charge'),
@@ -198,6 +214,8 @@ export async function startStripePeer(options: { webhookSecret?: string } = {}):
       client_secret: `${id}_secret_${randomBytes(12).toString('hex')}`,
       created: now(),
       currency,
+      customer: customer ?? null,
+      setup_future_usage: futureUsage ?? null,
       description: asString(params.description) ?? null,
       last_payment_error: declined ? declineError(outcome.declineCode, outcome.message, charge.id) : null,
       latest_charge: null,
@@ -252,9 +270,22 @@ export async function startStripePeer(options: { webhookSecret?: string } = {}):
     return refund;
   }
 
+  function createCustomer(account: string, params: FormParams): StripeObject {
+    const customer = { id: newId('cus'), object: 'customer', created: now(), email: asString(params.email) ?? null, metadata: params.metadata ?? {}, livemode: false };
+    customers.set(customer.id, { account, customer });
+    return customer;
+  }
+
   /** Routes one authenticated request; a StripeErrorAnswer thrown here is the answer. */
   function route(method: string, path: string, account: string, params: FormParams): StripeObject {
     const [version, resource, id, ...rest] = path.split('/').slice(1);
+    if (version === 'v1' && resource === 'customers' && id === undefined && method === 'POST') return createCustomer(account, params);
+    if (version === 'v1' && resource === 'payment_methods' && id !== undefined && rest.join('/') === 'detach' && method === 'POST') {
+      const found = attached.get(id);
+      if (!found || found.account !== account) throw invalidRequest(`The payment method you provided is not attached to a customer so detachment is impossible.`, undefined, 'payment_method_unexpected_state');
+      attached.delete(id);
+      return { id, object: 'payment_method', customer: null, type: 'card' };
+    }
     const known = version === 'v1' && rest.length === 0 && (resource === 'payment_intents' || resource === 'refunds');
     if (known && method === 'POST' && id === undefined) {
       return resource === 'payment_intents' ? createPaymentIntent(account, params) : createRefund(account, params);

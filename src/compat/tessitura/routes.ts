@@ -211,7 +211,7 @@ export function tessituraRoutes(deps: Deps): FastifyPluginAsyncTypebox {
         if (!cart || cart.kind !== 'new_membership') throw new AppError('not_found', 'No cart has this MembershipPurchaseSessionKey');
         const result = await payOpenPurchase(deps, key, token);
         const base = { ...emptyResult(), MembershipDonationAdded: true, TotalAmountAddedToCart: formatDecimal(cart.amount, cart.currency) };
-        const data = completed(base, result, false);
+        const data = completed(base, result);
         if (data.Status === 'failed') return send(request, reply.code(402), false, data);
         return send(request, reply, true, data);
       },

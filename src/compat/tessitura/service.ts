@@ -18,6 +18,8 @@ import { formatDecimal, parseDecimalAmount } from '../../payments/money.ts';
 import { preferredName } from '../../people/person.ts';
 import { addPerson, type NewPerson } from '../../people/service.ts';
 import { findPeopleByEmail } from '../../people/store.ts';
+import { ownPaymentMethod } from '../../purchases/payment-methods.ts';
+import type { PaymentMethodRow } from '../../purchases/store.ts';
 import { openPurchase, purchaseOnce, repeatedPurchase, type Idempotency, type NewPurchase, type Order, type OrderItem, type PurchaseDeps, type PurchaseResult } from '../../purchases/service.ts';
 import { listUnknownFields, type NewMembershipResult, type RawNewMembershipRequest, type RawScalar } from './wire.ts';
 
@@ -52,6 +54,8 @@ interface Checked {
   addressIncomplete: boolean;
   sourceId?: number;
   token?: string;
+  /** A saved payment method of the buyer's to pay with (payment-methods.ts), when no PaymentToken is sent. */
+  storedCardId?: string;
 }
 
 function parseBoolean(value: RawScalar | undefined, field: string, problems: string[]): boolean {
@@ -160,9 +164,11 @@ function checkOrder(org: Organisation, raw: RawNewMembershipRequest, problems: s
   const anyAddress = contact.address1 || contact.city || contact.postalCode;
   const addressIncomplete = Boolean(anyAddress) && !(contact.address1 && contact.city && contact.postalCode);
 
-  const token = text(raw.PaymentToken) ?? text(raw.StoredCreditCardId);
+  const token = text(raw.PaymentToken);
   if (token && CARD_NUMBER.test(token)) problems.push('Send a payment token from the payment gateway (such as tok_visa), never a card number');
   else if (token && !/^[\w-]{3,255}$/.test(token)) problems.push('PaymentToken must be a token from the payment gateway (such as tok_visa)');
+  const storedCardId = token === undefined ? text(raw.StoredCreditCardId) : undefined;
+  if (storedCardId !== undefined && !/^\d{1,18}$/.test(storedCardId)) problems.push('StoredCreditCardId must be the id of one of your saved cards (GET /api/purchase/payment-methods lists them)');
   for (const [field, value] of Object.entries(raw)) {
     if (typeof value === 'string' && value.includes('\u0000')) problems.push(`${field} must not contain NUL characters`);
   }
@@ -180,6 +186,7 @@ function checkOrder(org: Organisation, raw: RawNewMembershipRequest, problems: s
     addressIncomplete,
     sourceId: parseInteger(raw.SourceId, 'SourceId', problems),
     token,
+    storedCardId,
   };
 }
 
@@ -282,11 +289,17 @@ export interface NewMembershipOptions {
 export async function purchaseNewMembership(deps: TessituraDeps, raw: RawNewMembershipRequest, options: NewMembershipOptions): Promise<NewMembershipResult> {
   const { org } = deps;
   const repeated = await repeatedPurchase(deps, options.idempotency);
-  if (repeated) return completed({ ...emptyResult(), MembershipDonationAdded: true, TotalAmountAddedToCart: formatDecimal(repeated.amount, repeated.currency) }, repeated, false);
+  if (repeated) return completed({ ...emptyResult(), MembershipDonationAdded: true, TotalAmountAddedToCart: formatDecimal(repeated.amount, repeated.currency) }, repeated);
   const problems: string[] = [];
   const checked = checkOrder(org, raw, problems);
   const buyer = await identifyBuyer(deps, org, raw, checked, options.renew, problems);
   if (problems.length > 0 || !buyer) throw new RequestProblems(problems);
+  // A saved card is the buyer's own: one of another account is refused as one that does not exist.
+  let stored: PaymentMethodRow | undefined;
+  if (checked.storedCardId !== undefined) {
+    stored = buyer.sessionKey ? await ownPaymentMethod(deps, buyer.email, checked.storedCardId).catch(() => undefined) : undefined;
+    if (!stored) throw new RequestProblems([`StoredCreditCardId ${checked.storedCardId} is not a saved card of this account (send the SessionKey of the account that saved it; GET /api/purchase/payment-methods lists them)`]);
+  }
   // A dry run of the order with a stand-in id: every rule is checked before anything is written.
   buildOrder(org, checked, buyer, buyer.person?.id ?? 0, options.ctx, options.renew, problems);
   if (problems.length > 0) throw new RequestProblems(problems);
@@ -311,7 +324,13 @@ export async function purchaseNewMembership(deps: TessituraDeps, raw: RawNewMemb
   }
   const order = buildOrder(org, checked, buyer, personId!, options.ctx, options.renew, []);
   const amount = order.items.reduce((sum, item) => sum + item.amount, 0);
-  const prepared: NewPurchase = { kind: 'new_membership', order, payer: buyer.email, amount, account: 'default', token: checked.token, author: options.ctx.author ?? buyer.email };
+  // AutoRenewal keeps the card this order is paid with (now, or at the cart's checkout); a saved card pays without one.
+  let token = checked.token;
+  if (stored) {
+    token = stored.method_id;
+    order.payment_method = { stored: { id: String(stored.id), customer_id: stored.customer_id, auto_renew: checked.autoRenewal } };
+  } else if (checked.autoRenewal) order.payment_method = { save: { auto_renew: true } };
+  const prepared: NewPurchase = { kind: 'new_membership', order, payer: buyer.email, amount, account: stored?.account ?? 'default', token, author: options.ctx.author ?? buyer.email };
 
   const base: NewMembershipResult = {
     SessionKey: buyer.sessionKey ?? newSessionKey,
@@ -331,12 +350,12 @@ export async function purchaseNewMembership(deps: TessituraDeps, raw: RawNewMemb
     Status: null,
     Message: null,
   };
-  if (!checked.token && amount > 0) {
+  if (!token && amount > 0) {
     const { purchase, payKey } = await openPurchase(deps, prepared);
     return { ...base, MembershipPurchaseSessionKey: payKey, OrderNumber: Number(purchase.id), Status: 'cart', Message: 'Added to the cart: pay it with POST /api/PurchaseNewMembership/Checkout' };
   }
   const result = await purchaseOnce(deps, options.idempotency, async () => prepared);
-  return completed(base, result, checked.autoRenewal);
+  return completed(base, result);
 }
 
 /** A reply with nothing in it yet. */
@@ -362,14 +381,14 @@ export function emptyResult(): NewMembershipResult {
 }
 
 /** The reply once the order went to the gateway. */
-export function completed(base: NewMembershipResult, result: PurchaseResult, autoRenewal: boolean): NewMembershipResult {
+export function completed(base: NewMembershipResult, result: PurchaseResult): NewMembershipResult {
   const done = result.status === 'succeeded';
   return {
     ...base,
     PurchaseCompleted: done,
     OrderEmailSent: done && result.amount > 0,
     OrderNumber: result.purchase_id,
-    AutoRenewalPaymentSaved: done && autoRenewal,
+    AutoRenewalPaymentSaved: done && result.auto_renewal_saved === true,
     Error: result.failure ? [result.failure.reason] : [],
     Status: result.status,
     Message: done ? 'Thank you: your membership is confirmed' : result.status === 'pending' ? 'The payment is being processed; you will get a mail when it is complete' : 'The payment was declined',
