@@ -4,7 +4,7 @@ import { sql } from 'kysely';
 import { startTestApp, type TestApp } from '../../test/support/app.ts';
 import { toListEntry, toPerson } from './person.ts';
 import { PEOPLE_PAGE_SIZE } from './service.ts';
-import { PERSON_DAYPASS_COLUMNS, type PersonRow } from './store.ts';
+import { selectPeople, type PersonRow } from './store.ts';
 
 let t: TestApp;
 let admin: string;
@@ -33,7 +33,7 @@ before(async () => {
 after(() => t.close());
 
 async function allRows(): Promise<PersonRow[]> {
-  return t.deps.db.selectFrom('people').selectAll().select(PERSON_DAYPASS_COLUMNS).orderBy('id').execute();
+  return selectPeople(t.deps.db).orderBy('id').execute();
 }
 
 describe('GET people, streamed page by page', () => {

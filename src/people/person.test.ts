@@ -4,7 +4,7 @@ import fc from 'fast-check';
 import { sql } from 'kysely';
 import { createTestDatabase, type TestDatabase } from '../../test/support/database.ts';
 import { toListEntry } from './person.ts';
-import { findRegistryPage, PERSON_DAYPASS_COLUMNS, type PersonRow } from './store.ts';
+import { findRegistryPage, selectPeople, type PersonRow } from './store.ts';
 
 let database: TestDatabase;
 before(async () => {
@@ -60,7 +60,7 @@ test("PostgreSQL's registry entry is byte for byte JSON.stringify(toListEntry(ro
           .values({ ...values, member_number: null, last_modified: sql<Date>`${lastModified}::timestamptz + make_interval(secs => ${micros} / 1e6)` })
           .execute();
       }
-      const rows: PersonRow[] = await db.selectFrom('people').selectAll().select(PERSON_DAYPASS_COLUMNS).orderBy('id').execute();
+      const rows: PersonRow[] = await selectPeople(db).orderBy('id').execute();
       const entries = await findRegistryPage(db, { afterId: 0 });
       assert.equal(entries.length, rows.length);
       entries.forEach((e, i) => {

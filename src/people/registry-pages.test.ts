@@ -6,7 +6,7 @@ import { testDatabaseUrl } from '../../test/support/database.ts';
 import { toListEntry } from './person.ts';
 import { REGISTRY_PAGE_MAX_AGE_MS } from './registry-pages.ts';
 import { PEOPLE_PAGE_SIZE } from './service.ts';
-import { PERSON_DAYPASS_COLUMNS, type PersonRow } from './store.ts';
+import { selectPeople, type PersonRow } from './store.ts';
 
 let t: TestApp;
 let admin: string;
@@ -24,7 +24,7 @@ after(() => t.close());
 
 /** The registry as the database holds it now, as GET people must send it. */
 async function expected(): Promise<string> {
-  const rows: PersonRow[] = await t.deps.db.selectFrom('people').selectAll().select(PERSON_DAYPASS_COLUMNS).orderBy('id').execute();
+  const rows: PersonRow[] = await selectPeople(t.deps.db).orderBy('id').execute();
   const all: unknown[] = new Array(rows.at(-1)!.id + 1).fill(null);
   for (const row of rows) all[row.id] = toListEntry(row);
   return JSON.stringify(all);

@@ -33,10 +33,31 @@ export interface PeopleFilter {
 const LEGAL_NAME_LOWER = sql<string>`lower(legal_name)`;
 const PUBLIC_NAME_LOWER = sql<string>`lower(coalesce(public_first_name, '') || ' ' || coalesce(public_last_name, ''))`;
 
-/** A person's day pass status and days, beside the people columns of every query that reads a whole person. */
-const DAYPASS = sql<string | null>`(SELECT d.status FROM daypasses d WHERE d.person_id = people.id)`;
-const DAYPASS_DAYS = sql<string[] | null>`(SELECT d.days FROM daypasses d WHERE d.person_id = people.id)`;
-export const PERSON_DAYPASS_COLUMNS = [DAYPASS.as('daypass'), DAYPASS_DAYS.as('daypass_days')];
+/**
+ * People with their day pass (status and days) as the columns `daypass` and `daypass_days`, null
+ * for those without one: the FROM of every query that reads a whole person. One join, not a
+ * subquery per column per person: the two correlated subqueries each searched daypasses once per
+ * person read (a scan of the whole table while it is small), and slowed the first read of the
+ * whole 100,000-person registry (689 to 1,115 ms in the bench; 2.3 s with 300 passes).
+ * daypasses holds at most one row per person (person_id is UNIQUE, migration 0010), so the join
+ * adds no rows and needs no ORDER BY or LIMIT; without them PostgreSQL pulls the lateral subquery
+ * up into a plain left join and plans it as a whole (a registry page: a merge join over daypasses'
+ * person_id index, or a sort of its few rows) instead of a search per person. The
+ * subquery shows only the two columns, so `*` is a person's row and the people columns stay
+ * unambiguous (daypasses has its own `id`). Lock with `forUpdate('people')`: its rows are on the
+ * nullable side of an outer join, which FOR UPDATE refuses.
+ */
+export function peopleWithDaypass(db: Executor) {
+  return db.selectFrom('people').leftJoinLateral(
+    (eb) => eb.selectFrom('daypasses as d').select(['d.status as daypass', 'd.days as daypass_days']).whereRef('d.person_id', '=', 'people.id').as('dp'),
+    (join) => join.onTrue(),
+  );
+}
+
+/** Whole people (PersonRow): the people columns, then daypass and daypass_days. */
+export function selectPeople(db: Executor) {
+  return peopleWithDaypass(db).selectAll();
+}
 
 /** A new person holds no day pass yet (the purchase that sells one writes it after adding them). */
 export async function insertPerson(db: Executor, row: NewPersonRow): Promise<PersonRow> {
@@ -45,7 +66,7 @@ export async function insertPerson(db: Executor, row: NewPersonRow): Promise<Per
 }
 
 export function personByIdQuery(db: Executor, id: number) {
-  return db.selectFrom('people').selectAll().select(PERSON_DAYPASS_COLUMNS).where('id', '=', id);
+  return selectPeople(db).where('id', '=', id);
 }
 
 export async function findPersonById(db: Executor, id: number): Promise<PersonRow | undefined> {
@@ -54,7 +75,7 @@ export async function findPersonById(db: Executor, id: number): Promise<PersonRo
 
 /** The query behind findPeopleByIds: one statement text (and so one prepared plan) for any number of ids. */
 export function peopleByIdsQuery(db: Executor, ids: number[]) {
-  return db.selectFrom('people').selectAll().select(PERSON_DAYPASS_COLUMNS).where('id', '=', (eb) => eb.fn.any(eb.val(ids)));
+  return selectPeople(db).where('id', '=', (eb) => eb.fn.any(eb.val(ids)));
 }
 
 /** The people with these ids, in no particular order; ids no one has are left out. */
@@ -68,10 +89,7 @@ export async function findPersonIdByMemberNumber(db: Executor, memberNumber: num
 }
 
 export async function findPeopleByEmail(db: Executor, email: string): Promise<PersonRow[]> {
-  return db
-    .selectFrom('people')
-    .selectAll()
-    .select(PERSON_DAYPASS_COLUMNS)
+  return selectPeople(db)
     .where((eb) => eb(eb.fn('lower', ['email']), '=', email.toLowerCase()))
     .orderBy('id')
     .execute();
@@ -88,7 +106,7 @@ export async function findPeoplePage(db: Executor, filter: PeopleFilter | undefi
 
 /** The query behind findPeoplePage. */
 export function peoplePageQuery(db: Executor, filter: PeopleFilter | undefined, afterId: number, limit: number) {
-  let query = db.selectFrom('people').selectAll().select(PERSON_DAYPASS_COLUMNS).where('id', '>', afterId);
+  let query = selectPeople(db).where('id', '>', afterId);
   if (filter) {
     if (filter.since) query = query.where('last_modified', '>', filter.since);
     if (filter.id !== undefined) query = query.where('id', '=', filter.id);
@@ -144,13 +162,12 @@ export function registryPageQuery(db: Executor, page: RegistryPage) {
     ',"legal_name":', to_json(legal_name)::text,
     ${jsonMember('email', 'email')}, ${jsonMember('public_first_name', 'public_first_name')}, ${jsonMember('public_last_name', 'public_last_name')},
     ${jsonMember('city', 'city')}, ${jsonMember('state', 'state')}, ${jsonMember('country', 'country')})`;
-  return db
-    .selectFrom('people')
+  return peopleWithDaypass(db)
     .select([
       'id',
       head.as('head'),
       sql<PersonRow['paper_pubs']>`nullif(paper_pubs, 'null'::jsonb)`.as('paper_pubs'),
-      sql<string>`concat(',"preferred_name":', to_json(${preferred})::text, ',"daypass":' || to_json(${DAYPASS})::text, ',"daypass_days":' || to_json(${DAYPASS_DAYS})::text, '}')`.as('tail'),
+      sql<string>`concat(',"preferred_name":', to_json(${preferred})::text, ',"daypass":' || to_json(daypass)::text, ',"daypass_days":' || to_json(daypass_days)::text, '}')`.as('tail'),
     ])
     .where('id', '>', page.afterId)
     .$if(page.upToId !== undefined, (q) => q.where('id', '<=', page.upToId!))
@@ -291,7 +308,7 @@ export type VersionedPersonRow = PersonRow & { version: string };
 /** The row and its version; with `lock`, locked until the caller's transaction ends. */
 export async function findVersionedPersonById(db: Executor, id: number, lock = false): Promise<VersionedPersonRow | undefined> {
   const query = findVersionedPersonQuery(db, id);
-  return (lock ? query.forUpdate() : query).executeTakeFirst();
+  return (lock ? query.forUpdate('people') : query).executeTakeFirst();
 }
 
 /** People with these ids and their row versions, in no particular order; ids no one has are left out. */
@@ -301,12 +318,12 @@ export async function findVersionedPeopleByIds(db: Executor, ids: number[]): Pro
 
 /** The query behind findVersionedPeopleByIds. */
 export function versionedPeopleByIdsQuery(db: Executor, ids: number[]) {
-  return peopleByIdsQuery(db, ids).select(sql<string>`xmin::text`.as('version'));
+  return peopleByIdsQuery(db, ids).select(sql<string>`people.xmin::text`.as('version'));
 }
 
 /** The query behind findVersionedPersonById (unlocked). */
 export function findVersionedPersonQuery(db: Executor, id: number) {
-  return db.selectFrom('people').selectAll().select([...PERSON_DAYPASS_COLUMNS, sql<string>`xmin::text`.as('version')]).where('id', '=', id);
+  return selectPeople(db).select(sql<string>`people.xmin::text`.as('version')).where('id', '=', id);
 }
 
 /** The audit row's values, as audit/service.ts's logEntryValues makes them; its subject is the person. */
