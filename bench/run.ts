@@ -25,7 +25,7 @@ import { assertWrkInstalled, runLoop, runWrk, type LoadResult } from './load.ts'
 import { buildService, cpuWhile, memoryOf, resetPeak, startHttpCeiling, startPersonReference, startService, stopAll, type Service } from './processes.ts';
 import { machine, saveResult, writeBenchmarks, type RunResult, type ScenarioResult } from './report.ts';
 import { BENCH_EVENT_TYPE, measureOutboxClaim, measureOutboxDrain, DRAIN_WORKERS, OUTBOX_SCENARIOS, startDrainWorkers, type DrainWorkers } from './outbox.ts';
-import { benchRandom, SCENARIOS, type BenchContext, type SqlRunner } from './scenarios.ts';
+import { benchRandom, renewingMembers, RENEWING_MEMBERS, SCENARIOS, type BenchContext, type SqlRunner } from './scenarios.ts';
 
 const { values } = parseArgs({
   options: {
@@ -165,7 +165,15 @@ async function main(): Promise<void> {
   say(`Roster bench: ${dbKind}, ${fmt(peopleCount)} people, ${connections} connections, ${durationS} s; scenarios: ${chosen.join(', ')}`);
   const people = [...generatePeople(peopleCount)];
   const ceilingSessionId = randomBytes(32).toString('base64url');
-  const ctx: BenchContext = { people, adminCookie: '', ceilingSessionId, adminSessionHash: createHash('sha256').update(ceilingSessionId).digest('hex'), random: benchRandom() };
+  const buyers = renewingMembers(people, RENEWING_MEMBERS);
+  const ctx: BenchContext = {
+    people,
+    adminCookie: '',
+    ceilingSessionId,
+    adminSessionHash: createHash('sha256').update(ceilingSessionId).digest('hex'),
+    buyerSessions: buyers.map((b) => b.id),
+    random: benchRandom(),
+  };
   const serviceEnv: Record<string, string> = {
     LOG_LEVEL: 'warn',
     ROSTER_ADMIN_EMAIL: 'bench-admin@example.org',
@@ -180,6 +188,11 @@ async function main(): Promise<void> {
     // An Adult for the ceiling's session (purchase-xml renews it), as the service's admin gets one below.
     await runner.query(`INSERT INTO people (last_modified, membership, legal_name, email, member_number) VALUES (now(), 'Adult', 'Bench Ceiling', 'bench-ceiling@example.org', (SELECT coalesce(max(member_number), 0) + 1 FROM people))`);
     await runner.query(`INSERT INTO sessions (id_hash, email, created, expires) VALUES ($1, 'bench-ceiling@example.org', now(), now() + interval '1 day')`, [ctx.adminSessionHash]);
+    // The members who renew in purchase-xml, logged in.
+    await runner.query(`INSERT INTO sessions (id_hash, email, created, expires) SELECT h, e, now(), now() + interval '1 day' FROM unnest($1::text[], $2::text[]) AS t(h, e)`, [
+      buyers.map((b) => b.hash),
+      buyers.map((b) => b.email),
+    ]);
     for (const s of SCENARIOS.filter((s) => chosen.includes(s.name) && s.dbCeiling)) {
       progress(`database ceiling: ${s.name}…`);
       const op = s.dbCeiling!(ctx, runner, db);

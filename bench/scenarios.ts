@@ -1,5 +1,5 @@
 /** The bench scenarios: the HTTP request each sends, the SQL of its database ceiling, and its target. */
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { DummyDriver, Kysely, PostgresAdapter, PostgresIntrospector, PostgresQueryCompiler, type CompiledQuery } from 'kysely';
 import type { ChangeContext } from '../src/audit/service.ts';
@@ -52,7 +52,22 @@ export interface BenchContext {
   /** The session the ceilings use (an admin with an Adult person). */
   ceilingSessionId: string;
   adminSessionHash: string;
+  /** Sessions of generated Adults, one per address (purchase-xml: each buyer renews their own membership). */
+  buyerSessions: string[];
   random: () => number;
+}
+
+/** How many members renew in purchase-xml, in turn. */
+export const RENEWING_MEMBERS = 1_000;
+
+/** Sessions for the first `count` generated Adults of distinct addresses: [session id, its hash, email]. */
+export function renewingMembers(people: GeneratedPerson[], count: number): { id: string; hash: string; email: string }[] {
+  const byEmail = new Map<string, GeneratedPerson>();
+  for (const p of people) if (p.membership === 'Adult' && !byEmail.has(p.email.toLowerCase())) byEmail.set(p.email.toLowerCase(), p);
+  return [...byEmail.keys()].slice(0, count).map((email) => {
+    const id = randomBytes(32).toString('base64url');
+    return { id, hash: createHash('sha256').update(id).digest('hex'), email };
+  });
 }
 
 /** A database the ceiling runs its SQL on: pg.Pool against PostgreSQL, or the PGlite instance. */
@@ -312,7 +327,7 @@ function purchaseBody(n: number) {
   return { email, amount: DEMO_ORG.membershipTypes.find((t) => t.key === 'Adult')!.price!, source: 'tok_visa', new_members: [{ membership: 'Adult', legal_name: `Bench Buyer ${n}`, email }] };
 }
 
-/** A PurchaseNewMembership in DataContract XML by the bench admin's session (an Adult: each is a renewal), paid at once. */
+/** A PurchaseNewMembership in DataContract XML by an Adult member's session (so a renewal of their own membership), paid at once. */
 function purchaseXml(sessionKey: string): string {
   return `<NewMembershipRequest xmlns:i="http://www.w3.org/2001/XMLSchema-instance" xmlns="http://schemas.datacontract.org/2004/07/SFMOMA.Data.Entities.Contribution"><MembershipAmount>195.00</MembershipAmount><MembershipLevel>Adult</MembershipLevel><AutoRenewal>false</AutoRenewal><InterestList xmlns:d2p1="http://schemas.microsoft.com/2003/10/Serialization/Arrays"><d2p1:KeyValueOfintboolean><d2p1:Key>1</d2p1:Key><d2p1:Value>true</d2p1:Value></d2p1:KeyValueOfintboolean></InterestList><PaymentToken>tok_visa</PaymentToken><SessionKey>${sessionKey}</SessionKey></NewMembershipRequest>`;
 }
@@ -360,18 +375,20 @@ SCENARIOS.splice(
   },
   {
     name: 'purchase-xml',
-    description: 'POST /api/PurchaseNewMembership, DataContract XML, by a member’s SessionKey, paid at once (test gateway)',
+    description: 'POST /api/PurchaseNewMembership, DataContract XML, by the SessionKeys of 1,000 Adult members in turn (each renews their own membership), paid at once (test gateway)',
     target: atLeast(1_500, 'purchases/s'),
     http: (ctx) => {
-      const body = purchaseXml(ctx.adminCookie.split('=')[1]!);
-      return { method: 'POST', headers: { 'content-type': 'application/xml' }, next: () => ({ path: '/api/PurchaseNewMembership', body }) };
+      const bodies = ctx.buyerSessions.map((session) => purchaseXml(session));
+      let turn = 0;
+      return { method: 'POST', headers: { 'content-type': 'application/xml' }, next: () => ({ path: '/api/PurchaseNewMembership', body: bodies[turn++ % bodies.length]! }) };
     },
-    // The service function from this process, on the ceiling's own session: everything but HTTP and the XML.
+    // The service function from this process, by the same members: everything but HTTP and the XML.
     dbCeiling: (ctx, _sql, db) => {
       const deps = purchaseDeps(db);
-      const raw = parseNewMembershipXml(purchaseXml(ctx.ceilingSessionId));
+      const requests = ctx.buyerSessions.map((session) => parseNewMembershipXml(purchaseXml(session)));
+      let turn = 0;
       return async () => {
-        await purchaseNewMembership(deps as never, raw, { renew: false, ctx: { author: null, clientIp: '127.0.0.1', clientUa: null }, clientIp: '127.0.0.1' });
+        await purchaseNewMembership(deps as never, requests[turn++ % requests.length]!, { renew: false, ctx: { author: null, clientIp: '127.0.0.1', clientUa: null }, clientIp: '127.0.0.1' });
       };
     },
   },

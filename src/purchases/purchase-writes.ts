@@ -4,17 +4,18 @@
  * for while earlier ones are on their way are written as ONE statement (db/batch-writer.ts: why,
  * and how a failed statement is written again one at a time).
  *
- * Settlements: the settlements of purchases whose charge succeeded at once. A settlement is ~15 statements in a unit of work (the person, its audit row and events, the
- * payment items, the purchase, its event, audit row and mails): under load its round trips, not
- * its rows, are what the database and the event loop spend their time on. Here a batch takes two
- * statements whatever its size: one draws the ids (people, member numbers, payment items) from
+ * A settlement alone is ~15 statements in a unit of work (the person, its audit row and events,
+ * the payment items, the purchase, its event, audit row and mails): under load its round trips,
+ * not its rows, are what the database and the event loop spend their time on. Here a batch takes
+ * two statements whatever its size: one draws the ids (people, member numbers, payment items) from
  * their sequences, the other writes every row, guarded by the purchases' own update — a purchase
  * another path settled meanwhile (its webhook, the reconcile job) is left out of every insert, and
  * is answered as it stands.
  *
- * Only the common case comes here (settlesInBatch): a purchase just written, paid, adding people
- * and items and upgrading no one, of a kind with no settled hook. The rows and payloads are built
- * by the same functions as the unit-of-work path (service.ts settleIn), so both write the same.
+ * Only the common case comes here (service.ts settlesInBatch): a purchase just written and paid at
+ * once, adding people and items, upgrading no one, saving or using no payment method, of a kind
+ * with no settled hook. The rows and payloads are built by the same functions as the unit-of-work
+ * path (service.ts settleIn), so both write the same.
  */
 import type { Insertable } from 'kysely';
 import { logEntryValues } from '../audit/service.ts';
@@ -73,7 +74,7 @@ const writers = perDatabase((_db: Db) =>
   }),
 );
 
-/** How many settlement statements a database was sent, and how many purchases they settled (for tests and metrics). */
+/** How many settlement statements a database was sent, and how many purchases they settled (the tests read it). */
 export const settlementStats = perDatabase((_db: Db) => ({ statements: 0, settled: 0 }));
 
 /** Settles `paid` with the settlements other requests asked for meanwhile; resolves once committed. */
