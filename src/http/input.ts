@@ -118,11 +118,25 @@ export function createValidatorCompiler(): FastifySchemaCompiler<JsonSchema> {
   const strict = new Ajv({ ...AJV_OPTIONS, coerceTypes: false });
   ajvFormats.default(coercing);
   ajvFormats.default(strict);
-  return ({ schema, httpPart }) => {
+  const compile = (schema: JsonSchema, httpPart: string | undefined): ValidateFunction => {
     const coerced = compileCoercing(coercing, schema);
     if (httpPart !== 'body') return coerced;
     const exact = strict.compile(schema);
     return delegatingValidator(exact, (data) => (isFormBody(data) ? coerced : exact));
+  };
+  // Each route's validator is compiled by the first request that needs it: a server holds no
+  // compiled code for the routes nobody has called yet (part of the idle-memory budget).
+  return ({ schema, httpPart }) => {
+    let compiled: ValidateFunction | undefined;
+    const validate = ((data: unknown, context?: unknown) => {
+      compiled ??= compile(schema, httpPart);
+      const valid = compiled(data, context as never);
+      validate.errors = compiled.errors;
+      return valid;
+    }) as ValidateFunction;
+    // Truthy, as on every Ajv function: Fastify then passes the parent, so a whole part can be coerced.
+    validate.schemaEnv = {} as ValidateFunction['schemaEnv'];
+    return validate;
   };
 }
 
