@@ -105,9 +105,10 @@ async function settleMany(batch: PaidPurchase[]): Promise<PurchaseResult[]> {
   for (const [i, paid] of batch.entries()) {
     try {
       built.push(await build(paid, orders[i]!, ids));
-    } catch {
+    } catch (err) {
       // This order cannot be written as it stands (a value refused, a beneficiary gone): its unit
       // of work settles it, and refunds it when the order cannot be done.
+      deps.log.warn({ err, purchase: paid.purchase.id }, 'a paid purchase could not join its settlement batch; it is settled alone');
       elsewhere.push(paid);
     }
   }
