@@ -5,7 +5,7 @@
  */
 import { parseEnv } from '../src/config/env.ts';
 import { runWorker } from '../src/outbox/worker-process.ts';
-import { BENCH_EVENT_TYPE } from './outbox.ts';
+import { benchConsumer } from './outbox.ts';
 
-await runWorker(parseEnv(), () => [{ name: 'bench-noop', types: [BENCH_EVENT_TYPE], deliver: async () => {} }]);
+await runWorker(parseEnv(), () => [benchConsumer()]);
 process.stdout.write('bench-worker-ready\n');

@@ -23,6 +23,8 @@ import type { ScenarioResult } from './report.ts';
 export const OUTBOX_SCENARIOS = ['outbox-claim', 'outbox-drain'] as const;
 /** The event type the bench's no-op consumer takes (bench/outbox-worker.ts). */
 export const BENCH_EVENT_TYPE = 'bench.noop';
+/** The bench's no-op consumer (in the bench process on PGlite, in `roster worker` processes on PostgreSQL). */
+export const benchConsumer = () => ({ name: 'bench-noop', types: [BENCH_EVENT_TYPE], deliver: async () => {} });
 
 const CLAIM_EVENTS = 1_000_000;
 const CLAIM_GROUPS = 100_000;
@@ -43,13 +45,13 @@ async function fillOutbox(db: Db, events: number, groups: number, dueAt: Date): 
   const chunk = 100_000;
   for (let from = 0; from < events; from += chunk) {
     await sql`
-      INSERT INTO outbox (group_key, seq, type, version, payload, created_at, next_attempt_at)
-      SELECT 'bench:' || (i % ${groups}), i / ${groups} + 1, ${BENCH_EVENT_TYPE}, 1, jsonb_build_object('n', i), now(), now()
+      INSERT INTO outbox (consumer, group_key, seq, type, version, payload, created_at, next_attempt_at)
+      SELECT ${benchConsumer().name}, 'bench:' || (i % ${groups}), i / ${groups} + 1, ${BENCH_EVENT_TYPE}, 1, jsonb_build_object('n', i), now(), now()
       FROM generate_series(${from}::int, ${Math.min(from + chunk, events) - 1}::int) AS i`.execute(db);
   }
   await sql`
-    INSERT INTO outbox_groups (group_key, last_seq, pending, available_at)
-    SELECT 'bench:' || g, ${perGroup}, ${perGroup}, ${dueAt}::timestamptz + g * interval '1 microsecond'
+    INSERT INTO outbox_groups (consumer, group_key, last_seq, pending, available_at)
+    SELECT ${benchConsumer().name}, 'bench:' || g, ${perGroup}, ${perGroup}, ${dueAt}::timestamptz + g * interval '1 microsecond'
     FROM generate_series(0, ${groups - 1}) AS g`.execute(db);
   await sql`ANALYZE outbox`.execute(db);
   await sql`ANALYZE outbox_groups`.execute(db);
@@ -74,6 +76,7 @@ export async function measureOutboxClaim(db: Db, progress: (text: string) => voi
       leaseUntil: new Date(now.getTime() + 3_600_000),
       groups: OUTBOX_WORKER_DEFAULTS.concurrency,
       eventsPerGroup: OUTBOX_WORKER_DEFAULTS.batchSize,
+      consumers: [benchConsumer().name],
       busy: [],
     });
     const ms = performance.now() - started;

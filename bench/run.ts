@@ -24,7 +24,7 @@ import { generatePeople, insertPeople } from './generate.ts';
 import { assertWrkInstalled, runLoop, runWrk, type LoadResult } from './load.ts';
 import { buildService, cpuWhile, memoryOf, resetPeak, startHttpCeiling, startPersonReference, startService, stopAll, type Service } from './processes.ts';
 import { machine, saveResult, writeBenchmarks, type RunResult, type ScenarioResult } from './report.ts';
-import { BENCH_EVENT_TYPE, measureOutboxClaim, measureOutboxDrain, DRAIN_WORKERS, OUTBOX_SCENARIOS, startDrainWorkers, type DrainWorkers } from './outbox.ts';
+import { benchConsumer, measureOutboxClaim, measureOutboxDrain, DRAIN_WORKERS, OUTBOX_SCENARIOS, startDrainWorkers, type DrainWorkers } from './outbox.ts';
 import { benchRandom, renewingMembers, RENEWING_MEMBERS, SCENARIOS, type BenchContext, type SqlRunner } from './scenarios.ts';
 
 const { values } = parseArgs({
@@ -420,7 +420,7 @@ async function measureOutboxScenario(name: (typeof OUTBOX_SCENARIOS)[number]): P
     const deps = await openRoster(env);
     try {
       if (name === 'outbox-claim') return { ...(await measureOutboxClaim(deps.db, progress)), target: '– (set for PostgreSQL only)', met: null };
-      const worker = createOutboxWorker(deps, [{ name: 'bench-noop', types: [BENCH_EVENT_TYPE], deliver: async () => {} }], outboxWorkerOptionsFrom(env));
+      const worker = createOutboxWorker(deps, [benchConsumer()], outboxWorkerOptionsFrom(env));
       const inProcess = async (): Promise<DrainWorkers> => (worker.start(), { ready: Promise.resolve(), stop: () => worker.stop() });
       return { ...(await measureOutboxDrain(deps.db, inProcess, 1, progress)), target: '– (set for PostgreSQL only)', met: null };
     } finally {

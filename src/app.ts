@@ -46,6 +46,7 @@ import { tessituraRoutes } from './compat/tessitura/routes.ts';
 import { outboxRoutes } from './outbox/routes.ts';
 import type { Consumer } from './outbox/consumers.ts';
 import { createOutboxSignal } from './outbox/signal.ts';
+import { registerOutboxConsumers } from './outbox/store.ts';
 import { createNotifier } from './db/notifier.ts';
 import { createOutboxWorker, type OutboxWorker, type OutboxWorkerOptions } from './outbox/worker.ts';
 import { createRegistryPages } from './people/registry-pages.ts';
@@ -299,7 +300,10 @@ export async function buildApp(deps: Deps, options: AppOptions = {}): Promise<Ro
   app.addHook('onReady', async () => jobs.start());
   app.addHook('onClose', async () => jobs.stop());
   // The in-process outbox worker, the same way; closing waits for its deliveries in flight.
-  const outbox = createOutboxWorker(deps, options.outbox?.consumers ?? connectors(deps), { onOutcome: deps.metrics.recordDelivery, ...options.outbox?.worker });
+  // Its consumers are registered first: from now on every event is copied to each that takes it.
+  const consumers = options.outbox?.consumers ?? connectors(deps);
+  await registerOutboxConsumers(deps.db, consumers);
+  const outbox = createOutboxWorker(deps, consumers, { onOutcome: deps.metrics.recordDelivery, ...options.outbox?.worker });
   app.decorate('outbox', outbox);
   if (options.outbox?.start ?? true) app.addHook('onReady', async () => outbox.start());
   app.addHook('onClose', async () => outbox.stop());

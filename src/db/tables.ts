@@ -65,6 +65,8 @@ export type OutboxState = 'pending' | 'delivered' | 'dead' | 'discarded';
 
 export interface OutboxTable {
   id: Generated<string>;
+  /** The consumer this copy of the event is for; '' when no consumer takes its type (migration 0013). */
+  consumer: Generated<string>;
   group_key: string;
   seq: string;
   type: string;
@@ -79,6 +81,8 @@ export interface OutboxTable {
 }
 
 export interface OutboxGroupsTable {
+  /** Each consumer has its own groups; '' numbers the events no consumer takes (migration 0013). */
+  consumer: Generated<string>;
   group_key: string;
   last_seq: string;
   /** Pending events of the group. */
@@ -86,6 +90,11 @@ export interface OutboxGroupsTable {
   /** By the service clock: when a worker may next claim the group (migration 0008). */
   available_at: Timestamp;
   lease_owner: ColumnType<string | null, string | null | undefined, string | null>;
+}
+
+export interface OutboxConsumersTable {
+  name: string;
+  types: string[];
 }
 
 export interface JobRunsTable {
@@ -230,6 +239,7 @@ export interface Tables {
   rate_limits: RateLimitsTable;
   outbox: OutboxTable;
   outbox_groups: OutboxGroupsTable;
+  outbox_consumers: OutboxConsumersTable;
   job_runs: JobRunsTable;
   purchases: PurchasesTable;
   payments: PaymentsTable;

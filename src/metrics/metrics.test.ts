@@ -37,7 +37,8 @@ let t: TestApp;
 let admin: string;
 before(async () => {
   // The worker delivers only when drained: the outbox counts see events as written.
-  t = await startTestApp({ outbox: { start: false } });
+  // A consumer of the person events (never run: the worker is not started), so that they wait as pending.
+  t = await startTestApp({ outbox: { start: false, consumers: [{ name: 'crm', types: ['person.created', 'person.updated'], deliver: async () => {} }] } });
   admin = await t.loginAs('metrics-admin@example.org', 'member_admin');
 });
 after(() => t.close());

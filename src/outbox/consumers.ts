@@ -27,9 +27,9 @@ export interface Consumer {
   /** Unique; names the consumer in logs and metrics. */
   readonly name: string;
   /**
-   * The event types it takes. At most one consumer takes a type (a relay to several CRMs is one
-   * consumer that fans out, or one event per destination: the CRM issue decides). An event that no
-   * consumer takes counts as delivered.
+   * The event types it takes. Several consumers may take a type: each gets its own copy of the
+   * event, in its own group, with its own state (README.md, "Consumers"). An event that no
+   * consumer takes is written already delivered.
    */
   readonly types: readonly string[];
   /**

@@ -12,6 +12,7 @@ export const EventsQuery = Type.Object(
     state: Type.Optional(State),
     type: Type.Optional(Type.Union(Object.keys(EVENT_TYPES).map((t) => Type.Literal(t)))),
     group: Type.Optional(Type.String({ minLength: 1, maxLength: 400, description: 'Group key, e.g. member:12' })),
+    consumer: Type.Optional(Type.String({ minLength: 1, maxLength: 100, description: 'Only the copies for this consumer, e.g. mail' })),
     after: Type.Optional(EventId),
     limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 500, description: 'At most this many (default 100)' })),
   },
@@ -20,6 +21,7 @@ export const EventsQuery = Type.Object(
 
 const Event = Type.Object({
   id: Type.String(),
+  consumer: Type.Union([Type.String(), Type.Null()], { description: 'The consumer this copy of the event is for (each consumer that takes a type has its own copy); null when none takes it' }),
   group: Type.String(),
   seq: Type.Integer(),
   type: Type.String(),

@@ -95,13 +95,15 @@ export function eventWritten(uow: UnitOfWork, deps: Pick<Deps, 'outboxSignal'>):
   uow.afterCommit(() => deps.outboxSignal.written());
 }
 
-/** An event as a writer appends it in its own change's statement (outbox/store.ts takeOutboxSeqs); it then calls eventWritten. */
+/** An event as a writer appends it in its own change's statement (outbox/store.ts appendOutboxCtes); it then calls eventWritten. */
 export function newEvent(clock: Clock, type: EventType, group: string, payload: Record<string, unknown>): NewOutboxRow {
   return { group_key: group, type, version: EVENT_TYPES[type], payload, created_at: clock.now() };
 }
 
 export interface OutboxEvent {
   id: string;
+  /** The consumer this copy is for; null when no consumer takes its type (it counts as delivered). */
+  consumer: string | null;
   group: string;
   seq: number;
   type: string;
@@ -118,6 +120,7 @@ export interface OutboxEvent {
 function toEvent(row: OutboxRow): OutboxEvent {
   return {
     id: String(row.id),
+    consumer: row.consumer === '' ? null : row.consumer,
     group: row.group_key,
     seq: Number(row.seq),
     type: row.type,
@@ -137,12 +140,13 @@ export const OUTBOX_LIST_MAX = 500;
 
 export async function listEvents(
   deps: Pick<Deps, 'db'>,
-  query: { state?: OutboxState; type?: string; group?: string; after?: string; limit?: number },
+  query: { state?: OutboxState; type?: string; group?: string; consumer?: string; after?: string; limit?: number },
 ): Promise<OutboxEvent[]> {
   const rows = await findOutboxRows(deps.db, {
     state: query.state,
     type: query.type,
     group_key: query.group,
+    consumer: query.consumer,
     after: query.after,
     limit: Math.min(query.limit ?? 100, OUTBOX_LIST_MAX),
   });

@@ -13,6 +13,8 @@ export interface NewOutboxRow {
 
 export interface OutboxRow {
   id: string;
+  /** '' for an event no consumer takes. */
+  consumer: string;
   group_key: string;
   seq: string;
   type: string;
@@ -28,9 +30,10 @@ export interface OutboxRow {
 
 /**
  * Appends events of different groups (at most one per group: a statement cannot upsert one group
- * row twice) as one statement. Each group's next sequence number is taken by upserting its
- * `outbox_groups` row (which stays locked until the transaction ends, so numbers follow commit
- * order within a group), and the event is inserted with it (takeOutboxSeqs, insertOutboxEvents).
+ * row twice) as one statement. Each event is written once per consumer that takes its type (once,
+ * already delivered, when none does: routeOutboxEvents), and each copy takes the next sequence
+ * number of its consumer's group by upserting the group row (which stays locked until the
+ * transaction ends, so numbers follow commit order within a group): appendOutboxCtes.
  */
 export async function appendOutboxRows(db: Executor, rows: NewOutboxRow[]): Promise<void> {
   await appendOutboxRowsQuery(rows).execute(db);
@@ -46,63 +49,106 @@ export function appendOutboxRowsQuery(rows: NewOutboxRow[]) {
   return sql`
     WITH events AS (
       SELECT * FROM jsonb_to_recordset(${JSON.stringify(rows)}::jsonb) AS e(group_key text, type text, version int, payload jsonb, created_at timestamptz)
-    ), outbox_next AS (${takeOutboxSeqs('events')})
-    ${insertOutboxEvents('events', 'outbox_next')}`;
+    ), ${appendOutboxCtes('events')}
+    SELECT 1 AS appended`;
 }
 
 /**
- * The group rows' upsert of an append, as a CTE part: `events` names an earlier CTE with the
- * columns (group_key, type, version, payload jsonb, created_at), one row per event and **at most
- * one per group**. The groups are taken in group_key order, the order every batch takes them in.
- * Each group's next seq, and its event counted as pending; a new or idle group is due at once (the
- * event's time: a release stamped by a clock that was ahead, or a test's clock moved back, must
- * not hold it), a busy one keeps its `available_at` (a worker's lease or backoff goes on). Returns
- * (group_key, last_seq).
+ * The append of the events of an earlier CTE `events` (group_key, type, version, payload jsonb,
+ * created_at), **at most one per group**, as CTE parts to follow it (outbox_routed, outbox_next,
+ * outbox_appended): for a writer that appends its events inside its own change's statement.
+ * - outbox_routed: each event once per consumer that takes its type, or once with consumer '' (see
+ *   routeOutboxEvents);
+ * - outbox_next: the groups' upsert, taken in (consumer, group_key) order, the order every batch
+ *   takes them in. Each copy gets its group's next seq and, for a consumer, counts as pending; a
+ *   new or idle group is due at once (the event's time: a release stamped by a clock that was
+ *   ahead, or a test's clock moved back, must not hold it), a busy one keeps its `available_at`
+ *   (a worker's lease or backoff goes on);
+ * - outbox_appended: the events' insert.
  */
-export function takeOutboxSeqs(events: string) {
-  return sql<{ group_key: string; last_seq: string }>`
-      INSERT INTO outbox_groups AS g (group_key, last_seq, pending, available_at)
-      SELECT group_key, 1, 1, created_at FROM ${sql.table(events)} ORDER BY group_key
-      ON CONFLICT (group_key) DO UPDATE SET last_seq = g.last_seq + 1, pending = g.pending + 1,
+export function appendOutboxCtes(events: string) {
+  return sql<Record<string, never>>`${routeOutboxEvents(events)}, outbox_next AS (
+      INSERT INTO outbox_groups AS g (consumer, group_key, last_seq, pending, available_at)
+      SELECT consumer, group_key, 1, (consumer <> '')::int, created_at FROM outbox_routed ORDER BY consumer, group_key
+      ON CONFLICT (consumer, group_key) DO UPDATE SET last_seq = g.last_seq + 1, pending = g.pending + EXCLUDED.pending,
         available_at = CASE WHEN g.pending = 0 AND g.lease_owner IS NULL THEN EXCLUDED.available_at ELSE g.available_at END
-      RETURNING group_key, last_seq`;
+      RETURNING consumer, group_key, last_seq
+    ), outbox_appended AS (
+      INSERT INTO outbox (consumer, group_key, seq, type, version, payload, created_at, next_attempt_at, state, delivered_at)
+      SELECT e.consumer, e.group_key, n.last_seq, e.type, e.version, e.payload, e.created_at, e.created_at, ${copyState('e')}
+      FROM outbox_next n JOIN outbox_routed e ON e.consumer = n.consumer AND e.group_key = n.group_key
+    )`;
 }
 
-/** The events' insert, numbered by the takeOutboxSeqs CTE named `seqFrom`. */
-export function insertOutboxEvents(events: string, seqFrom: string) {
-  return sql<Record<string, never>>`
-    INSERT INTO outbox (group_key, seq, type, version, payload, created_at, next_attempt_at)
-    SELECT e.group_key, n.last_seq, e.type, e.version, e.payload, e.created_at, e.created_at
-    FROM ${sql.table(seqFrom)} n JOIN ${sql.table(events)} e ON e.group_key = n.group_key`;
+/**
+ * CTE part `outbox_routed`: the rows of `events`, each once per consumer whose registered types
+ * (outbox_consumers) include its type, or once with consumer '' when no consumer takes it. A copy
+ * for '' is written as delivered: it is kept for the record (and the admin API), and no worker
+ * ever touches it.
+ */
+function routeOutboxEvents(events: string) {
+  return sql`outbox_routed AS (
+      SELECT coalesce(c.name, '') AS consumer, e.* FROM ${sql.table(events)} e LEFT JOIN outbox_consumers c ON e.type = ANY(c.types)
+    )`;
+}
+
+/** A new copy's state and delivered_at: pending for a consumer, delivered at once for none. */
+function copyState(alias: string) {
+  const e = sql.table(alias);
+  return sql`CASE WHEN ${e}.consumer = '' THEN 'delivered' ELSE 'pending' END, CASE WHEN ${e}.consumer = '' THEN ${e}.created_at END`;
 }
 
 /**
  * The append of the events of an earlier CTE `events` (group_key, ord, type, version, payload
- * jsonb, created_at) with **any number per group**, as CTE parts (outbox_counts, outbox_next,
- * outbox_appended) to follow it: each group's row is upserted once, taking as many numbers as it
- * has events, and its events are numbered in `ord` order. For a writer whose one statement holds
- * several changes of one group (a purchase's person.created, then its payment.received).
+ * jsonb, created_at) with **any number per group**, as CTE parts (outbox_routed, outbox_counts,
+ * outbox_next, outbox_appended) to follow it: each group's row is upserted once, taking as many
+ * numbers as it has events, and its events are numbered in `ord` order. For a writer whose one
+ * statement holds several changes of one group (a purchase's person.created, then its
+ * payment.received). Routed and counted per consumer as appendOutboxCtes does.
  */
 export function appendOrderedOutboxEvents(events: string) {
-  return sql<Record<string, never>>`outbox_counts AS (
-      SELECT group_key, count(*)::int AS n, min(created_at) AS created_at FROM ${sql.table(events)} GROUP BY group_key
+  return sql<Record<string, never>>`${routeOutboxEvents(events)}, outbox_counts AS (
+      SELECT consumer, group_key, count(*)::int AS n, min(created_at) AS created_at FROM outbox_routed GROUP BY consumer, group_key
     ), outbox_next AS (
-      INSERT INTO outbox_groups AS g (group_key, last_seq, pending, available_at)
-      SELECT group_key, n, n, created_at FROM outbox_counts ORDER BY group_key
-      ON CONFLICT (group_key) DO UPDATE SET last_seq = g.last_seq + EXCLUDED.last_seq, pending = g.pending + EXCLUDED.pending,
+      INSERT INTO outbox_groups AS g (consumer, group_key, last_seq, pending, available_at)
+      SELECT consumer, group_key, n, CASE WHEN consumer = '' THEN 0 ELSE n END, created_at FROM outbox_counts ORDER BY consumer, group_key
+      ON CONFLICT (consumer, group_key) DO UPDATE SET last_seq = g.last_seq + EXCLUDED.last_seq, pending = g.pending + EXCLUDED.pending,
         available_at = CASE WHEN g.pending = 0 AND g.lease_owner IS NULL THEN EXCLUDED.available_at ELSE g.available_at END
-      RETURNING group_key, last_seq
+      RETURNING consumer, group_key, last_seq
     ), outbox_appended AS (
-      INSERT INTO outbox (group_key, seq, type, version, payload, created_at, next_attempt_at)
-      SELECT e.group_key, n.last_seq - c.n + row_number() OVER (PARTITION BY e.group_key ORDER BY e.ord), e.type, e.version, e.payload, e.created_at, e.created_at
-      FROM ${sql.table(events)} e JOIN outbox_next n ON n.group_key = e.group_key JOIN outbox_counts c ON c.group_key = e.group_key
+      INSERT INTO outbox (consumer, group_key, seq, type, version, payload, created_at, next_attempt_at, state, delivered_at)
+      SELECT e.consumer, e.group_key, n.last_seq - c.n + row_number() OVER (PARTITION BY e.consumer, e.group_key ORDER BY e.ord), e.type, e.version, e.payload,
+        e.created_at, e.created_at, ${copyState('e')}
+      FROM outbox_routed e JOIN outbox_next n ON n.consumer = e.consumer AND n.group_key = e.group_key
+        JOIN outbox_counts c ON c.consumer = e.consumer AND c.group_key = e.group_key
     )`;
+}
+
+/** A consumer as registered: its name and the event types it takes. */
+export interface RegisteredConsumer {
+  name: string;
+  types: readonly string[];
+}
+
+/**
+ * Makes `consumers` the outbox's consumers: events appended from now on are copied to each one
+ * that takes their type. A consumer no longer listed takes no new events (its copies already
+ * written stay, and are delivered by any worker that still has it).
+ */
+export async function registerOutboxConsumers(db: Executor, consumers: readonly RegisteredConsumer[]): Promise<void> {
+  const wanted = JSON.stringify(consumers.map((c) => ({ name: c.name, types: [...c.types] })));
+  await sql`
+    WITH wanted AS (SELECT * FROM jsonb_to_recordset(${wanted}::jsonb) AS w(name text, types text[])),
+    dropped AS (DELETE FROM outbox_consumers WHERE name NOT IN (SELECT name FROM wanted))
+    INSERT INTO outbox_consumers (name, types) SELECT name, types FROM wanted
+    ON CONFLICT (name) DO UPDATE SET types = EXCLUDED.types WHERE outbox_consumers.types IS DISTINCT FROM EXCLUDED.types`.execute(db);
 }
 
 export interface OutboxFilter {
   state?: OutboxState;
   type?: string;
   group_key?: string;
+  consumer?: string;
   /** Only rows with an id above this (keyset paging). */
   after?: string;
   limit: number;
@@ -116,6 +162,7 @@ export async function findOutboxRows(db: Executor, filter: OutboxFilter): Promis
     .$if(filter.state !== undefined, (q) => q.where('state', '=', filter.state!))
     .$if(filter.type !== undefined, (q) => q.where('type', '=', filter.type!))
     .$if(filter.group_key !== undefined, (q) => q.where('group_key', '=', filter.group_key!))
+    .$if(filter.consumer !== undefined, (q) => q.where('consumer', '=', filter.consumer!))
     .$if(filter.after !== undefined, (q) => q.where('id', '>', filter.after!))
     .orderBy('id')
     .limit(filter.limit)
@@ -135,9 +182,9 @@ export async function moveOutboxRow(db: Executor, id: string, from: OutboxState,
         attempts = CASE WHEN ${reset}::boolean THEN 0 ELSE attempts END,
         last_error = CASE WHEN ${reset}::boolean THEN NULL ELSE last_error END
       WHERE id = ${id} AND state = ${from}
-      RETURNING id, group_key
+      RETURNING id, consumer, group_key
     ), counted AS (
-      UPDATE outbox_groups g SET pending = g.pending + 1 FROM moved WHERE ${reset}::boolean AND g.group_key = moved.group_key
+      UPDATE outbox_groups g SET pending = g.pending + 1 FROM moved WHERE ${reset}::boolean AND g.consumer = moved.consumer AND g.group_key = moved.group_key
     )
     SELECT id FROM moved`.execute(db);
   return rows.length > 0;
@@ -156,6 +203,8 @@ export interface ClaimedEvent {
 }
 
 export interface ClaimedGroup {
+  /** The consumer whose copy of the group it is. */
+  consumer: string;
   group_key: string;
   /** The group's pending count when it was claimed. */
   pending: number;
@@ -169,8 +218,16 @@ export interface Claim {
   leaseUntil: Date;
   groups: number;
   eventsPerGroup: number;
+  /** The consumers whose groups may be claimed (the worker's). */
+  consumers: string[];
   /** Groups this worker is delivering already (never claimed twice by one worker). */
-  busy: string[];
+  busy: GroupRef[];
+}
+
+/** A consumer's group. */
+export interface GroupRef {
+  consumer: string;
+  group_key: string;
 }
 
 /**
@@ -180,37 +237,46 @@ export interface Claim {
  * `leaseUntil`, and each one's first pending events are read in seq order.
  */
 export async function claimDueGroups(db: Executor, claim: Claim): Promise<ClaimedGroup[]> {
-  const { rows } = await sql<ClaimedEvent & { pending: number; id: string | null }>`
+  const { rows } = await sql<ClaimedEvent & { consumer: string; pending: number; id: string | null }>`
     WITH claimed AS (
       UPDATE outbox_groups g SET available_at = ${claim.leaseUntil}, lease_owner = ${claim.owner}
       FROM (
-        SELECT group_key FROM outbox_groups
-        WHERE pending > 0 AND available_at <= ${claim.now} AND group_key <> ALL(${claim.busy}::text[])
+        SELECT consumer, group_key FROM outbox_groups
+        WHERE pending > 0 AND available_at <= ${claim.now} AND consumer = ANY(${claim.consumers}::text[])
+          AND NOT EXISTS (SELECT 1 FROM unnest(${claim.busy.map((b) => b.consumer)}::text[], ${claim.busy.map((b) => b.group_key)}::text[]) AS busy(consumer, group_key)
+            WHERE busy.consumer = outbox_groups.consumer AND busy.group_key = outbox_groups.group_key)
         ORDER BY available_at LIMIT ${claim.groups}
         FOR UPDATE SKIP LOCKED
       ) due
-      WHERE g.group_key = due.group_key
-      RETURNING g.group_key, g.pending
+      WHERE g.consumer = due.consumer AND g.group_key = due.group_key
+      RETURNING g.consumer, g.group_key, g.pending
     )
-    SELECT c.group_key, c.pending, e.id, e.seq, e.type, e.version, e.payload, e.attempts, e.created_at
+    SELECT c.consumer, c.group_key, c.pending, e.id, e.seq, e.type, e.version, e.payload, e.attempts, e.created_at
     FROM claimed c LEFT JOIN LATERAL (
       SELECT id, seq, type, version, payload, attempts, created_at FROM outbox o
-      WHERE o.group_key = c.group_key AND o.state = 'pending'
+      WHERE o.consumer = c.consumer AND o.group_key = c.group_key AND o.state = 'pending'
       ORDER BY o.seq LIMIT ${claim.eventsPerGroup}
     ) e ON true
-    ORDER BY c.group_key, e.seq`.execute(db);
+    ORDER BY c.consumer, c.group_key, e.seq`.execute(db);
   const groups = new Map<string, ClaimedGroup>();
-  for (const { group_key, pending, id, seq, ...rest } of rows) {
-    let group = groups.get(group_key);
-    if (!group) groups.set(group_key, (group = { group_key, pending: Number(pending), events: [] }));
+  for (const { consumer, group_key, pending, id, seq, ...rest } of rows) {
+    const key = groupId({ consumer, group_key });
+    let group = groups.get(key);
+    if (!group) groups.set(key, (group = { consumer, group_key, pending: Number(pending), events: [] }));
     if (id !== null) group.events.push({ id: String(id), group_key, seq: Number(seq), ...rest });
   }
   return [...groups.values()];
 }
 
+/** A group's key within one worker (consumer and group key; neither holds a newline). */
+export function groupId(group: GroupRef): string {
+  return `${group.consumer}\n${group.group_key}`;
+}
+
 export interface Outcome {
-  /** One event; or several consecutive ones delivered together (no consumer takes their type). */
+  /** One event; or several consecutive ones delivered together. */
   ids: string[];
+  consumer: string;
   group_key: string;
   owner: string;
   state: 'delivered' | 'pending' | 'dead';
@@ -232,6 +298,7 @@ export interface Outcome {
  */
 export async function recordOutcomes(db: Executor, outcomes: Outcome[]): Promise<boolean[]> {
   const input = outcomes.map((o) => ({
+    consumer: o.consumer,
     group_key: o.group_key,
     owner: o.owner,
     state: o.state,
@@ -241,48 +308,53 @@ export async function recordOutcomes(db: Executor, outcomes: Outcome[]): Promise
     release_at: o.releaseAt ?? null,
     ids: o.ids,
   }));
-  const { rows } = await sql<{ group_key: string }>`
+  const { rows } = await sql<GroupRef>`
     WITH input AS (
-      SELECT * FROM jsonb_to_recordset(${JSON.stringify(input)}::jsonb) AS i(group_key text, owner text, state text, now timestamptz,
+      SELECT * FROM jsonb_to_recordset(${JSON.stringify(input)}::jsonb) AS i(consumer text, group_key text, owner text, state text, now timestamptz,
         next_attempt_at timestamptz, error text, release_at timestamptz, ids bigint[])
     ), lease AS (
       -- By the primary key (= ANY): joined to the input, a plan made while the table was small
       -- scanned every group row.
-      SELECT g.group_key FROM outbox_groups g JOIN input i ON i.group_key = g.group_key AND g.lease_owner = i.owner
+      SELECT g.consumer, g.group_key FROM outbox_groups g JOIN input i ON i.consumer = g.consumer AND i.group_key = g.group_key AND g.lease_owner = i.owner
       WHERE g.group_key = ANY(ARRAY(SELECT group_key FROM input))
-      ORDER BY g.group_key FOR UPDATE OF g
+      ORDER BY g.consumer, g.group_key FOR UPDATE OF g
     ), changed AS (
       UPDATE outbox e SET state = i.state, attempts = e.attempts + 1,
         delivered_at = CASE WHEN i.state = 'delivered' THEN i.now ELSE e.delivered_at END,
         next_attempt_at = coalesce(i.next_attempt_at, e.next_attempt_at),
         last_error = coalesce(i.error, e.last_error)
-      FROM input i JOIN lease l ON l.group_key = i.group_key
-      WHERE e.id = ANY(i.ids) AND e.group_key = i.group_key AND e.state = 'pending'
-      RETURNING e.group_key, e.state
+      FROM input i JOIN lease l ON l.consumer = i.consumer AND l.group_key = i.group_key
+      WHERE e.id = ANY(i.ids) AND e.consumer = i.consumer AND e.group_key = i.group_key AND e.state = 'pending'
+      RETURNING e.consumer, e.group_key, e.state
     ), finished AS (
-      SELECT group_key, count(*) FILTER (WHERE state <> 'pending') AS n FROM changed GROUP BY group_key
+      SELECT consumer, group_key, count(*) FILTER (WHERE state <> 'pending') AS n FROM changed GROUP BY consumer, group_key
     )
     UPDATE outbox_groups g SET
       pending = g.pending - coalesce(f.n, 0)::integer,
       available_at = coalesce(i.release_at, g.available_at),
       lease_owner = CASE WHEN i.release_at IS NULL THEN g.lease_owner END
-    FROM lease l JOIN input i ON i.group_key = l.group_key LEFT JOIN finished f ON f.group_key = l.group_key
-    WHERE g.group_key = l.group_key
-    RETURNING g.group_key`.execute(db);
-  const held = new Set(rows.map((r) => r.group_key));
-  return outcomes.map((o) => held.has(o.group_key));
+    FROM lease l JOIN input i ON i.consumer = l.consumer AND i.group_key = l.group_key
+      LEFT JOIN finished f ON f.consumer = l.consumer AND f.group_key = l.group_key
+    WHERE g.consumer = l.consumer AND g.group_key = l.group_key
+    RETURNING g.consumer, g.group_key`.execute(db);
+  const held = new Set(rows.map(groupId));
+  return outcomes.map((o) => held.has(groupId(o)));
 }
 
 /** Pushes on the leases `owner` still holds among `groups`; returns the groups still held. */
-export async function extendGroupLeases(db: Executor, groups: string[], owner: string, until: Date): Promise<string[]> {
-  // Locked in group_key order, as a batch of outcomes locks them (recordOutcomes): no deadlock.
-  const { rows } = await sql<{ group_key: string }>`
-    UPDATE outbox_groups SET available_at = ${until}
-    WHERE group_key IN (
-      SELECT group_key FROM outbox_groups WHERE group_key = ANY(${groups}::text[]) AND lease_owner = ${owner} ORDER BY group_key FOR UPDATE
-    )
-    RETURNING group_key`.execute(db);
-  return rows.map((r) => r.group_key);
+export async function extendGroupLeases(db: Executor, groups: GroupRef[], owner: string, until: Date): Promise<GroupRef[]> {
+  // Locked in (consumer, group_key) order, as a batch of outcomes locks them (recordOutcomes): no deadlock.
+  const { rows } = await sql<GroupRef>`
+    UPDATE outbox_groups g SET available_at = ${until}
+    FROM (
+      SELECT o.consumer, o.group_key FROM outbox_groups o
+      JOIN unnest(${groups.map((g) => g.consumer)}::text[], ${groups.map((g) => g.group_key)}::text[]) AS held(consumer, group_key)
+        ON held.consumer = o.consumer AND held.group_key = o.group_key
+      WHERE o.lease_owner = ${owner} ORDER BY o.consumer, o.group_key FOR UPDATE OF o
+    ) mine
+    WHERE g.consumer = mine.consumer AND g.group_key = mine.group_key
+    RETURNING g.consumer, g.group_key`.execute(db);
+  return rows;
 }
 
 /**
@@ -293,12 +365,12 @@ export async function extendGroupLeases(db: Executor, groups: string[], owner: s
  * event the counter did. That heals a counter that drifted, which would otherwise have the group
  * claimed for nothing again and again.
  */
-export async function releaseGroup(db: Executor, group: string, owner: string, at: Date, seenPending?: number): Promise<void> {
+export async function releaseGroup(db: Executor, group: GroupRef, owner: string, at: Date, seenPending?: number): Promise<void> {
   await sql`
     UPDATE outbox_groups g SET available_at = ${at}, lease_owner = NULL,
       pending = CASE WHEN g.pending = ${seenPending ?? null}::integer
-        THEN (SELECT count(*) FROM outbox WHERE group_key = g.group_key AND state = 'pending')::integer ELSE g.pending END
-    WHERE g.group_key = ${group} AND g.lease_owner = ${owner}`.execute(db);
+        THEN (SELECT count(*) FROM outbox WHERE consumer = g.consumer AND group_key = g.group_key AND state = 'pending')::integer ELSE g.pending END
+    WHERE g.consumer = ${group.consumer} AND g.group_key = ${group.group_key} AND g.lease_owner = ${owner}`.execute(db);
 }
 
 /**

@@ -12,6 +12,7 @@ import { connectors } from '../events/connectors/index.ts';
 import { serviceJobs } from '../jobs/registry.ts';
 import { createJobRunner } from '../jobs/runner.ts';
 import type { Consumer } from './consumers.ts';
+import { registerOutboxConsumers } from './store.ts';
 import { createOutboxWorker, type OutboxWorkerOptions } from './worker.ts';
 
 export interface RunningWorker {
@@ -24,7 +25,9 @@ export interface RunningWorker {
 export async function runWorker(env: Env, consumers: (deps: Deps) => readonly Consumer[] = connectors, options: OutboxWorkerOptions = {}): Promise<RunningWorker> {
   const deps = await openRoster(env, { log: createLogger(env) });
   const jobs = createJobRunner(deps, serviceJobs({ outboxRetentionDays: env.outbox.retentionDays, reconcileAfterSeconds: env.payments.reconcileAfterSeconds }));
-  const worker = createOutboxWorker(deps, consumers(deps), { onOutcome: deps.metrics.recordDelivery, ...outboxWorkerOptionsFrom(env), ...options });
+  const delivering = consumers(deps);
+  await registerOutboxConsumers(deps.db, delivering);
+  const worker = createOutboxWorker(deps, delivering, { onOutcome: deps.metrics.recordDelivery, ...outboxWorkerOptionsFrom(env), ...options });
   const metricsServer = env.workerMetricsPort === undefined ? undefined : await serveMetrics(deps, env.host, env.workerMetricsPort);
   let stopped: Promise<void> | undefined;
   const stop = () =>

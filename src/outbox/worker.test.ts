@@ -10,10 +10,15 @@ import { createServer } from 'node:net';
 import { systemClock, type Clock } from '../clock.ts';
 import { withUnitOfWork } from '../db/unit-of-work.ts';
 import { emitEvent } from './service.ts';
-import { claimDueGroups, recordOutcomes } from './store.ts';
+import { claimDueGroups, recordOutcomes, registerOutboxConsumers } from './store.ts';
 import { createOutboxWorker, type DeliveryOutcome } from './worker.ts';
+import { MAIL_CONNECTOR_TYPES } from '../events/connectors/mail.ts';
 
 const BACKOFF_BASE_MS = 1000;
+/** The consumer the test's events go to (test/support/delivery-peer.ts). */
+const PEER = peerConsumer('http://127.0.0.1:1').name;
+/** The mail connector, which every test app has too. */
+const MAIL = { name: 'mail', types: MAIL_CONNECTOR_TYPES };
 /** The jitter's random number: backoff after try n is floor(0.999 × 1000 × 2^(n−1)) ms. */
 const JITTER = 0.999;
 
@@ -144,15 +149,47 @@ describe('the in-process worker', () => {
     assert.deepEqual(orderViolations(logOf('backoff')), []);
   });
 
-  test('events of a type no consumer takes count as delivered at once', async () => {
-    const group = 'unconsumed:1';
-    await emitInterleaved([group], 3);
-    const idle = createOutboxWorker(t.deps, [], {});
-    assert.ok((await idle.drain()) >= 3);
-    await idle.stop();
-    assert.deepEqual((await rowsOf(group)).map((r) => [r.state, r.attempts]), Array(3).fill(['delivered', 1]));
-    assert.equal(logOf('unconsumed').length, 0);
-    assert.deepEqual(await pendingCounts([group]), [0]);
+  test('an event of a type no consumer takes is written once, already delivered, and never claimed', async () => {
+    await registerOutboxConsumers(t.deps.db, [{ name: PEER, types: ['person.created'] }, MAIL]);
+    try {
+      const group = 'unconsumed:1';
+      await emitInterleaved([group], 3);
+      assert.deepEqual(
+        (await rowsOf(group)).map((r) => [r.consumer, Number(r.seq), r.state, r.attempts, r.delivered_at?.getTime()]),
+        [1, 2, 3].map((seq) => ['', seq, 'delivered', 0, t.clock.now().getTime()]),
+      );
+      assert.deepEqual(await pendingCounts([group]), [0]);
+      await t.app.outbox.drain();
+      assert.equal(logOf('unconsumed').length, 0);
+    } finally {
+      await registerOutboxConsumers(t.deps.db, [peerConsumer(peer.url), MAIL]);
+    }
+  });
+
+  test('each consumer has its own copy of an event, in its own group: one failing never holds back another', async () => {
+    const second = { ...peerConsumer(peer.url), name: 'second-peer', types: ['person.updated'] };
+    await registerOutboxConsumers(t.deps.db, [peerConsumer(peer.url), second, MAIL]);
+    try {
+      const group = 'copies:1';
+      await emitInterleaved([group], 2);
+      const rows = await rowsOf(group);
+      assert.deepEqual(rows.map((r) => `${r.consumer}:${r.seq}`).sort(), ['second-peer:1', 'second-peer:2', `${PEER}:1`, `${PEER}:2`]);
+      // The test peer's copy of the first event fails: its group waits, the second consumer's goes on.
+      const failing = String(rows.find((r) => r.consumer === PEER && Number(r.seq) === 1)!.id);
+      peer.answer = (r) => (r.id === failing ? 'fail' : 'ok');
+      const both = createOutboxWorker(t.deps, [peerConsumer(peer.url), second], { random: () => JITTER });
+      await both.drain();
+      await both.stop();
+      const states = (await rowsOf(group)).map((r) => `${r.consumer}:${r.seq}:${r.state}:${r.attempts}`).sort();
+      assert.deepEqual(states, ['second-peer:1:delivered:1', 'second-peer:2:delivered:1', `${PEER}:1:pending:1`, `${PEER}:2:pending:0`]);
+      // Left delivered for the tests after this one.
+      peer.answer = () => 'ok';
+      t.clock.advance(60_000);
+      await t.app.outbox.drain();
+      assert.ok(await allDelivered([group])());
+    } finally {
+      await registerOutboxConsumers(t.deps.db, [peerConsumer(peer.url), MAIL]);
+    }
   });
 
   test('a delivery that never settles counts as a failure after the timeout; the worker goes on', async () => {
@@ -330,13 +367,14 @@ describe('recording outcomes', () => {
     const groups = groupsNamed('recorded', 4);
     await emitInterleaved(groups, 2);
     const now = t.clock.now();
-    const claimed = await claimDueGroups(t.deps.db, { owner: 'recorder', now, leaseUntil: new Date(now.getTime() + 60_000), groups: 100, eventsPerGroup: 5, busy: [] });
+    const claimed = await claimDueGroups(t.deps.db, { owner: 'recorder', now, leaseUntil: new Date(now.getTime() + 60_000), groups: 100, eventsPerGroup: 5, consumers: [PEER], busy: [] });
     const mine = claimed.filter((g) => groups.includes(g.group_key)).sort((a, b) => a.group_key.localeCompare(b.group_key));
     assert.equal(mine.length, 4);
     // Another worker took the last group meanwhile (its lease ran out).
     await t.deps.db.updateTable('outbox_groups').set({ lease_owner: 'someone-else' }).where('group_key', '=', groups[3]!).execute();
     const outcome = (g: (typeof mine)[number], state: 'delivered' | 'pending' | 'dead', count: number) => ({
       ids: g.events.slice(0, count).map((e) => e.id),
+      consumer: g.consumer,
       group_key: g.group_key,
       owner: 'recorder',
       state,
@@ -364,7 +402,7 @@ describe('recording outcomes', () => {
 
 test("each group's pending count is the number of its pending events", async () => {
   const { rows } = await sql<{ group_key: string; pending: number; counted: number }>`
-    SELECT g.group_key, g.pending, (SELECT count(*) FROM outbox o WHERE o.group_key = g.group_key AND o.state = 'pending')::integer AS counted
+    SELECT g.group_key, g.pending, (SELECT count(*) FROM outbox o WHERE o.consumer = g.consumer AND o.group_key = g.group_key AND o.state = 'pending')::integer AS counted
     FROM outbox_groups g`.execute(t.deps.db);
   assert.ok(rows.length > 0);
   assert.deepEqual(rows.filter((r) => r.pending !== r.counted), []);

@@ -9,7 +9,7 @@ import type { Deps } from '../deps.ts';
 import { PermanentFailure, type Consumer } from './consumers.ts';
 import { OUTBOX_CHANNEL } from './signal.ts';
 import { createBatchWriter } from '../db/batch-writer.ts';
-import { claimDueGroups, extendGroupLeases, recordOutcomes, releaseGroup, type ClaimedEvent, type ClaimedGroup, type Outcome } from './store.ts';
+import { claimDueGroups, extendGroupLeases, groupId, recordOutcomes, releaseGroup, type ClaimedEvent, type ClaimedGroup, type GroupRef, type Outcome } from './store.ts';
 
 export type DeliveryOutcome = 'delivered' | 'failed' | 'dead';
 
@@ -74,11 +74,13 @@ type Result = { state: 'delivered' | 'pending' | 'dead'; error?: string };
 
 export function createOutboxWorker(deps: WorkerDeps, consumers: readonly Consumer[], options: OutboxWorkerOptions = {}): OutboxWorker {
   const o = { ...OUTBOX_WORKER_DEFAULTS, random: Math.random, ...options };
-  const consumerOf = consumersByType(consumers);
+  const consumerNamed = consumersByName(consumers);
+  const consumerNames = [...consumerNamed.keys()];
   // A fresh owner per worker: a lease is this worker's, not this process's.
   const owner = randomUUID();
   const log = deps.log.child({ outboxWorker: owner });
-  const inFlight = new Map<string, Promise<void>>();
+  /** The groups being delivered, by groupId. */
+  const inFlight = new Map<string, { group: GroupRef; run: Promise<void> }>();
   const stopHooks: (() => unknown)[] = [];
   let started = false;
   let stopping = false;
@@ -89,7 +91,7 @@ export function createOutboxWorker(deps: WorkerDeps, consumers: readonly Consume
 
   const later = (ms: number) => new Date(deps.clock.now().getTime() + ms);
   const outcomes = createBatchWriter<Outcome, boolean>({
-    keyOf: (o) => o.group_key,
+    keyOf: (o) => groupId(o),
     writeMany: (list) => recordOutcomes(deps.db, list),
     maxBatch: RECORD_BATCH_MAX,
     maxInFlight: 2,
@@ -103,8 +105,7 @@ export function createOutboxWorker(deps: WorkerDeps, consumers: readonly Consume
     }
   }
 
-  async function deliver(event: ClaimedEvent): Promise<Result> {
-    const consumer = consumerOf.get(event.type)!;
+  async function deliver(consumer: Consumer, event: ClaimedEvent): Promise<Result> {
     const attempt = event.attempts + 1;
     const started = performance.now();
     try {
@@ -148,13 +149,16 @@ export function createOutboxWorker(deps: WorkerDeps, consumers: readonly Consume
   async function runGroup(group: ClaimedGroup): Promise<void> {
     const key = group.group_key;
     const events = group.events;
-    if (events.length === 0) return releaseGroup(deps.db, key, owner, deps.clock.now(), group.pending);
+    if (events.length === 0) return releaseGroup(deps.db, group, owner, deps.clock.now(), group.pending);
+    // Claims read only the groups of this worker's consumers.
+    const consumer = consumerNamed.get(group.consumer)!;
     let done: string[] = [];
     let doneSince = 0;
     const record = async (ids: string[], state: Result['state'], release: boolean, failure?: { retryAt?: Date; error?: string }): Promise<boolean> => {
       const now = deps.clock.now();
       const held = await outcomes.write({
         ids,
+        consumer: group.consumer,
         group_key: key,
         owner,
         state,
@@ -163,7 +167,7 @@ export function createOutboxWorker(deps: WorkerDeps, consumers: readonly Consume
         error: failure?.error,
         releaseAt: failure?.retryAt ?? (release ? now : undefined),
       });
-      if (!held) log.warn({ group: key, event: ids[0] }, 'lost the lease of an outbox group (it ran past its lease): another worker delivers its events again');
+      if (!held) log.warn({ consumer: group.consumer, group: key, event: ids[0] }, 'lost the lease of an outbox group (it ran past its lease): another worker delivers its events again');
       else if (state === 'delivered') delivered += ids.length;
       return held;
     };
@@ -175,15 +179,12 @@ export function createOutboxWorker(deps: WorkerDeps, consumers: readonly Consume
     for (let i = 0; i < events.length; ) {
       if (stopping) {
         if (done.length > 0) return void (await recordDone(true));
-        return releaseGroup(deps.db, key, owner, deps.clock.now());
+        return releaseGroup(deps.db, group, owner, deps.clock.now());
       }
       const event = events[i]!;
-      // Events no consumer takes are delivered at once, a run of them together.
-      let ids = [event.id];
-      let result: Result = { state: 'delivered' };
-      if (consumerOf.has(event.type)) result = await deliver(event);
-      else ids = events.slice(i, firstTaken(events, i)).map((e) => e.id);
-      i += ids.length;
+      const ids = [event.id];
+      const result = await deliver(consumer, event);
+      i += 1;
       const last = i === events.length;
       if (result.state === 'delivered') {
         if (done.length === 0) doneSince = performance.now();
@@ -201,14 +202,8 @@ export function createOutboxWorker(deps: WorkerDeps, consumers: readonly Consume
     }
   }
 
-  /** The index of the first event from `from` on that a consumer takes (or the end). */
-  function firstTaken(events: ClaimedEvent[], from: number): number {
-    const found = events.findIndex((e, j) => j >= from && consumerOf.has(e.type));
-    return found === -1 ? events.length : found;
-  }
-
   function renewLeases(): void {
-    const groups = [...inFlight.keys()];
+    const groups = [...inFlight.values()].map((f) => f.group);
     if (groups.length === 0) return;
     extendGroupLeases(deps.db, groups, owner, later(o.leaseMs)).catch((err: unknown) => log.warn({ err }, 'could not renew the leases of outbox groups'));
   }
@@ -225,24 +220,26 @@ export function createOutboxWorker(deps: WorkerDeps, consumers: readonly Consume
         leaseUntil: new Date(now.getTime() + o.leaseMs),
         groups: room,
         eventsPerGroup: o.batchSize,
-        busy: [...inFlight.keys()],
+        consumers: consumerNames,
+        busy: [...inFlight.values()].map((f) => f.group),
       });
     } catch (err) {
       log.error({ err }, 'could not claim outbox groups; trying again at the next wake-up');
       return 0;
     }
     for (const group of groups) {
+      const key = groupId(group);
       const run = runGroup(group)
-        .catch((err: unknown) => log.error({ err, group: group.group_key }, 'outbox delivery stopped for a group; its lease lapses and it is delivered again'))
+        .catch((err: unknown) => log.error({ err, consumer: group.consumer, group: group.group_key }, 'outbox delivery stopped for a group; its lease lapses and it is delivered again'))
         .finally(() => {
-          inFlight.delete(group.group_key);
+          inFlight.delete(key);
           if (inFlight.size === 0) {
             clearInterval(renewal);
             renewal = undefined;
           }
           if (started) wake();
         });
-      inFlight.set(group.group_key, run);
+      inFlight.set(key, { group: { consumer: group.consumer, group_key: group.group_key }, run });
     }
     if (inFlight.size > 0 && !renewal) {
       renewal = setInterval(renewLeases, o.leaseMs / 3);
@@ -298,32 +295,26 @@ export function createOutboxWorker(deps: WorkerDeps, consumers: readonly Consume
       for (;;) {
         const claimed = await fill();
         if (claimed === 0 && inFlight.size === 0) return delivered - before;
-        if (inFlight.size > 0) await Promise.race(inFlight.values());
+        if (inFlight.size > 0) await Promise.race([...inFlight.values()].map((f) => f.run));
       }
     },
     async stop() {
       stopping = true;
       await Promise.all(stopHooks.map((hook) => hook()));
       await filling;
-      while (inFlight.size > 0) await Promise.allSettled(inFlight.values());
+      while (inFlight.size > 0) await Promise.allSettled([...inFlight.values()].map((f) => f.run));
       clearInterval(renewal);
     },
   };
 }
 
-function consumersByType(consumers: readonly Consumer[]): Map<string, Consumer> {
-  const byType = new Map<string, Consumer>();
-  const names = new Set<string>();
+function consumersByName(consumers: readonly Consumer[]): Map<string, Consumer> {
+  const byName = new Map<string, Consumer>();
   for (const consumer of consumers) {
-    if (names.has(consumer.name)) throw new Error(`Two outbox consumers are named ${consumer.name}`);
-    names.add(consumer.name);
-    for (const type of consumer.types) {
-      const other = byType.get(type);
-      if (other) throw new Error(`Outbox consumers ${other.name} and ${consumer.name} both take ${type}: at most one consumer takes a type`);
-      byType.set(type, consumer);
-    }
+    if (byName.has(consumer.name)) throw new Error(`Two outbox consumers are named ${consumer.name}`);
+    byName.set(consumer.name, consumer);
   }
-  return byType;
+  return byName;
 }
 
 function withTimeout<T>(work: Promise<T>, ms: number): Promise<T> {

@@ -3,7 +3,7 @@ import { CompiledQuery, sql, type Expression, type Insertable, type Selectable, 
 import type { Executor } from '../audit/store.ts';
 import type { Db } from '../db/connect.ts';
 import type { Tables } from '../db/tables.ts';
-import { insertOutboxEvents, takeOutboxSeqs, type NewOutboxRow } from '../outbox/store.ts';
+import { appendOutboxCtes, type NewOutboxRow } from '../outbox/store.ts';
 
 /** A person as stored, with their day pass (daypasses, migration 0010; null for nearly everyone), as kansa's people queries join it. */
 export type PersonRow = Selectable<Tables['people']> & { daypass: string | null; daypass_days: string[] | null };
@@ -372,7 +372,7 @@ function changePeopleText(db: Executor, columns: (keyof typeof CHANGE_COLUMN_TYP
   const declared = columns.map((c) => `, "${c}" ${CHANGE_COLUMN_TYPES[c]}`).join('');
   const set = columns.map((c) => `"${c}" = i."${c}"${c === 'paper_pubs' ? '::jsonb' : ''}`).join(', ');
   // The parts that are not plain SQL text (the outbox's) compile to text with no parameters.
-  const outbox = sql`outbox_next AS (${takeOutboxSeqs('events')}), outbox_appended AS (${insertOutboxEvents('events', 'outbox_next')})`.compile(db).sql;
+  const outbox = appendOutboxCtes('events').compile(db).sql;
   text = `
     WITH input AS (
       SELECT * FROM jsonb_to_recordset($1::jsonb) AS i(id int, version text${declared},
@@ -433,7 +433,7 @@ export function changePeopleQuery(db: Executor, changes: PersonChange[]): Compil
  * Applies each change to its person only while the row still has the change's `version` (xmin
  * changes with every update, and an update that waited for a concurrent one is re-checked against
  * the committed row), inserts its audit row, and appends its event to the outbox, each group's next
- * seq taken under the group row's lock (outbox/store.ts takeOutboxSeqs). One statement, so every
+ * seq taken under the group row's lock (outbox/store.ts appendOutboxCtes). One statement, so every
  * change, audit row and event in it commits together or not at all, with no transaction. A change
  * whose version no longer matches writes nothing (neither its audit row nor its event). Returns,
  * in the changes' order, the person's member number after the change, or undefined where nothing
