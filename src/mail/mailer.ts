@@ -12,6 +12,12 @@ export interface MailMessage {
   to: string;
   subject: string;
   text: string;
+  /**
+   * The Message-ID, made from what asked for the mail (the outbox event's id): a mail sent again
+   * (a worker that died after the server took it) has the same id, so a mailbox can tell it is
+   * the same mail. nodemailer would otherwise draw a random one for every message.
+   */
+  messageId?: string;
 }
 
 export interface Mailer {
@@ -44,7 +50,7 @@ export function createSmtpMailer(smtpUrl: string, from: string): Mailer {
       const opened = await transport;
       // Closed while nodemailer was loading: this one message goes, and the pool is not left open.
       try {
-        await opened.sendMail({ from, to: message.to, subject: message.subject, text: message.text });
+        await opened.sendMail({ from, to: message.to, subject: message.subject, text: message.text, ...(message.messageId ? { messageId: message.messageId } : {}) });
       } finally {
         if (closed) opened.close();
       }

@@ -8,6 +8,8 @@ export interface ReceivedMail {
   from: string;
   subject: string;
   text: string;
+  /** The Message-ID header, with its angle brackets. */
+  messageId: string;
 }
 
 export interface SmtpPeer {
@@ -32,7 +34,7 @@ export async function startSmtpPeer(options: { port?: number } = {}): Promise<Sm
         .then((mail) => {
           const to = session.envelope.rcptTo.map((r) => r.address.toLowerCase());
           for (const address of to) {
-            messages.push({ to: address, from: session.envelope.mailFrom ? session.envelope.mailFrom.address : '', subject: mail.subject ?? '', text: mail.text ?? '' });
+            messages.push({ to: address, from: session.envelope.mailFrom ? session.envelope.mailFrom.address : '', subject: mail.subject ?? '', text: mail.text ?? '', messageId: mail.messageId ?? '' });
           }
           waiters.splice(0).forEach((w) => w());
           callback();

@@ -31,8 +31,11 @@ describe('login links from the outbox', () => {
       (await peopleWithEmail('newcomer@example.org')).map((p) => p.membership),
       ['NonMember'],
     );
-    const link = linkIn((await t.mail.nextMailTo('newcomer@example.org')).text);
+    const mail = await t.mail.nextMailTo('newcomer@example.org');
+    const link = linkIn(mail.text);
     const [event] = await linkRequests('newcomer@example.org');
+    // Its Message-ID is the event's, the same on every try (a mail sent twice is seen as one).
+    assert.equal(mail.messageId, `<roster-event-${event!.id}@${new URL(t.deps.publicUrl).hostname}>`);
     // A new account's name is not echoed; the key is made by the connector and is in no event.
     assert.deepEqual([event?.version, event?.payload], [2, { email: 'newcomer@example.org' }]);
     const login = await t.api(link.pathname + link.search);

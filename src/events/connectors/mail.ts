@@ -28,7 +28,10 @@ export function createMailConnector(deps: MailConnectorDeps): Consumer {
   return {
     name: 'mail',
     types: MAIL_CONNECTOR_TYPES,
-    deliver: (event) => (event.type === 'mail.requested' ? sendTemplateMail(deps, readMailRequest(event)) : sendLoginLink(deps, readLoginLinkRequest(event))),
+    deliver: (event) => {
+      const messageId = messageIdOf(deps.publicUrl, event);
+      return event.type === 'mail.requested' ? sendTemplateMail(deps, readMailRequest(event), messageId) : sendLoginLink(deps, readLoginLinkRequest(event), messageId);
+    },
   };
 }
 
@@ -36,7 +39,7 @@ export function createMailConnector(deps: MailConnectorDeps): Consumer {
  * Issues a key (admins get the admin lifetime, see issueKey) and mails its link. A retry after a
  * failed send makes a fresh key: the failed one is withdrawn, as it was never mailed.
  */
-async function sendLoginLink(deps: MailConnectorDeps, request: LoginLinkRequest): Promise<void> {
+async function sendLoginLink(deps: MailConnectorDeps, request: LoginLinkRequest, messageId: string): Promise<void> {
   const { email } = request;
   const { key, expires } = await issueKey(deps, email, { reset: request.reset });
   try {
@@ -46,7 +49,7 @@ async function sendLoginLink(deps: MailConnectorDeps, request: LoginLinkRequest)
       link: loginLink(deps.publicUrl, email, key, request.next),
       expires: expires.toISOString().slice(0, 10),
     });
-    await deps.mailer.send({ to: email, ...mail });
+    await deps.mailer.send({ to: email, ...mail, messageId });
   } catch (err) {
     // If even this fails, the key only counts towards the address's kept keys until it expires.
     await withdrawKey(deps, key).catch(() => {});
@@ -62,7 +65,7 @@ interface MailRequest {
 }
 
 /** A template mail; with a login link, a key is made now and withdrawn again if the mail is not sent. */
-async function sendTemplateMail(deps: MailConnectorDeps, request: MailRequest): Promise<void> {
+async function sendTemplateMail(deps: MailConnectorDeps, request: MailRequest, messageId: string): Promise<void> {
   let key: string | undefined;
   const vars = { ...request.vars };
   if (request.loginLink) {
@@ -73,11 +76,22 @@ async function sendTemplateMail(deps: MailConnectorDeps, request: MailRequest): 
   }
   try {
     const mail = await renderMail(deps.org, request.template, vars);
-    await deps.mailer.send({ to: request.to, ...mail });
+    await deps.mailer.send({ to: request.to, ...mail, messageId });
   } catch (err) {
     if (key) await withdrawKey(deps, key).catch(() => {});
     throw mailFailure(err);
   }
+}
+
+/** The Message-ID of the mail an event asks for: the same on every try (MailMessage.messageId). */
+export function messageIdOf(publicUrl: string, event: Pick<OutboxDelivery, 'id'>): string {
+  let host = 'roster.invalid';
+  try {
+    host = new URL(publicUrl).hostname || host;
+  } catch {
+    // a public URL that is not one leaves the placeholder domain
+  }
+  return `<roster-event-${event.id}@${host}>`;
 }
 
 /** A `mail.requested` payload, checked again (it comes from the database): one no retry can fix is a PermanentFailure. */
