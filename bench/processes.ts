@@ -1,6 +1,6 @@
 /** Child processes of a bench run: the service as a user runs it, and the bare HTTP ceiling. */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { fileURLToPath } from 'node:url';
 
@@ -26,15 +26,28 @@ export function memoryOf(pid: number): { peakMb: number; rssMb: number } {
 
 /**
  * Where the CPU went while `measure` ran, in cores (1.0 = one core busy the whole time): the
- * service's process (all its threads), this bench process (the load generator of `login`; wrk is a
- * process of its own), and the whole machine. A figure with the machine near its core count was
+ * service's process (all its threads), this bench process (the load generator of `login`, and the
+ * mail sink every mail of the service goes to; wrk is a process of its own), every PostgreSQL process
+ * (0 on PGlite, which runs inside the service), and the whole machine. A figure with the machine near its core count was
  * limited by CPU, shared by the service, PostgreSQL and the load; with the load generator near 1.0,
  * by the generator.
  */
-export async function cpuWhile<T>(servicePid: number, measure: () => Promise<T>): Promise<{ result: T; cpu: { service: number; bench: number; machine: number } }> {
+export async function cpuWhile<T>(servicePid: number, measure: () => Promise<T>): Promise<{ result: T; cpu: { service: number; bench: number; database: number; machine: number } }> {
   const ticks = (pid: number) => {
     const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
     return Number(fields[11]) + Number(fields[12]);
+  };
+  // Every PostgreSQL process on the machine (the server's backends come and go: summed at each end).
+  const database = () => {
+    let sum = 0;
+    for (const pid of readdirSync('/proc').filter((d) => /^\d+$/.test(d))) {
+      try {
+        if (readFileSync(`/proc/${pid}/comm`, 'utf8').trim() === 'postgres') sum += ticks(Number(pid));
+      } catch {
+        /* gone meanwhile */
+      }
+    }
+    return sum;
   };
   const machine = () => {
     const [, ...values] = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/);
@@ -43,7 +56,7 @@ export async function cpuWhile<T>(servicePid: number, measure: () => Promise<T>)
     return n[0]! + n[1]! + n[2]! + n[5]! + n[6]! + n[7]!;
   };
   const hz = 100;
-  const [service0, machine0, bench0, t0] = [ticks(servicePid), machine(), process.cpuUsage(), performance.now()];
+  const [service0, machine0, database0, bench0, t0] = [ticks(servicePid), machine(), database(), process.cpuUsage(), performance.now()];
   const result = await measure();
   const seconds = (performance.now() - t0) / 1000;
   const bench = process.cpuUsage(bench0);
@@ -52,6 +65,7 @@ export async function cpuWhile<T>(servicePid: number, measure: () => Promise<T>)
     cpu: {
       service: (ticks(servicePid) - service0) / hz / seconds,
       bench: (bench.user + bench.system) / 1e6 / seconds,
+      database: (database() - database0) / hz / seconds,
       machine: (machine() - machine0) / hz / seconds,
     },
   };

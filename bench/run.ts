@@ -296,7 +296,7 @@ async function main(): Promise<void> {
           ? runLoop(loginOnce(service.url, ctx, mail.keyFor, connections), connections, durationS)
           : runWrk(service.url, s.http!(ctx), connections, durationS),
       );
-      const cores = `CPU: service ${cpu.service.toFixed(2)}${s.name === 'login' ? `, load generator ${cpu.bench.toFixed(2)}` : ''}, machine ${cpu.machine.toFixed(2)} of ${os.cpus().length} cores`;
+      const cores = `CPU: service ${cpu.service.toFixed(2)}, PostgreSQL ${cpu.database.toFixed(2)}, bench process ${cpu.bench.toFixed(2)}, machine ${cpu.machine.toFixed(2)} of ${os.cpus().length} cores`;
       const ratio = [`${(load.perSecond / httpCeiling.perSecond).toFixed(2)} of HTTP`];
       if (dbCeiling) ratio.push(`${(load.perSecond / dbCeiling.perSecond).toFixed(2)} of DB`);
       const reference = s.name === 'person' ? personReference : undefined;
@@ -313,7 +313,7 @@ async function main(): Promise<void> {
         httpCeiling: httpCeiling.perSecond,
         dbCeiling: dbCeiling?.perSecond,
         ceiling: `HTTP ${fmt(httpCeiling.perSecond)}/s${dbCeiling ? `; DB ${fmt(dbCeiling.perSecond)}/s` : ''}${reference ? `; reference ${fmt(reference.perSecond)}/s` : ''}`,
-        extra: { serviceCores: cpu.service, benchCores: cpu.bench, machineCores: cpu.machine, ...(reference ? { referencePerSecond: reference.perSecond } : {}) },
+        extra: { serviceCores: cpu.service, benchCores: cpu.bench, databaseCores: cpu.database, machineCores: cpu.machine, ...(reference ? { referencePerSecond: reference.perSecond } : {}) },
         ratio: ratio.join('; '),
         target: target?.text ?? '– (set for PostgreSQL only)',
         met: target ? target.met(load) && load.errors === 0 && load.non2xx === 0 : null,
