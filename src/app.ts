@@ -53,6 +53,7 @@ import { createRegistryPages } from './people/registry-pages.ts';
 import { peopleRoutes } from './people/routes.ts';
 import { publicRoutes } from './public/routes.ts';
 import { createPublicPeopleCache, createStatsCache } from './public/service.ts';
+import { slackRoutes } from './slack/routes.ts';
 
 /** Largest request body accepted; bigger ones get 413. */
 export const BODY_LIMIT_BYTES = 256 * 1024;
@@ -144,6 +145,7 @@ export async function openRoster(env: Env, overrides: { log?: Logger; clock?: Cl
     metrics: createMetrics({ db: database.db, clock, log }, { bearerToken: env.metricsToken }),
     gateway,
     publicUrl: env.publicUrl,
+    slackToken: env.slackToken,
   };
 }
 
@@ -288,6 +290,7 @@ export async function buildApp(deps: Deps, options: AppOptions = {}): Promise<Ro
       await api.register(daypassRoutes(deps, guards));
       await api.register(invoiceRoutes(deps, guards));
       await api.register(tessituraRoutes(deps));
+      await api.register(slackRoutes(deps, guards));
     },
     { prefix: '/api' },
   );

@@ -39,4 +39,6 @@ export interface Deps {
   gateway: PaymentGateway;
   /** Base URL for links in mail, without a trailing slash. */
   publicUrl: string;
+  /** SLACK_TOKEN, for POST /api/slack/invite (src/slack/); never logged. */
+  slackToken: string | undefined;
 }

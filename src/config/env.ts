@@ -53,6 +53,8 @@ export interface Env {
   };
   /** `roster worker` serves GET /metrics on this port (HOST), to METRICS_TOKEN only; unset: none. */
   workerMetricsPort: number | undefined;
+  /** SLACK_TOKEN: the Slack token POST /api/slack/invite uses (src/slack/README.md); never logged. */
+  slackToken: string | undefined;
 }
 
 export const DEMO_ORG_FILE = 'config/organisation.example.yaml';
@@ -212,6 +214,10 @@ export function parseEnv(source: Record<string, string | undefined> = process.en
     reconcileAfterSeconds: integer('PAYMENT_RECONCILE_AFTER_SECONDS', 60, 0, 86_400),
   };
 
+  const slackToken = read('SLACK_TOKEN');
+  // The token itself is never repeated in a problem: the list is printed.
+  if (slackToken !== undefined && !/^[\x21-\x7e]{8,1024}$/.test(slackToken)) problems.push('SLACK_TOKEN must be 8 to 1024 visible ASCII characters without spaces (a Slack token such as xoxp-…)');
+
   if (problems.length > 0) throw new EnvError(problems);
-  return { host, port, databaseUrl, databasePrepared, dataDir, orgFile, adminEmail, publicUrl, smtpUrl, mailFrom, logLevel, trustProxy, rateLimit, outbox, metricsToken, workerMetricsPort, payments };
+  return { host, port, databaseUrl, databasePrepared, dataDir, orgFile, adminEmail, publicUrl, smtpUrl, mailFrom, logLevel, trustProxy, rateLimit, outbox, metricsToken, workerMetricsPort, payments, slackToken };
 }

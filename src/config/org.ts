@@ -9,6 +9,7 @@ import { Value } from 'typebox/value';
 import YAML from 'yaml';
 import { ROLES } from '../auth/roles.ts';
 import { CatalogueFileFields, parseCatalogue, type Catalogue } from './catalogue.ts';
+import { parseSlackSection, SlackFileSchema, type SlackSettings } from '../slack/config.ts';
 
 const MembershipTypeSchema = Type.Object(
   {
@@ -46,6 +47,7 @@ const OrgFileSchema = Type.Object(
     session_lifetime_days: Type.Optional(Type.Number({ exclusiveMinimum: 0 })),
     admin_roles: Type.Optional(Type.Array(Type.String({ pattern: '^[a-z][a-z0-9_]{0,63}$' }), { minItems: 1 })),
     ...CatalogueFileFields,
+    slack: Type.Optional(SlackFileSchema),
   },
   { additionalProperties: false },
 );
@@ -78,6 +80,8 @@ export interface Organisation {
   catalogue: Catalogue;
   /** Folder the file was read from: its `templates/` overrides the built-in mail templates. */
   folder: string;
+  /** Slack invitations (src/slack/); undefined: not offered. */
+  slack?: SlackSettings;
 }
 
 export const NON_MEMBER = 'NonMember';
@@ -133,6 +137,7 @@ export function parseOrganisation(text: string, file: string): Organisation {
   if (missingRoles.length > 0) problems.push(`/admin_roles: must include ${missingRoles.join(', ')} (Roster's own checks use them)`);
   if (new Set(adminRoles).size !== adminRoles.length) problems.push('/admin_roles: a role is listed twice');
   const catalogue = parseCatalogue(raw, raw.membership_types, problems);
+  const slack = raw.slack && parseSlackSection(raw.slack, problems);
   if (problems.length > 0) throw new OrgFileError(file, problems);
 
   const types: MembershipType[] = raw.membership_types.map((t) => ({
@@ -163,6 +168,7 @@ export function parseOrganisation(text: string, file: string): Organisation {
     adminRoles,
     catalogue,
     folder: path.dirname(file),
+    ...(slack ? { slack } : {}),
   };
 }
 
