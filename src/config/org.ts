@@ -28,6 +28,27 @@ const MembershipTypeSchema = Type.Object(
   { additionalProperties: false },
 );
 
+/**
+ * Outbound connectors (src/events/connectors/): each is on only when its section is present.
+ * Credentials never sit in this file: each connector takes them from its standard environment.
+ */
+const ConnectorsSchema = Type.Object(
+  {
+    /** SQS FIFO (src/events/connectors/sqs/README.md); credentials from the AWS environment variables. */
+    sqs: Type.Optional(
+      Type.Object(
+        {
+          queue_url: Type.String({ pattern: '^https?://\\S+$' }),
+          region: Type.String({ pattern: '^[a-z0-9-]{1,32}$' }),
+          endpoint: Type.Optional(Type.String({ pattern: '^https?://\\S+$' })),
+        },
+        { additionalProperties: false },
+      ),
+    ),
+  },
+  { additionalProperties: false },
+);
+
 const OrgFileSchema = Type.Object(
   {
     id: Type.String({ pattern: '^[A-Za-z0-9_-]{1,32}$' }),
@@ -48,6 +69,7 @@ const OrgFileSchema = Type.Object(
     admin_roles: Type.Optional(Type.Array(Type.String({ pattern: '^[a-z][a-z0-9_]{0,63}$' }), { minItems: 1 })),
     ...CatalogueFileFields,
     slack: Type.Optional(SlackFileSchema),
+    connectors: Type.Optional(ConnectorsSchema),
   },
   { additionalProperties: false },
 );
@@ -82,6 +104,21 @@ export interface Organisation {
   folder: string;
   /** Slack invitations (src/slack/); undefined: not offered. */
   slack?: SlackSettings;
+  /** The outbound connectors that are on (each absent unless its section is in the file). */
+  connectors: OrgConnectors;
+}
+
+export interface OrgConnectors {
+  /** Publish CRM events to an SQS FIFO queue (src/events/connectors/sqs/). */
+  sqs?: SqsConnectorConfig;
+}
+
+export interface SqsConnectorConfig {
+  /** Must be a FIFO queue (its name ends in .fifo). */
+  queueUrl: string;
+  region: string;
+  /** Another SQS endpoint than AWS's (a local test peer such as moto). */
+  endpoint?: string;
 }
 
 export const NON_MEMBER = 'NonMember';
@@ -138,6 +175,7 @@ export function parseOrganisation(text: string, file: string): Organisation {
   if (new Set(adminRoles).size !== adminRoles.length) problems.push('/admin_roles: a role is listed twice');
   const catalogue = parseCatalogue(raw, raw.membership_types, problems);
   const slack = raw.slack && parseSlackSection(raw.slack, problems);
+  if (raw.connectors?.sqs && !raw.connectors.sqs.queue_url.endsWith('.fifo')) problems.push('/connectors/sqs/queue_url: must be a FIFO queue (its name ends in .fifo): events keep their order per member only there');
   if (problems.length > 0) throw new OrgFileError(file, problems);
 
   const types: MembershipType[] = raw.membership_types.map((t) => ({
@@ -169,6 +207,9 @@ export function parseOrganisation(text: string, file: string): Organisation {
     catalogue,
     folder: path.dirname(file),
     ...(slack ? { slack } : {}),
+    connectors: {
+      ...(raw.connectors?.sqs ? { sqs: { queueUrl: raw.connectors.sqs.queue_url, region: raw.connectors.sqs.region, ...(raw.connectors.sqs.endpoint ? { endpoint: raw.connectors.sqs.endpoint } : {}) } } : {}),
+    },
   };
 }
 
