@@ -1,5 +1,5 @@
 /**
- * The `roster` command: serve | worker | migrate | admin add|link|list|remove.
+ * The `roster` command: serve | worker | migrate | admin add|link|list|remove | relay-sqs.
  * Only the environment parser is loaded up front; each command imports what it needs, so `--help`
  * and mistakes on the command line answer at once.
  */
@@ -23,6 +23,12 @@ Commands:
                                         a mailed one: 5 days for an admin by default)
   admin list                            List admins and their roles
   admin remove EMAIL                    Remove all roles from EMAIL
+  relay-sqs [--queue-url URL] [--region REGION] [--endpoint URL] [--concurrency N]
+                                        Drain an SQS FIFO queue of membersync events into
+                                        netFORUM (membersync's Event.poll): the queue is
+                                        connectors.sqs of the organisation file unless given;
+                                        AWS credentials from the AWS_* environment. SIGTERM
+                                        or SIGINT lets the push in flight finish, then exits
   help                                  Show this text
 
 Configuration comes from the environment (see README.md): DATABASE_URL, DATA_DIR, ROSTER_ORG,
@@ -185,14 +191,31 @@ async function admin(env: Env, args: string[]): Promise<void> {
   }
 }
 
+async function relaySqs(env: Env, args: string[]): Promise<void> {
+  let values;
+  try {
+    ({ values } = parseArgs({ args, options: { 'queue-url': { type: 'string' }, region: { type: 'string' }, endpoint: { type: 'string' }, concurrency: { type: 'string' } } }));
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
+  const concurrency = values.concurrency === undefined ? undefined : Number(values.concurrency);
+  if (concurrency !== undefined && !(Number.isInteger(concurrency) && concurrency >= 1 && concurrency <= 64)) throw new UsageError('--concurrency must be a whole number from 1 to 64');
+  const { RelaySetupError, runSqsRelayCommand } = await import('./events/connectors/sqs/relay-command.ts');
+  try {
+    await runSqsRelayCommand(env, { queueUrl: values['queue-url'], region: values.region, endpoint: values.endpoint, concurrency });
+  } catch (err) {
+    throw err instanceof RelaySetupError ? new StartError(err.message) : err;
+  }
+}
+
 async function main(argv: string[]): Promise<void> {
   const [command = 'serve', ...rest] = argv;
   if (command === '--help' || command === '-h' || command === 'help' || rest.includes('--help') || rest.includes('-h')) {
     console.log(HELP);
     return;
   }
-  if (!['serve', 'worker', 'migrate', 'admin'].includes(command)) throw new UsageError(`Unknown command "${command}"`);
-  if (command !== 'admin' && rest.length > 0) throw new UsageError(`"${command}" takes no arguments (got "${rest.join(' ')}")`);
+  if (!['serve', 'worker', 'migrate', 'admin', 'relay-sqs'].includes(command)) throw new UsageError(`Unknown command "${command}"`);
+  if (command !== 'admin' && command !== 'relay-sqs' && rest.length > 0) throw new UsageError(`"${command}" takes no arguments (got "${rest.join(' ')}")`);
   const env = parseEnv();
   if (command === 'serve') return serve(env);
   if (command === 'worker') {
@@ -201,6 +224,7 @@ async function main(argv: string[]): Promise<void> {
     return;
   }
   if (command === 'migrate') return migrateCommand(env);
+  if (command === 'relay-sqs') return relaySqs(env, rest);
   return admin(env, rest);
 }
 
