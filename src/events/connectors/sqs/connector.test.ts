@@ -13,7 +13,9 @@ import { DeleteMessageCommand, ReceiveMessageCommand, SendMessageCommand, type M
 import { startTestApp, type TestApp } from '../../../../test/support/app.ts';
 import { ROOT } from '../../../../test/support/cli.ts';
 import { childEnvWithFakeAws, FAKE_AWS_ENV, startMoto, useFakeAwsCredentials, type MotoPeer } from '../../../../test/support/moto.ts';
+import { OrgFileError, parseOrganisation } from '../../../config/org.ts';
 import { withUnitOfWork } from '../../../db/unit-of-work.ts';
+import { connectors } from '../index.ts';
 import { PermanentFailure, type OutboxDelivery } from '../../../outbox/consumers.ts';
 import { emitEvent, listEvents, memberGroup, type OutboxEvent } from '../../../outbox/service.ts';
 import { createSqsConnector, messageGroupId, sqsFailure } from './connector.ts';
@@ -269,6 +271,30 @@ describe('failures', () => {
     const everything = logLines.join('') + JSON.stringify(events);
     assert.ok(logLines.length > 0, 'the app logged something to look at');
     assert.ok(!everything.includes(FAKE_AWS_ENV.AWS_SECRET_ACCESS_KEY));
+  });
+});
+
+describe('configuration', () => {
+  const demo = () => readFile(new URL('config/organisation.example.yaml', `file://${ROOT}`), 'utf8');
+
+  test('the connector is on only when connectors.sqs is in the organisation file', async () => {
+    const without = parseOrganisation(await demo(), 'org.yaml');
+    assert.deepEqual(connectors({ ...t.deps, org: without }).map((c) => c.name), ['mail']);
+    assert.deepEqual(connectors(t.deps).map((c) => c.name), ['mail', 'sqs']);
+  });
+
+  test('a queue that is not FIFO, and a credential in the file, are refused with where they are', async () => {
+    const file = `${await demo()}\nconnectors:\n  sqs:\n    queue_url: https://sqs.eu-west-1.amazonaws.com/1/plain\n    region: eu-west-1\n    secret_access_key: nope\n`;
+    assert.throws(
+      () => parseOrganisation(file, 'org.yaml'),
+      (err: Error) => {
+        assert.ok(err instanceof OrgFileError);
+        assert.deepEqual(err.problems, ['/connectors/sqs/secret_access_key: is not a known field']);
+        return true;
+      },
+    );
+    const plain = file.replace('    secret_access_key: nope\n', '');
+    assert.throws(() => parseOrganisation(plain, 'org.yaml'), /\/connectors\/sqs\/queue_url: must be a FIFO queue \(its name ends in \.fifo\)/);
   });
 });
 

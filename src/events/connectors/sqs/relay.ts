@@ -80,7 +80,12 @@ async function readQueue(deps: RelayDeps, queueUrl: string): Promise<QueueFacts>
     deps.log.warn({ queueUrl }, 'sqs relay: the queue has no redrive policy, so a message that keeps failing is retried for ever and holds up its group');
     return {};
   }
-  const count = Number((JSON.parse(attributes.RedrivePolicy) as { maxReceiveCount?: unknown }).maxReceiveCount);
+  let count = NaN;
+  try {
+    count = Number((JSON.parse(attributes.RedrivePolicy) as { maxReceiveCount?: unknown }).maxReceiveCount);
+  } catch {
+    // Only for the log lines: the queue applies its policy whatever we make of it.
+  }
   return Number.isFinite(count) ? { maxReceiveCount: count } : {};
 }
 
