@@ -29,6 +29,8 @@ import { AppError, registerErrorHandler } from './http/errors.ts';
 import { checkInputText, createValidatorCompiler, parseFormBody } from './http/input.ts';
 import { loggableUrl } from './http/log-safety.ts';
 import { connectors } from './events/connectors/index.ts';
+import { openNetforum } from './events/connectors/netforum/open.ts';
+import { netforumRoutes } from './events/connectors/netforum/routes.ts';
 import { JOBS, serviceJobs } from './jobs/registry.ts';
 import { createJobRunner, type Job, type JobRunner, type JobRunnerOptions } from './jobs/runner.ts';
 import { liveRoutes } from './live/routes.ts';
@@ -100,6 +102,7 @@ export async function openDatabase(env: Pick<Env, 'databaseUrl' | 'databasePrepa
 export async function openRoster(env: Env, overrides: { log?: Logger; clock?: Clock; mailer?: Mailer; database?: Database; gateway?: PaymentGateway } = {}): Promise<Deps> {
   const log = overrides.log ?? createLogger(env);
   const org = await loadOrganisation(env.orgFile);
+  const netforum = openNetforum(org.connectors.netforum, env.netforumPassword);
   const database = overrides.database ?? (await openDatabase(env, log));
   try {
     const applied = await migrate(database.db);
@@ -146,6 +149,7 @@ export async function openRoster(env: Env, overrides: { log?: Logger; clock?: Cl
     gateway,
     publicUrl: env.publicUrl,
     slackToken: env.slackToken,
+    netforum,
   };
 }
 
@@ -291,6 +295,7 @@ export async function buildApp(deps: Deps, options: AppOptions = {}): Promise<Ro
       await api.register(invoiceRoutes(deps, guards));
       await api.register(tessituraRoutes(deps));
       await api.register(slackRoutes(deps, guards));
+      await api.register(netforumRoutes(deps, guards));
     },
     { prefix: '/api' },
   );

@@ -8,6 +8,7 @@ import type { SessionCache, SessionChanges } from './auth/session-cache.ts';
 import type { Clock } from './clock.ts';
 import type { Organisation } from './config/org.ts';
 import type { Database, Db } from './db/connect.ts';
+import type { NetforumClient } from './events/connectors/netforum/client.ts';
 import type { Mailer } from './mail/mailer.ts';
 import type { Metrics } from './metrics/service.ts';
 import type { OutboxSignal } from './outbox/signal.ts';
@@ -41,4 +42,6 @@ export interface Deps {
   publicUrl: string;
   /** SLACK_TOKEN, for POST /api/slack/invite (src/slack/); never logged. */
   slackToken: string | undefined;
+  /** The netFORUM xWeb client, when the organisation file configures netFORUM (src/events/connectors/netforum/). */
+  netforum?: NetforumClient;
 }

@@ -55,6 +55,8 @@ export interface Env {
   workerMetricsPort: number | undefined;
   /** SLACK_TOKEN: the Slack token POST /api/slack/invite uses (src/slack/README.md); never logged. */
   slackToken: string | undefined;
+  /** NETFORUM_PASSWORD, as given (not trimmed): the xWeb password of the organisation file's `connectors.netforum`. */
+  netforumPassword: string | undefined;
 }
 
 export const DEMO_ORG_FILE = 'config/organisation.example.yaml';
@@ -219,5 +221,6 @@ export function parseEnv(source: Record<string, string | undefined> = process.en
   if (slackToken !== undefined && !/^[\x21-\x7e]{8,1024}$/.test(slackToken)) problems.push('SLACK_TOKEN must be 8 to 1024 visible ASCII characters without spaces (a Slack token such as xoxp-…)');
 
   if (problems.length > 0) throw new EnvError(problems);
-  return { host, port, databaseUrl, databasePrepared, dataDir, orgFile, adminEmail, publicUrl, smtpUrl, mailFrom, logLevel, trustProxy, rateLimit, outbox, metricsToken, workerMetricsPort, payments, slackToken };
+  const netforumPassword = source.NETFORUM_PASSWORD || undefined;
+  return { host, port, databaseUrl, databasePrepared, dataDir, orgFile, adminEmail, publicUrl, smtpUrl, mailFrom, logLevel, trustProxy, rateLimit, outbox, metricsToken, workerMetricsPort, payments, slackToken, netforumPassword };
 }

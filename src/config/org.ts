@@ -10,6 +10,7 @@ import YAML from 'yaml';
 import { ROLES } from '../auth/roles.ts';
 import { CatalogueFileFields, parseCatalogue, type Catalogue } from './catalogue.ts';
 import { parseSlackSection, SlackFileSchema, type SlackSettings } from '../slack/config.ts';
+import { NetforumFileSchema, parseNetforumConfig, type NetforumConfig } from '../events/connectors/netforum/config.ts';
 
 const MembershipTypeSchema = Type.Object(
   {
@@ -45,6 +46,8 @@ const ConnectorsSchema = Type.Object(
         { additionalProperties: false },
       ),
     ),
+    /** netFORUM xWeb (src/events/connectors/netforum/README.md); the password from NETFORUM_PASSWORD. */
+    netforum: Type.Optional(NetforumFileSchema),
   },
   { additionalProperties: false },
 );
@@ -111,6 +114,8 @@ export interface Organisation {
 export interface OrgConnectors {
   /** Publish CRM events to an SQS FIFO queue (src/events/connectors/sqs/). */
   sqs?: SqsConnectorConfig;
+  /** netFORUM xWeb (src/events/connectors/netforum/). */
+  netforum?: NetforumConfig;
 }
 
 export interface SqsConnectorConfig {
@@ -209,6 +214,7 @@ export function parseOrganisation(text: string, file: string): Organisation {
     ...(slack ? { slack } : {}),
     connectors: {
       ...(raw.connectors?.sqs ? { sqs: { queueUrl: raw.connectors.sqs.queue_url, region: raw.connectors.sqs.region, ...(raw.connectors.sqs.endpoint ? { endpoint: raw.connectors.sqs.endpoint } : {}) } } : {}),
+      ...(raw.connectors?.netforum ? { netforum: parseNetforumConfig(raw.connectors.netforum) } : {}),
     },
   };
 }

@@ -230,6 +230,16 @@ export interface DaypassesTable {
   created_at: Timestamp;
 }
 
+/** netFORUM's keys for an address (src/events/connectors/netforum/keys.ts, migration 0014). */
+export interface NetforumKeysTable {
+  email: string;
+  person_id: number | null;
+  cst_key: string;
+  pledge_id: string;
+  source: 'lookup' | 'admin';
+  updated_at: Timestamp;
+}
+
 export interface Tables {
   people: PeopleTable;
   keys: KeysTable;
@@ -250,4 +260,5 @@ export interface Tables {
   daypasses: DaypassesTable;
   account_passwords: AccountPasswordsTable;
   payment_methods: PaymentMethodsTable;
+  netforum_keys: NetforumKeysTable;
 }

@@ -1,14 +1,19 @@
 /**
  * The outbox consumers of the service: the one list the server and `roster worker` deliver to.
- * Each connector (mail, later netFORUM, SQS, webhooks) is built here from the dependencies; a CRM
- * connector only when its section is in the organisation file (`connectors:`).
+ * Each connector (mail; netFORUM, SQS and webhooks when the organisation file's `connectors:`
+ * section turns them on) is built here from the dependencies. Several may take the same event
+ * type: each gets its own copy of the event (src/outbox/README.md, "Consumers").
  */
 import type { Deps } from '../../deps.ts';
 import type { Consumer } from '../../outbox/consumers.ts';
 import { createMailConnector } from './mail.ts';
+import { createNetforumConnector } from './netforum/connector.ts';
 import { createSqsConnector } from './sqs/connector.ts';
 
 export function connectors(deps: Deps): Consumer[] {
-  const { sqs } = deps.org.connectors;
-  return [createMailConnector(deps), ...(sqs ? [createSqsConnector(sqs)] : [])];
+  const { sqs, netforum } = deps.org.connectors;
+  const list: Consumer[] = [createMailConnector(deps)];
+  if (deps.netforum && netforum) list.push(createNetforumConnector({ ...deps, netforum: deps.netforum }, netforum));
+  if (sqs) list.push(createSqsConnector(sqs));
+  return list;
 }
