@@ -312,3 +312,37 @@ export async function startNetforumPeer(options: { donors?: PeerDonor[]; usernam
     },
   };
 }
+
+/** The demo organisation with `connectors.netforum` pointing at `peer` (the WSDL read from the fixture file: no fetch per test app). */
+export async function netforumOrgYaml(peer: NetforumPeer, extra = ''): Promise<string> {
+  const demo = await readFile(path.join(ROOT, 'config/organisation.example.yaml'), 'utf8');
+  const wsdl = await readFile(XWEB_WSDL, 'utf8').then(
+    () => XWEB_WSDL,
+    () => WSDL_FALLBACK,
+  );
+  return `${demo}
+connectors:
+  netforum:
+    url: ${peer.url}
+    wsdl: ${wsdl}
+    username: ${peer.username}
+    service_name: MemberSync
+    timeout_seconds: 2
+${extra}`;
+}
+
+/** A donor for the peer's store, with keys derived from `n`. */
+export function peerDonor(n: number, email: string, more: Partial<PeerDonor> = {}): PeerDonor {
+  return {
+    cst_key: `cst-${n}`,
+    first_name: 'Ann',
+    last_name: `Donor${n}`,
+    email,
+    pledge_id: `PLG-${n}`,
+    sustainer: false,
+    order_code: `ORD-${n}`,
+    order_key: `ord-key-${n}`,
+    invoice_key: `inv-key-${n}`,
+    ...more,
+  };
+}
