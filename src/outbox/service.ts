@@ -31,6 +31,12 @@ export const EVENT_TYPES = {
    */
   'mail.requested': 1,
   /**
+   * payload: { to, template, message_id } — a template mail the mail server took (written by the
+   * mail connector after it sent a mail.requested; never the mail's variables, which can carry a
+   * pay link's key). What a CRM records as an interaction with the member.
+   */
+  'mail.sent': 1,
+  /**
    * payload: { purchase_id, kind, email, amount, currency, method, gateway, account, charge_id,
    * people, items: [{ payment_id, category, type, amount, person_id, person_name }] } — amounts in
    * minor units.

@@ -7,7 +7,7 @@ import { after, before, describe, test } from 'node:test';
 import { sql } from 'kysely';
 import { linkIn, startTestApp, type TestApp } from '../../../test/support/app.ts';
 import { appendOutboxRow } from '../../outbox/store.ts';
-import { emailGroup, listEvents, type OutboxEvent } from '../../outbox/service.ts';
+import { emailGroup, emitStandaloneEvent, listEvents, type OutboxEvent } from '../../outbox/service.ts';
 
 let t: TestApp;
 before(async () => {
@@ -104,6 +104,20 @@ describe('login links from the outbox', () => {
     const [event] = await listEvents(t.deps, { group });
     assert.deepEqual([event?.state, event?.attempts], ['dead', 1]);
     assert.match(event?.last_error ?? '', /unusable payload/);
+  });
+});
+
+describe('template mails', () => {
+  test('a template mail the server took is followed by mail.sent (template, address, Message-ID; never its variables)', async () => {
+    const group = emailGroup('receipt@example.org');
+    await emitStandaloneEvent(t.deps, 'mail.requested', group, { to: 'receipt@example.org', template: 'payment-info', vars: { name: 'R', item: 'a pin', payer: 'secret-pay-key@example.org' } });
+    await t.app.outbox.drain();
+    const mail = await t.mail.nextMailTo('receipt@example.org');
+    const sent = await listEvents(t.deps, { group, type: 'mail.sent' });
+    assert.deepEqual(
+      sent.map((e) => e.payload),
+      [{ to: 'receipt@example.org', template: 'payment-info', message_id: mail.messageId }],
+    );
   });
 });
 

@@ -15,6 +15,7 @@ import type { Deps } from '../../deps.ts';
 import { isRecipientRefused } from '../../mail/mailer.ts';
 import { isTemplateName, renderMail, type TemplateName } from '../../mail/templates.ts';
 import { PermanentFailure, type Consumer, type OutboxDelivery } from '../../outbox/consumers.ts';
+import { emailGroup, emitStandaloneEvent } from '../../outbox/service.ts';
 
 /** Payload versions of `login_link.requested` this connector reads (EVENT_TYPES has the newest). */
 const LOGIN_LINK_VERSIONS = [1, 2];
@@ -22,7 +23,7 @@ const LOGIN_LINK_VERSIONS = [1, 2];
 /** The event types the mail connector takes. */
 export const MAIL_CONNECTOR_TYPES: readonly string[] = ['login_link.requested', 'mail.requested'];
 
-export type MailConnectorDeps = Pick<Deps, 'db' | 'org' | 'clock' | 'mailer' | 'publicUrl'>;
+export type MailConnectorDeps = Pick<Deps, 'db' | 'org' | 'clock' | 'mailer' | 'publicUrl' | 'outboxSignal'>;
 
 export function createMailConnector(deps: MailConnectorDeps): Consumer {
   return {
@@ -81,6 +82,9 @@ async function sendTemplateMail(deps: MailConnectorDeps, request: MailRequest, m
     if (key) await withdrawKey(deps, key).catch(() => {});
     throw mailFailure(err);
   }
+  // Told to the CRMs (netFORUM's InteractionAdd) only now that it went. If this write fails, the
+  // delivery is tried again and the mail sent again, with the same Message-ID.
+  await emitStandaloneEvent(deps, 'mail.sent', emailGroup(request.to), { to: request.to, template: request.template, message_id: messageId });
 }
 
 /** The Message-ID of the mail an event asks for: the same on every try (MailMessage.messageId). */

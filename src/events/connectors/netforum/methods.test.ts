@@ -45,14 +45,14 @@ describe('event → method', () => {
     assert.deepEqual(customerUpdateParameters({ legal_name: 'Cher' }), { NewLastName: 'Cher' });
   });
 
-  test('mail.requested → InteractionAdd naming the template, never its variables; a login link is not one', () => {
-    const plan = built(planDelivery(event('mail.requested', { to: 'm@example.org', template: 'invoice', vars: { link: 'https://pay/secret-key' } }), context));
+  test('mail.sent → InteractionAdd naming the template, never its variables; a login link is not one', () => {
+    const plan = built(planDelivery(event('mail.sent', { to: 'm@example.org', template: 'invoice', message_id: '<roster-event-1@example.org>' }), context));
     assert.deepEqual(plan?.call, {
       method: 'InteractionAdd',
       parameters: { ActivityTypeCode: 'Email', OriginCode: 'Roster', PledgeID: 'PLG-1', InteractionDate: '2026-06-01T12:00:00Z', Summary: 'Roster mail: invoice', Detail: 'Roster sent the "invoice" mail to m@example.org.' },
     });
     assert.equal(plan?.required, false);
-    assert.equal(planDelivery(event('mail.requested', { to: 'm@example.org', template: 'login-link', vars: {} }), context).kind, 'nothing');
+    assert.equal(planDelivery(event('mail.sent', { to: 'm@example.org', template: 'login-link', message_id: '<roster-event-2@example.org>' }), context).kind, 'nothing');
   });
 
   test('SustainerCancel(PledgeID) is ready for a sustainer.cancelled event', () => {
@@ -65,7 +65,7 @@ describe('event → method', () => {
       ['payment.received', { email: 'p@example.org', amount: 100, currency: 'USD' }, /currency USD is not the organisation's EUR/],
       ['refund.issued', { amount: 100, currency: 'EUR' }, /no payer address/],
       ['person.created', {}, /has no person/],
-      ['mail.requested', { to: 'x@example.org' }, /no address or template/],
+      ['mail.sent', { to: 'x@example.org' }, /no address or template/],
       ['membership.upgraded', { id: 1 }, /does not take this type/],
     ];
     for (const [type, payload, message] of cases) {

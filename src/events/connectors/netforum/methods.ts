@@ -25,7 +25,7 @@ export type DeliveryPlan =
   | { kind: 'keyed'; who: { personId?: number; email?: string }; required: boolean; build: (pledgeId: string) => XwebCall; movesEmailTo?: string };
 
 /** The event types the connector takes (SustainerCancel waits for a `sustainer.cancelled` event: sustainerCancelCall). */
-export const NETFORUM_TYPES: readonly string[] = ['person.created', 'person.updated', 'payment.received', 'payment.failed', 'refund.issued', 'mail.requested'];
+export const NETFORUM_TYPES: readonly string[] = ['person.created', 'person.updated', 'payment.received', 'payment.failed', 'refund.issued', 'mail.sent'];
 
 /** Mail templates that are not a message to a member worth an interaction: a login link is a key, not news. */
 const NOT_INTERACTIONS = new Set(['login-link']);
@@ -93,7 +93,7 @@ export function planDelivery(event: OutboxDelivery, context: PlanContext): Deliv
         ...(newEmail ? { movesEmailTo: newEmail } : {}),
       };
     }
-    case 'mail.requested': {
+    case 'mail.sent': {
       const to = text(p.to);
       const template = text(p.template);
       if (!to || !template) throw unusable('it has no address or template');

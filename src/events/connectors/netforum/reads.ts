@@ -71,10 +71,13 @@ export async function lookupInvoiceKey(deps: ReadDeps, pledgeId: string): Promis
   return { InvoiceKey: key };
 }
 
-/** The client, or a 503 saying netFORUM is not set up (never a 500). */
+/**
+ * The client, or a 404 saying netFORUM is not set up here: a 4xx, since nothing is down (a 503
+ * would tell a client to try again later), and the same answer as the other connectors' routes.
+ */
 export function netforumOf(deps: ReadDeps): NetforumClient {
   if (!deps.netforum) {
-    throw new AppError('upstream_unavailable', 'netFORUM is not configured: add connectors.netforum to the organisation file and set NETFORUM_PASSWORD', { service: 'netforum' });
+    throw new AppError('not_found', 'netFORUM is not configured: add connectors.netforum to the organisation file and set NETFORUM_PASSWORD');
   }
   return deps.netforum;
 }

@@ -146,11 +146,11 @@ describe('without netFORUM', () => {
   });
   after(async () => bare?.close());
 
-  test('the endpoints answer 503 saying how to configure it, never 500', async () => {
+  test('the endpoints answer 404 saying how to configure it, never 500', async () => {
     const cookie = await bare.loginAs('admin@example.org', 'member_admin');
     for (const path of ['crm/netforum/donor-lookup?email_address=one@example.org', 'crm/netforum/invoice-key?PledgeID=PLG-1', 'crm/netforum/keys?email=one@example.org']) {
       const res = await bare.api(path, { cookie });
-      assert.equal(res.status, 503, path);
+      assert.equal(res.status, 404, path);
       assert.equal(res.body.message, 'netFORUM is not configured: add connectors.netforum to the organisation file and set NETFORUM_PASSWORD');
     }
   });
