@@ -29,8 +29,8 @@ export const benchConsumer = () => ({ name: 'bench-noop', types: [BENCH_EVENT_TY
 const CLAIM_EVENTS = 1_000_000;
 const CLAIM_GROUPS = 100_000;
 const CLAIMS_TIMED = 500;
-const DRAIN_EVENTS = 100_000;
-const DRAIN_GROUPS = 1_000;
+export const DRAIN_EVENTS = 100_000;
+export const DRAIN_GROUPS = 1_000;
 const DRAIN_WORKERS = 2;
 const DRAIN_TIMEOUT_MS = 10 * 60_000;
 
@@ -40,18 +40,19 @@ type Db = Kysely<Tables>;
  * Fills the outbox with `events` pending events spread round-robin over `groups` groups, with the
  * group rows the writers would have made. Groups are due at `dueAt`.
  */
-async function fillOutbox(db: Db, events: number, groups: number, dueAt: Date): Promise<void> {
+export async function fillOutbox(db: Db, events: number, groups: number, dueAt: Date, to: { consumer: string; type: string } = { consumer: benchConsumer().name, type: BENCH_EVENT_TYPE }): Promise<void> {
   const perGroup = events / groups;
   const chunk = 100_000;
   for (let from = 0; from < events; from += chunk) {
     await sql`
       INSERT INTO outbox (consumer, group_key, seq, type, version, payload, created_at, next_attempt_at)
-      SELECT ${benchConsumer().name}, 'bench:' || (i % ${groups}), i / ${groups} + 1, ${BENCH_EVENT_TYPE}, 1, jsonb_build_object('n', i), now(), now()
+      SELECT ${to.consumer}, 'bench:' || (i % ${groups}), i / ${groups} + 1, ${to.type}, 1,
+        jsonb_build_object('id', i % ${groups}, 'changed', jsonb_build_object('city', 'City ' || i)), now(), now()
       FROM generate_series(${from}::int, ${Math.min(from + chunk, events) - 1}::int) AS i`.execute(db);
   }
   await sql`
     INSERT INTO outbox_groups (consumer, group_key, last_seq, pending, available_at)
-    SELECT ${benchConsumer().name}, 'bench:' || g, ${perGroup}, ${perGroup}, ${dueAt}::timestamptz + g * interval '1 microsecond'
+    SELECT ${to.consumer}, 'bench:' || g, ${perGroup}, ${perGroup}, ${dueAt}::timestamptz + g * interval '1 microsecond'
     FROM generate_series(0, ${groups - 1}) AS g`.execute(db);
   await sql`ANALYZE outbox`.execute(db);
   await sql`ANALYZE outbox_groups`.execute(db);
@@ -112,13 +113,18 @@ export interface DrainWorkers {
   stop(): Promise<void>;
 }
 
-/** Starts `count` bench worker processes (bench/outbox-worker.ts) on the PostgreSQL database at `databaseUrl`. */
-export function startDrainWorkers(databaseUrl: string, count: number): DrainWorkers {
+/**
+ * Starts `count` bench worker processes (bench/outbox-worker.ts: the no-op consumer; or the
+ * service's own connectors with `service: true`, bench/relay-worker.ts) on the PostgreSQL database
+ * at `databaseUrl`.
+ */
+export function startDrainWorkers(databaseUrl: string, count: number, options: { service?: boolean; env?: Record<string, string> } = {}): DrainWorkers {
   const children: ChildProcess[] = [];
   const ready: Promise<void>[] = [];
+  const script = options.service ? 'relay-worker.ts' : 'outbox-worker.ts';
   for (let i = 0; i < count; i++) {
-    const child = spawn(process.execPath, ['--import', 'tsx', path.join(import.meta.dirname, 'outbox-worker.ts')], {
-      env: { ...process.env, DATABASE_URL: databaseUrl, LOG_LEVEL: 'warn', OUTBOX_WORKER: 'in-process' },
+    const child = spawn(process.execPath, ['--import', 'tsx', path.join(import.meta.dirname, script)], {
+      env: { ...process.env, DATABASE_URL: databaseUrl, LOG_LEVEL: 'warn', OUTBOX_WORKER: 'in-process', ...options.env },
       stdio: ['ignore', 'pipe', 'inherit'],
     });
     children.push(child);
@@ -156,32 +162,8 @@ export async function measureOutboxDrain(db: Db, workers: () => Promise<DrainWor
   progress(`outbox-drain: writing ${DRAIN_EVENTS.toLocaleString('en')} events over ${DRAIN_GROUPS.toLocaleString('en')} groups…`);
   // Not due until released below, so the workers start on an idle outbox.
   await fillOutbox(db, DRAIN_EVENTS, DRAIN_GROUPS, new Date(Date.now() + 86_400_000));
-  progress('outbox-drain: starting the workers…');
-  const running = await workers();
-  let seconds: number;
-  try {
-    await running.ready;
-    progress('outbox-drain: delivering…');
-    const started = performance.now();
-    await sql`UPDATE outbox_groups SET available_at = now() - interval '1 second'`.execute(db);
-    await sql`NOTIFY outbox`.execute(db);
-    for (;;) {
-      const { rows } = await sql<{ pending: number }>`SELECT coalesce(sum(pending), 0)::int AS pending FROM outbox_groups`.execute(db);
-      if (rows[0]!.pending === 0) break;
-      if (performance.now() - started > DRAIN_TIMEOUT_MS) throw new Error(`outbox-drain: ${rows[0]!.pending} events still pending after ${DRAIN_TIMEOUT_MS / 1000} s`);
-      await new Promise((r) => setTimeout(r, 20));
-    }
-    seconds = (performance.now() - started) / 1000;
-  } finally {
-    await running.stop();
-  }
-  progress('');
-  const { rows } = await sql<{ delivered: number; retried: number; violations: number }>`
-    SELECT count(*) FILTER (WHERE state = 'delivered')::int AS delivered,
-           count(*) FILTER (WHERE attempts <> 1)::int AS retried,
-           count(*) FILTER (WHERE delivered_at < before)::int AS violations
-    FROM (SELECT state, attempts, delivered_at, lag(delivered_at) OVER (PARTITION BY group_key ORDER BY seq) AS before FROM outbox) e`.execute(db);
-  const { delivered, retried, violations } = rows[0]!;
+  const seconds = await timeDrain(db, workers, 'outbox-drain', progress);
+  const { delivered, retried, violations } = await drainOrder(db);
   const perSecond = DRAIN_EVENTS / seconds;
   return {
     scenario: 'outbox-drain',
@@ -196,6 +178,42 @@ export async function measureOutboxDrain(db: Db, workers: () => Promise<DrainWor
     met: workerCount === DRAIN_WORKERS && perSecond >= 5_000 && violations === 0 && delivered === DRAIN_EVENTS,
     extra: { violations, delivered, seconds },
   };
+}
+
+/**
+ * Starts the workers on an outbox whose events are not due yet, makes every group due, and times
+ * until nothing is pending; the workers are stopped after. Returns the seconds.
+ */
+export async function timeDrain(db: Db, workers: () => Promise<DrainWorkers>, name: string, progress: (text: string) => void): Promise<number> {
+  progress(`${name}: starting the workers…`);
+  const running = await workers();
+  try {
+    await running.ready;
+    progress(`${name}: delivering…`);
+    const started = performance.now();
+    await sql`UPDATE outbox_groups SET available_at = now() - interval '1 second'`.execute(db);
+    await sql`NOTIFY outbox`.execute(db);
+    for (;;) {
+      const { rows } = await sql<{ pending: number }>`SELECT coalesce(sum(pending), 0)::int AS pending FROM outbox_groups`.execute(db);
+      if (rows[0]!.pending === 0) break;
+      if (performance.now() - started > DRAIN_TIMEOUT_MS) throw new Error(`${name}: ${rows[0]!.pending} events still pending after ${DRAIN_TIMEOUT_MS / 1000} s`);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    return (performance.now() - started) / 1000;
+  } finally {
+    await running.stop();
+    progress('');
+  }
+}
+
+/** After a drain: events delivered, tried more than once, and delivered before the one before them in their group. */
+export async function drainOrder(db: Db): Promise<{ delivered: number; retried: number; violations: number }> {
+  const { rows } = await sql<{ delivered: number; retried: number; violations: number }>`
+    SELECT count(*) FILTER (WHERE state = 'delivered')::int AS delivered,
+           count(*) FILTER (WHERE attempts <> 1)::int AS retried,
+           count(*) FILTER (WHERE delivered_at < before)::int AS violations
+    FROM (SELECT state, attempts, delivered_at, lag(delivered_at) OVER (PARTITION BY consumer, group_key ORDER BY seq) AS before FROM outbox) e`.execute(db);
+  return rows[0]!;
 }
 
 export { DRAIN_WORKERS };

@@ -25,6 +25,8 @@ import { assertWrkInstalled, runLoop, runWrk, type LoadResult } from './load.ts'
 import { buildService, cpuWhile, memoryOf, resetPeak, startHttpCeiling, startPersonReference, startService, stopAll, type Service } from './processes.ts';
 import { machine, saveResult, writeBenchmarks, type RunResult, type ScenarioResult } from './report.ts';
 import { benchConsumer, measureOutboxClaim, measureOutboxDrain, DRAIN_WORKERS, OUTBOX_SCENARIOS, startDrainWorkers, type DrainWorkers } from './outbox.ts';
+import { measureRelayWebhook, RELAY_SCENARIOS, webhookOrgFile } from './relay.ts';
+import { consumerFamilies } from '../src/events/connectors/index.ts';
 import { benchRandom, renewingMembers, RENEWING_MEMBERS, SCENARIOS, type BenchContext, type SqlRunner } from './scenarios.ts';
 
 const { values } = parseArgs({
@@ -40,7 +42,7 @@ const peopleCount = Number(values.people);
 const durationS = Number(values.duration);
 const connections = Number(values.connections);
 const dbKind = values.db as 'postgres' | 'pglite';
-const ALL_SCENARIOS: string[] = [...SCENARIOS.map((s) => s.name), ...OUTBOX_SCENARIOS];
+const ALL_SCENARIOS: string[] = [...SCENARIOS.map((s) => s.name), ...OUTBOX_SCENARIOS, ...RELAY_SCENARIOS];
 const chosen = values.scenario?.length ? values.scenario : ALL_SCENARIOS;
 const unknown = chosen.filter((n) => !ALL_SCENARIOS.includes(n));
 if (!['postgres', 'pglite'].includes(dbKind) || unknown.length || !(peopleCount > 0) || !(durationS > 0) || !(connections > 0)) {
@@ -326,7 +328,7 @@ async function main(): Promise<void> {
   }
 
   // The outbox scenarios run on databases of their own, with the service idle.
-  for (const name of OUTBOX_SCENARIOS.filter((n) => chosen.includes(n))) {
+  for (const name of [...OUTBOX_SCENARIOS, ...RELAY_SCENARIOS].filter((n) => chosen.includes(n))) {
     const r = await measureOutboxScenario(name);
     results.push(r);
     say(`${name}: ${r.figure} — target ${r.target}${r.met === null ? '' : r.met ? ': met' : ': NOT met'}`);
@@ -401,7 +403,8 @@ async function createBenchDatabase(prefix: string): Promise<{ name: string; url:
  * (dropped after) and two worker processes for the drain; on PGlite a temporary data directory and
  * one worker in this process (PGlite has a single connection).
  */
-async function measureOutboxScenario(name: (typeof OUTBOX_SCENARIOS)[number]): Promise<ScenarioResult> {
+async function measureOutboxScenario(name: (typeof OUTBOX_SCENARIOS)[number] | (typeof RELAY_SCENARIOS)[number]): Promise<ScenarioResult> {
+  if (name === 'relay-webhook') return measureRelayScenario();
   if (dbKind === 'postgres') {
     const bench = await createBenchDatabase('roster_bench_outbox');
     const database = await connectPostgres(bench.url, 4);
@@ -428,6 +431,41 @@ async function measureOutboxScenario(name: (typeof OUTBOX_SCENARIOS)[number]): P
     }
   } finally {
     await rm(dataDir, { recursive: true, force: true });
+  }
+}
+
+/** relay-webhook on a database of its own, with the webhook connector on (bench/relay.ts). */
+async function measureRelayScenario(): Promise<ScenarioResult> {
+  const org = await webhookOrgFile();
+  try {
+    if (dbKind === 'postgres') {
+      const bench = await createBenchDatabase('roster_bench_relay');
+      const database = await connectPostgres(bench.url, 4);
+      try {
+        await migrate(database.db);
+        const workers = async () => startDrainWorkers(bench.url, DRAIN_WORKERS, { service: true, env: { ROSTER_ORG: org.file } });
+        return await measureRelayWebhook(database.db, workers, DRAIN_WORKERS, progress);
+      } finally {
+        await database.close();
+        await bench.drop();
+      }
+    }
+    const dataDir = await mkdtemp(path.join(os.tmpdir(), 'roster-bench-relay-'));
+    try {
+      const env = parseEnv({ DATA_DIR: dataDir, LOG_LEVEL: 'warn', ROSTER_ORG: org.file });
+      const deps = await openRoster(env);
+      try {
+        const worker = createOutboxWorker(deps, [], { ...outboxWorkerOptionsFrom(env), families: consumerFamilies(deps) });
+        const inProcess = async (): Promise<DrainWorkers> => (worker.start(), { ready: Promise.resolve(), stop: () => worker.stop() });
+        return { ...(await measureRelayWebhook(deps.db, inProcess, 1, progress)), target: '– (set for PostgreSQL only)', met: null };
+      } finally {
+        await deps.database.close();
+      }
+    } finally {
+      await rm(dataDir, { recursive: true, force: true });
+    }
+  } finally {
+    await org.remove();
   }
 }
 

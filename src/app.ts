@@ -28,7 +28,8 @@ import { refuseCrossSite } from './http/cross-site.ts';
 import { AppError, registerErrorHandler } from './http/errors.ts';
 import { checkInputText, createValidatorCompiler, parseFormBody } from './http/input.ts';
 import { loggableUrl } from './http/log-safety.ts';
-import { connectors } from './events/connectors/index.ts';
+import { connectors, consumerFamilies } from './events/connectors/index.ts';
+import { webhookRoutes } from './events/connectors/webhooks/routes.ts';
 import { openNetforum } from './events/connectors/netforum/open.ts';
 import { netforumRoutes } from './events/connectors/netforum/routes.ts';
 import { JOBS, serviceJobs } from './jobs/registry.ts';
@@ -296,6 +297,7 @@ export async function buildApp(deps: Deps, options: AppOptions = {}): Promise<Ro
       await api.register(tessituraRoutes(deps));
       await api.register(slackRoutes(deps, guards));
       await api.register(netforumRoutes(deps, guards));
+      await api.register(webhookRoutes(deps, guards, deps.org.connectors.webhooks !== undefined));
     },
     { prefix: '/api' },
   );
@@ -311,7 +313,7 @@ export async function buildApp(deps: Deps, options: AppOptions = {}): Promise<Ro
   // Its consumers are registered first: from now on every event is copied to each that takes it.
   const consumers = options.outbox?.consumers ?? connectors(deps);
   await registerOutboxConsumers(deps.db, consumers);
-  const outbox = createOutboxWorker(deps, consumers, { onOutcome: deps.metrics.recordDelivery, ...options.outbox?.worker });
+  const outbox = createOutboxWorker(deps, consumers, { onOutcome: deps.metrics.recordDelivery, families: consumerFamilies(deps), ...options.outbox?.worker });
   app.decorate('outbox', outbox);
   if (options.outbox?.start ?? true) app.addHook('onReady', async () => outbox.start());
   app.addHook('onClose', async () => outbox.stop());

@@ -1,5 +1,5 @@
 /**
- * The `roster` command: serve | worker | migrate | admin add|link|list|remove | relay-sqs.
+ * The `roster` command: serve | worker | migrate | admin add|link|list|remove | relay-sqs | webhook-listen.
  * Only the environment parser is loaded up front; each command imports what it needs, so `--help`
  * and mistakes on the command line answer at once.
  */
@@ -29,6 +29,10 @@ Commands:
                                         connectors.sqs of the organisation file unless given;
                                         AWS credentials from the AWS_* environment. SIGTERM
                                         or SIGINT lets the push in flight finish, then exits
+  webhook-listen [--port N] [--secret whsec_…]
+                                        Print each webhook delivery that arrives on
+                                        127.0.0.1:N (default 8787), with whether its
+                                        signature verifies with the endpoint's secret
   help                                  Show this text
 
 Configuration comes from the environment (see README.md): DATABASE_URL, DATA_DIR, ROSTER_ORG,
@@ -208,13 +212,29 @@ async function relaySqs(env: Env, args: string[]): Promise<void> {
   }
 }
 
+async function webhookListen(args: string[]): Promise<void> {
+  let values;
+  try {
+    ({ values } = parseArgs({ args, options: { port: { type: 'string', default: '8787' }, secret: { type: 'string' } } }));
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
+  const port = Number(values.port);
+  if (!(Number.isInteger(port) && port >= 1 && port <= 65_535)) throw new UsageError('--port must be a port number (1 to 65535)');
+  if (values.secret !== undefined && !/^whsec_[A-Za-z0-9+/]+=*$/.test(values.secret)) throw new UsageError('--secret must be the endpoint’s secret as POST /api/webhooks gave it (whsec_…)');
+  const { listenForWebhooks } = await import('./events/connectors/webhooks/listen.ts');
+  await listenForWebhooks(port, values.secret, (line) => console.log(line));
+  console.log(`listening for webhook deliveries on http://127.0.0.1:${port}/ (Ctrl-C to stop)`);
+}
+
 async function main(argv: string[]): Promise<void> {
   const [command = 'serve', ...rest] = argv;
   if (command === '--help' || command === '-h' || command === 'help' || rest.includes('--help') || rest.includes('-h')) {
     console.log(HELP);
     return;
   }
-  if (!['serve', 'worker', 'migrate', 'admin', 'relay-sqs'].includes(command)) throw new UsageError(`Unknown command "${command}"`);
+  if (!['serve', 'worker', 'migrate', 'admin', 'relay-sqs', 'webhook-listen'].includes(command)) throw new UsageError(`Unknown command "${command}"`);
+  if (command === 'webhook-listen') return webhookListen(rest);
   if (command !== 'admin' && command !== 'relay-sqs' && rest.length > 0) throw new UsageError(`"${command}" takes no arguments (got "${rest.join(' ')}")`);
   const env = parseEnv();
   if (command === 'serve') return serve(env);

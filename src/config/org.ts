@@ -48,6 +48,8 @@ const ConnectorsSchema = Type.Object(
     ),
     /** netFORUM xWeb (src/events/connectors/netforum/README.md); the password from NETFORUM_PASSWORD. */
     netforum: Type.Optional(NetforumFileSchema),
+    /** Signed webhooks (src/events/connectors/webhooks/README.md): endpoints are added through the admin API. */
+    webhooks: Type.Optional(Type.Object({}, { additionalProperties: false })),
   },
   { additionalProperties: false },
 );
@@ -116,6 +118,8 @@ export interface OrgConnectors {
   sqs?: SqsConnectorConfig;
   /** netFORUM xWeb (src/events/connectors/netforum/). */
   netforum?: NetforumConfig;
+  /** Signed webhooks to the endpoints admins add (src/events/connectors/webhooks/). */
+  webhooks?: Record<string, never>;
 }
 
 export interface SqsConnectorConfig {
@@ -215,6 +219,7 @@ export function parseOrganisation(text: string, file: string): Organisation {
     connectors: {
       ...(raw.connectors?.sqs ? { sqs: { queueUrl: raw.connectors.sqs.queue_url, region: raw.connectors.sqs.region, ...(raw.connectors.sqs.endpoint ? { endpoint: raw.connectors.sqs.endpoint } : {}) } } : {}),
       ...(raw.connectors?.netforum ? { netforum: parseNetforumConfig(raw.connectors.netforum) } : {}),
+      ...(raw.connectors?.webhooks ? { webhooks: {} } : {}),
     },
   };
 }

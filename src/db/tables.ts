@@ -97,6 +97,18 @@ export interface OutboxConsumersTable {
   types: string[];
 }
 
+export interface WebhookEndpointsTable {
+  id: Generated<number>;
+  url: string;
+  description: Generated<string>;
+  types: string[];
+  /** The signing secret (migration 0015): never shown after the endpoint is made. */
+  secret: string;
+  created_at: Timestamp;
+  created_by: string | null;
+  updated_at: Timestamp;
+}
+
 export interface JobRunsTable {
   name: string;
   /** By the service clock: the job's schedule. */
@@ -250,6 +262,7 @@ export interface Tables {
   outbox: OutboxTable;
   outbox_groups: OutboxGroupsTable;
   outbox_consumers: OutboxConsumersTable;
+  webhook_endpoints: WebhookEndpointsTable;
   job_runs: JobRunsTable;
   purchases: PurchasesTable;
   payments: PaymentsTable;

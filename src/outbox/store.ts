@@ -133,13 +133,16 @@ export interface RegisteredConsumer {
 /**
  * Makes `consumers` the outbox's consumers: events appended from now on are copied to each one
  * that takes their type. A consumer no longer listed takes no new events (its copies already
- * written stay, and are delivered by any worker that still has it).
+ * written stay, and are delivered by any worker that still has it). Consumers with a ':' in their
+ * name (webhook:<id>) are made and removed by their own module, never here.
  */
 export async function registerOutboxConsumers(db: Executor, consumers: readonly RegisteredConsumer[]): Promise<void> {
+  const dynamic = consumers.filter((c) => c.name.includes(':'));
+  if (dynamic.length > 0) throw new Error(`Outbox consumer names registered at start have no ':' (${dynamic.map((c) => c.name).join(', ')})`);
   const wanted = JSON.stringify(consumers.map((c) => ({ name: c.name, types: [...c.types] })));
   await sql`
     WITH wanted AS (SELECT * FROM jsonb_to_recordset(${wanted}::jsonb) AS w(name text, types text[])),
-    dropped AS (DELETE FROM outbox_consumers WHERE name NOT IN (SELECT name FROM wanted))
+    dropped AS (DELETE FROM outbox_consumers WHERE name NOT IN (SELECT name FROM wanted) AND position(':' in name) = 0)
     INSERT INTO outbox_consumers (name, types) SELECT name, types FROM wanted
     ON CONFLICT (name) DO UPDATE SET types = EXCLUDED.types WHERE outbox_consumers.types IS DISTINCT FROM EXCLUDED.types`.execute(db);
 }
@@ -190,6 +193,30 @@ export async function moveOutboxRow(db: Executor, id: string, from: OutboxState,
   return rows.length > 0;
 }
 
+/**
+ * Puts one consumer's copy of an event back in pending (a webhook replay): from delivered, dead or
+ * discarded, its tries from zero, counted again in its group. 'missing' when the consumer has no
+ * such copy, 'pending' when it is pending already.
+ */
+export async function requeueOutboxRow(db: Executor, id: string, consumer: string, now: Date): Promise<'requeued' | 'pending' | 'missing'> {
+  const { rows } = await sql<{ state: string; requeued: boolean }>`
+    WITH target AS (
+      SELECT id, state FROM outbox WHERE id = ${id} AND consumer = ${consumer}
+    ), moved AS (
+      UPDATE outbox o SET state = 'pending', attempts = 0, last_error = NULL, next_attempt_at = ${now}, delivered_at = NULL
+      FROM target t WHERE o.id = t.id AND t.state <> 'pending'
+      RETURNING o.consumer, o.group_key
+    ), counted AS (
+      UPDATE outbox_groups g SET pending = g.pending + 1,
+        available_at = CASE WHEN g.pending = 0 AND g.lease_owner IS NULL THEN ${now} ELSE g.available_at END
+      FROM moved WHERE g.consumer = moved.consumer AND g.group_key = moved.group_key
+    )
+    SELECT t.state, EXISTS (SELECT 1 FROM moved) AS requeued FROM target t`.execute(db);
+  const [row] = rows;
+  if (!row) return 'missing';
+  return row.requeued ? 'requeued' : 'pending';
+}
+
 /** An event as a worker claims it. */
 export interface ClaimedEvent {
   id: string;
@@ -220,6 +247,8 @@ export interface Claim {
   eventsPerGroup: number;
   /** The consumers whose groups may be claimed (the worker's). */
   consumers: string[];
+  /** And those whose names start with one of these (ConsumerFamily, worker.ts). */
+  prefixes?: string[];
   /** Groups this worker is delivering already (never claimed twice by one worker). */
   busy: GroupRef[];
 }
@@ -242,7 +271,8 @@ export async function claimDueGroups(db: Executor, claim: Claim): Promise<Claime
       UPDATE outbox_groups g SET available_at = ${claim.leaseUntil}, lease_owner = ${claim.owner}
       FROM (
         SELECT consumer, group_key FROM outbox_groups
-        WHERE pending > 0 AND available_at <= ${claim.now} AND consumer = ANY(${claim.consumers}::text[])
+        WHERE pending > 0 AND available_at <= ${claim.now}
+          AND (consumer = ANY(${claim.consumers}::text[]) OR consumer LIKE ANY(${(claim.prefixes ?? []).map((p) => `${p}%`)}::text[]))
           AND NOT EXISTS (SELECT 1 FROM unnest(${claim.busy.map((b) => b.consumer)}::text[], ${claim.busy.map((b) => b.group_key)}::text[]) AS busy(consumer, group_key)
             WHERE busy.consumer = outbox_groups.consumer AND busy.group_key = outbox_groups.group_key)
         ORDER BY available_at LIMIT ${claim.groups}

@@ -8,7 +8,7 @@ import { createServer, type Server } from 'node:http';
 import { createLogger, openRoster, outboxWorkerOptionsFrom } from '../app.ts';
 import type { Env } from '../config/env.ts';
 import type { Deps } from '../deps.ts';
-import { connectors } from '../events/connectors/index.ts';
+import { connectors, consumerFamilies } from '../events/connectors/index.ts';
 import { serviceJobs } from '../jobs/registry.ts';
 import { createJobRunner } from '../jobs/runner.ts';
 import type { Consumer } from './consumers.ts';
@@ -27,7 +27,7 @@ export async function runWorker(env: Env, consumers: (deps: Deps) => readonly Co
   const jobs = createJobRunner(deps, serviceJobs({ outboxRetentionDays: env.outbox.retentionDays, reconcileAfterSeconds: env.payments.reconcileAfterSeconds }));
   const delivering = consumers(deps);
   await registerOutboxConsumers(deps.db, delivering);
-  const worker = createOutboxWorker(deps, delivering, { onOutcome: deps.metrics.recordDelivery, ...outboxWorkerOptionsFrom(env), ...options });
+  const worker = createOutboxWorker(deps, delivering, { families: consumerFamilies(deps), onOutcome: deps.metrics.recordDelivery, ...outboxWorkerOptionsFrom(env), ...options });
   const metricsServer = env.workerMetricsPort === undefined ? undefined : await serveMetrics(deps, env.host, env.workerMetricsPort);
   let stopped: Promise<void> | undefined;
   const stop = () =>

@@ -13,7 +13,20 @@ import { claimDueGroups, extendGroupLeases, groupId, recordOutcomes, releaseGrou
 
 export type DeliveryOutcome = 'delivered' | 'failed' | 'dead';
 
+/**
+ * Consumers made by name, on demand: the worker claims the groups of every consumer whose name
+ * starts with `prefix` (a webhook endpoint is consumer webhook:<id>, made while the service runs).
+ */
+export interface ConsumerFamily {
+  /** Ends with ':' (a static consumer's name has none). */
+  readonly prefix: string;
+  /** The consumer of that name, or undefined when there is none (its groups are left alone). */
+  consumerFor(name: string): Consumer | undefined;
+}
+
 export interface OutboxWorkerOptions {
+  /** Consumers made on demand by name (ConsumerFamily). */
+  families?: readonly ConsumerFamily[];
   /** Groups delivered at the same time. */
   concurrency?: number;
   /** Events read per claimed group; the group is given back after them and claimed again. */
@@ -76,6 +89,16 @@ export function createOutboxWorker(deps: WorkerDeps, consumers: readonly Consume
   const o = { ...OUTBOX_WORKER_DEFAULTS, random: Math.random, ...options };
   const consumerNamed = consumersByName(consumers);
   const consumerNames = [...consumerNamed.keys()];
+  const families = o.families ?? [];
+  const consumerPrefixes = families.map((f) => f.prefix);
+  /** The consumer of a claimed group's name (a family's is made once and kept). */
+  const consumerFor = (name: string): Consumer | undefined => {
+    let consumer = consumerNamed.get(name);
+    if (consumer) return consumer;
+    consumer = families.find((f) => name.startsWith(f.prefix))?.consumerFor(name);
+    if (consumer) consumerNamed.set(name, consumer);
+    return consumer;
+  };
   // A fresh owner per worker: a lease is this worker's, not this process's.
   const owner = randomUUID();
   const log = deps.log.child({ outboxWorker: owner });
@@ -150,8 +173,13 @@ export function createOutboxWorker(deps: WorkerDeps, consumers: readonly Consume
     const key = group.group_key;
     const events = group.events;
     if (events.length === 0) return releaseGroup(deps.db, group, owner, deps.clock.now(), group.pending);
-    // Claims read only the groups of this worker's consumers.
-    const consumer = consumerNamed.get(group.consumer)!;
+    // Claims read only the groups of this worker's consumers; a family may have none of that name
+    // (an endpoint deleted meanwhile): the group is given back for a lease's time.
+    const consumer = consumerFor(group.consumer);
+    if (!consumer) {
+      log.warn({ consumer: group.consumer, group: key }, 'no outbox consumer of this name: its group is left alone');
+      return releaseGroup(deps.db, group, owner, later(o.leaseMs));
+    }
     let done: string[] = [];
     let doneSince = 0;
     const record = async (ids: string[], state: Result['state'], release: boolean, failure?: { retryAt?: Date; error?: string }): Promise<boolean> => {
@@ -221,6 +249,7 @@ export function createOutboxWorker(deps: WorkerDeps, consumers: readonly Consume
         groups: room,
         eventsPerGroup: o.batchSize,
         consumers: consumerNames,
+        prefixes: consumerPrefixes,
         busy: [...inFlight.values()].map((f) => f.group),
       });
     } catch (err) {

@@ -9,6 +9,8 @@ import type { Consumer } from '../../outbox/consumers.ts';
 import { createMailConnector } from './mail.ts';
 import { createNetforumConnector } from './netforum/connector.ts';
 import { createSqsConnector } from './sqs/connector.ts';
+import type { ConsumerFamily } from '../../outbox/worker.ts';
+import { webhookConsumers } from './webhooks/connector.ts';
 
 export function connectors(deps: Deps): Consumer[] {
   const { sqs, netforum } = deps.org.connectors;
@@ -16,4 +18,9 @@ export function connectors(deps: Deps): Consumer[] {
   if (deps.netforum && netforum) list.push(createNetforumConnector({ ...deps, netforum: deps.netforum }, netforum));
   if (sqs) list.push(createSqsConnector(sqs));
   return list;
+}
+
+/** Consumers made while the service runs (one per webhook endpoint, when webhooks are turned on). */
+export function consumerFamilies(deps: Deps): ConsumerFamily[] {
+  return deps.org.connectors.webhooks ? [webhookConsumers(deps)] : [];
 }

@@ -1,0 +1,129 @@
+/**
+ * The relay scenarios (issue 9), run against a database of their own, like the outbox ones:
+ *
+ * - `relay-webhook`: 100,000 events over 1,000 groups for one webhook endpoint, delivered by two
+ *   `roster worker` processes (PostgreSQL; PGlite: one worker in the bench process) with the real
+ *   webhook connector (signed POSTs) to a local receiver, a process of its own
+ *   (bench/webhook-receiver.ts) that answers 200 and counts deliveries out of order. Timed from the
+ *   moment the events become due to the last one delivered; order is checked by the receiver and
+ *   in the database. Ceiling: the receiver hit directly by a plain loop of signed POSTs at the same
+ *   concurrency as the workers' (their groups in flight).
+ */
+import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { sql, type Kysely } from 'kysely';
+import { Webhook } from 'standardwebhooks';
+import type { Tables } from '../src/db/tables.ts';
+import { OUTBOX_WORKER_DEFAULTS } from '../src/outbox/worker.ts';
+import { runWrk } from './load.ts';
+import { DRAIN_EVENTS, DRAIN_GROUPS, drainOrder, fillOutbox, timeDrain, type DrainWorkers } from './outbox.ts';
+import type { ScenarioResult } from './report.ts';
+
+export const RELAY_SCENARIOS = ['relay-webhook'] as const;
+const CEILING_SECONDS = 5;
+const fmt = (n: number) => Math.round(n).toLocaleString('en');
+
+type Db = Kysely<Tables>;
+
+interface Receiver {
+  url: string;
+  /** Stops it; its counts. */
+  stop(): Promise<{ received: number; violations: number; unsigned: number }>;
+}
+
+async function startReceiver(): Promise<Receiver> {
+  const child = spawn(process.execPath, ['--import', 'tsx', path.join(import.meta.dirname, 'webhook-receiver.ts')], { stdio: ['ignore', 'pipe', 'inherit'] });
+  let out = '';
+  child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+  const port = await new Promise<number>((resolve, reject) => {
+    child.once('exit', (code) => reject(new Error(`the bench receiver exited with ${code}`)));
+    const check = setInterval(() => {
+      const ready = /ready (\d+)/.exec(out);
+      if (ready) {
+        clearInterval(check);
+        resolve(Number(ready[1]));
+      }
+    }, 20);
+  });
+  return {
+    url: `http://127.0.0.1:${port}/hooks`,
+    async stop() {
+      const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+      child.kill('SIGTERM');
+      await exited;
+      return JSON.parse(out.split('\n').find((line) => line.startsWith('{'))!) as { received: number; violations: number; unsigned: number };
+    },
+  };
+}
+
+/** An organisation file with the webhook connector on: the demo one and `connectors: { webhooks: {} }`. */
+export async function webhookOrgFile(): Promise<{ file: string; remove(): Promise<void> }> {
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'roster-bench-org-'));
+  const demo = await readFile(path.join(import.meta.dirname, '..', 'config', 'organisation.example.yaml'), 'utf8');
+  const file = path.join(dir, 'organisation.yaml');
+  await writeFile(file, `${demo}\nconnectors:\n  webhooks: {}\n`);
+  return { file, remove: () => rm(dir, { recursive: true, force: true }) };
+}
+
+/** relay-webhook on `db` (a fresh, migrated database); `workers` starts the workers on it. */
+export async function measureRelayWebhook(db: Db, workers: () => Promise<DrainWorkers>, workerCount: number, progress: (text: string) => void): Promise<ScenarioResult> {
+  const receiver = await startReceiver();
+  let stats: Awaited<ReturnType<Receiver['stop']>>;
+  let seconds: number;
+  let ceilingPerSecond: number;
+  try {
+    // The ceiling: wrk (not this process, which would be the limit) POSTing signed deliveries of
+    // the same size, without a group (the receiver checks no order for them).
+    progress('relay-webhook: ceiling (the receiver hit directly)…');
+    const secret = `whsec_${randomBytes(32).toString('base64')}`;
+    const signer = new Webhook(secret);
+    const lanes = workerCount * OUTBOX_WORKER_DEFAULTS.concurrency;
+    const sentAt = new Date();
+    const body = JSON.stringify({ type: 'person.updated', timestamp: sentAt.toISOString(), seq: 1, version: 1, data: { id: 1, changed: { city: 'City 1' } } });
+    const ceiling = await runWrk(
+      receiver.url,
+      {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', 'webhook-id': '1', 'webhook-timestamp': String(Math.floor(sentAt.getTime() / 1000)), 'webhook-signature': signer.sign('1', sentAt, body) },
+        next: () => ({ path: '/hooks', body }),
+      },
+      lanes,
+      CEILING_SECONDS,
+    );
+    ceilingPerSecond = ceiling.perSecond;
+
+    progress(`relay-webhook: writing ${fmt(DRAIN_EVENTS)} events over ${fmt(DRAIN_GROUPS)} groups…`);
+    const now = new Date();
+    const endpoint = await db
+      .insertInto('webhook_endpoints')
+      .values({ url: receiver.url, types: ['person.updated'], secret, created_at: now, created_by: 'bench', updated_at: now })
+      .returning('id')
+      .executeTakeFirstOrThrow();
+    const consumer = `webhook:${endpoint.id}`;
+    await db.insertInto('outbox_consumers').values({ name: consumer, types: ['person.updated'] }).execute();
+    await fillOutbox(db, DRAIN_EVENTS, DRAIN_GROUPS, new Date(Date.now() + 86_400_000), { consumer, type: 'person.updated' });
+    await sql`ANALYZE outbox`.execute(db);
+    seconds = await timeDrain(db, workers, 'relay-webhook', progress);
+  } finally {
+    stats = await receiver.stop();
+  }
+  const order = await drainOrder(db);
+  const perSecond = DRAIN_EVENTS / seconds;
+  const violations = order.violations + stats.violations;
+  return {
+    scenario: 'relay-webhook',
+    description: `${fmt(DRAIN_EVENTS)} events over ${fmt(DRAIN_GROUPS)} groups to one webhook endpoint (signed POSTs to a local receiver, a process of its own), ${workerCount} worker${workerCount > 1 ? ' processes' : ' (in the bench process)'}; order checked by the receiver and in the database`,
+    figure: `${fmt(perSecond)} events/s (${seconds.toFixed(1)} s); ${violations} order violations; ${fmt(order.delivered)} delivered, ${order.retried} tried more than once; the receiver got ${fmt(stats.received)}`,
+    perSecond,
+    errors: DRAIN_EVENTS - order.delivered + stats.unsigned,
+    non2xx: 0,
+    ceiling: `${fmt(ceilingPerSecond)} POSTs/s (the receiver hit directly, ${workerCount * OUTBOX_WORKER_DEFAULTS.concurrency} at once)`,
+    ratio: `${(perSecond / ceilingPerSecond).toFixed(2)} of the receiver`,
+    target: `≥ 3,000 events/s with 2 workers, 0 order violations`,
+    met: workerCount === 2 && perSecond >= 3_000 && violations === 0 && order.delivered === DRAIN_EVENTS,
+    extra: { violations, delivered: order.delivered, seconds, received: stats.received, ceilingPerSecond },
+  };
+}
