@@ -40,19 +40,28 @@ type Db = Kysely<Tables>;
  * Fills the outbox with `events` pending events spread round-robin over `groups` groups, with the
  * group rows the writers would have made. Groups are due at `dueAt`.
  */
-export async function fillOutbox(db: Db, events: number, groups: number, dueAt: Date, to: { consumer: string; type: string } = { consumer: benchConsumer().name, type: BENCH_EVENT_TYPE }): Promise<void> {
+export async function fillOutbox(
+  db: Db,
+  events: number,
+  groups: number,
+  dueAt: Date,
+  to: { consumer: string; type: string; groupPrefix?: string; firstId?: number } = { consumer: benchConsumer().name, type: BENCH_EVENT_TYPE },
+): Promise<void> {
   const perGroup = events / groups;
   const chunk = 100_000;
+  // Group g is `${prefix}${firstId + g}`; its events' payloads are person.updated's, of person firstId + g.
+  const prefix = to.groupPrefix ?? 'bench:';
+  const first = to.firstId ?? 0;
   for (let from = 0; from < events; from += chunk) {
     await sql`
       INSERT INTO outbox (consumer, group_key, seq, type, version, payload, created_at, next_attempt_at)
-      SELECT ${to.consumer}, 'bench:' || (i % ${groups}), i / ${groups} + 1, ${to.type}, 1,
-        jsonb_build_object('id', i % ${groups}, 'changed', jsonb_build_object('city', 'City ' || i)), now(), now()
+      SELECT ${to.consumer}, ${prefix} || (i % ${groups} + ${first}), i / ${groups} + 1, ${to.type}, 1,
+        jsonb_build_object('id', i % ${groups} + ${first}, 'changed', jsonb_build_object('city', 'City ' || i)), now(), now()
       FROM generate_series(${from}::int, ${Math.min(from + chunk, events) - 1}::int) AS i`.execute(db);
   }
   await sql`
     INSERT INTO outbox_groups (consumer, group_key, last_seq, pending, available_at)
-    SELECT ${to.consumer}, 'bench:' || g, ${perGroup}, ${perGroup}, ${dueAt}::timestamptz + g * interval '1 microsecond'
+    SELECT ${to.consumer}, ${prefix} || (g + ${first}), ${perGroup}, ${perGroup}, ${dueAt}::timestamptz + g * interval '1 microsecond'
     FROM generate_series(0, ${groups - 1}) AS g`.execute(db);
   await sql`ANALYZE outbox`.execute(db);
   await sql`ANALYZE outbox_groups`.execute(db);

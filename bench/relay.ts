@@ -17,12 +17,14 @@ import path from 'node:path';
 import { sql, type Kysely } from 'kysely';
 import { Webhook } from 'standardwebhooks';
 import type { Tables } from '../src/db/tables.ts';
+import { createNetforumClient } from '../src/events/connectors/netforum/client.ts';
+import { XWEB_WSDL } from '../test/support/netforum-peer.ts';
 import { OUTBOX_WORKER_DEFAULTS } from '../src/outbox/worker.ts';
 import { runWrk } from './load.ts';
 import { DRAIN_EVENTS, DRAIN_GROUPS, drainOrder, fillOutbox, timeDrain, type DrainWorkers } from './outbox.ts';
 import type { ScenarioResult } from './report.ts';
 
-export const RELAY_SCENARIOS = ['relay-webhook'] as const;
+export const RELAY_SCENARIOS = ['relay-webhook', 'relay-soap'] as const;
 const CEILING_SECONDS = 5;
 const fmt = (n: number) => Math.round(n).toLocaleString('en');
 
@@ -125,5 +127,116 @@ export async function measureRelayWebhook(db: Db, workers: () => Promise<DrainWo
     target: `≥ 3,000 events/s with 2 workers, 0 order violations`,
     met: workerCount === 2 && perSecond >= 3_000 && violations === 0 && order.delivered === DRAIN_EVENTS,
     extra: { violations, delivered: order.delivered, seconds, received: stats.received, ceilingPerSecond },
+  };
+}
+
+interface SoapPeer {
+  url: string;
+  username: string;
+  password: string;
+  stop(): Promise<{ writes: number; violations: number }>;
+}
+
+async function startSoapPeer(donors: number): Promise<SoapPeer> {
+  const child = spawn(process.execPath, ['--import', 'tsx', path.join(import.meta.dirname, 'soap-peer.ts'), String(donors)], { stdio: ['ignore', 'pipe', 'inherit'] });
+  let out = '';
+  child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+  const lines = () => out.split('\n').filter((l) => l.startsWith('{'));
+  const address = await new Promise<{ url: string; username: string; password: string }>((resolve, reject) => {
+    child.once('exit', (code) => reject(new Error(`the bench SOAP peer exited with ${code}`)));
+    const check = setInterval(() => {
+      const [first] = lines();
+      if (first) {
+        clearInterval(check);
+        resolve(JSON.parse(first) as { url: string; username: string; password: string });
+      }
+    }, 20);
+  });
+  return {
+    ...address,
+    async stop() {
+      const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+      child.kill('SIGTERM');
+      await exited;
+      return JSON.parse(lines()[1]!) as { writes: number; violations: number };
+    },
+  };
+}
+
+/** An organisation file with the netFORUM connector on, pointing at `peer`. */
+export async function netforumOrgFile(peer: { url: string; username: string }): Promise<{ file: string; remove(): Promise<void> }> {
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'roster-bench-org-'));
+  const demo = await readFile(path.join(import.meta.dirname, '..', 'config', 'organisation.example.yaml'), 'utf8');
+  const file = path.join(dir, 'organisation.yaml');
+  await writeFile(file, `${demo}\nconnectors:\n  netforum:\n    url: ${peer.url}\n    wsdl: ${XWEB_WSDL}\n    username: ${peer.username}\n    service_name: MemberSync\n    timeout_seconds: 20\n`);
+  return { file, remove: () => rm(dir, { recursive: true, force: true }) };
+}
+
+/**
+ * relay-soap on `db` (a fresh, migrated database). `workers(orgFile, password)` starts the workers
+ * with the netFORUM connector on.
+ */
+export async function measureRelaySoap(
+  db: Db,
+  workers: (orgFile: string, password: string) => Promise<DrainWorkers>,
+  workerCount: number,
+  progress: (text: string) => void,
+): Promise<ScenarioResult> {
+  const peer = await startSoapPeer(DRAIN_GROUPS);
+  const org = await netforumOrgFile(peer);
+  let stats: { writes: number; violations: number } | undefined;
+  let seconds: number;
+  let ceilingPerSecond: number;
+  let ceilingCalls = 0;
+  try {
+    progress('relay-soap: ceiling (the peer hit directly)…');
+    const clients = Array.from({ length: workerCount }, () =>
+      createNetforumClient({ url: peer.url, wsdl: XWEB_WSDL, username: peer.username, password: peer.password, serviceName: 'MemberSync', timeoutMs: 20_000 }),
+    );
+    // The first call of each reads the WSDL and authenticates: not timed.
+    await Promise.all(clients.map((c) => c.executeMethod('CustomerUpdate', { PledgeID: 'PLG-1', NewCity: 'City 0' })));
+    ceilingCalls += clients.length;
+    const started = performance.now();
+    await Promise.all(
+      clients.map(async (c) => {
+        while (performance.now() - started < CEILING_SECONDS * 1000) {
+          await c.executeMethod('CustomerUpdate', { PledgeID: 'PLG-1', NewCity: 'City 0' });
+          ceilingCalls += 1;
+        }
+      }),
+    );
+    ceilingPerSecond = (ceilingCalls - clients.length) / ((performance.now() - started) / 1000);
+
+    progress(`relay-soap: writing ${fmt(DRAIN_EVENTS)} events over ${fmt(DRAIN_GROUPS)} members…`);
+    const now = new Date();
+    await sql`
+      INSERT INTO people (id, last_modified, membership, legal_name, email)
+      SELECT n, ${now}, 'Adult', 'Bench Donor ' || n, 'donor-' || n || '@bench.example.org' FROM generate_series(1, ${DRAIN_GROUPS}::int) AS n`.execute(db);
+    await sql`
+      INSERT INTO netforum_keys (email, person_id, cst_key, pledge_id, source, updated_at)
+      SELECT 'donor-' || n || '@bench.example.org', n, 'cst-' || n, 'PLG-' || n, 'admin', ${now} FROM generate_series(1, ${DRAIN_GROUPS}::int) AS n`.execute(db);
+    await fillOutbox(db, DRAIN_EVENTS, DRAIN_GROUPS, new Date(Date.now() + 86_400_000), { consumer: 'netforum', type: 'person.updated', groupPrefix: 'member:', firstId: 1 });
+    await sql`ANALYZE outbox`.execute(db);
+    seconds = await timeDrain(db, () => workers(org.file, peer.password), 'relay-soap', progress);
+  } finally {
+    stats = await peer.stop().catch(() => undefined);
+    await org.remove();
+  }
+  const order = await drainOrder(db);
+  const perSecond = DRAIN_EVENTS / seconds;
+  const writes = (stats?.writes ?? 0) - ceilingCalls;
+  const violations = order.violations + (stats?.violations ?? 0);
+  return {
+    scenario: 'relay-soap',
+    description: `${fmt(DRAIN_EVENTS)} person.updated events of ${fmt(DRAIN_GROUPS)} members (netFORUM keys known) through the netFORUM connector to the xWeb peer (soap.listen from the WSDL, a process of its own), each a CustomerUpdate; ${workerCount} worker${workerCount > 1 ? ' processes' : ' (in the bench process)'}; order checked by the peer and in the database`,
+    figure: `${fmt(perSecond)} events/s (${seconds.toFixed(1)} s); ${violations} order violations; ${fmt(order.delivered)} delivered, ${order.retried} tried more than once; the peer recorded ${fmt(writes)} CustomerUpdates`,
+    perSecond,
+    errors: DRAIN_EVENTS - order.delivered,
+    non2xx: 0,
+    ceiling: `${fmt(ceilingPerSecond)} calls/s (the peer hit directly by ${workerCount} netFORUM client loop${workerCount > 1 ? 's' : ''})`,
+    ratio: `${(perSecond / ceilingPerSecond).toFixed(2)} of the peer`,
+    target: '≥ 1,000 events/s with 2 workers, 0 order violations',
+    met: workerCount === 2 && perSecond >= 1_000 && violations === 0 && order.delivered === DRAIN_EVENTS,
+    extra: { violations, delivered: order.delivered, seconds, writes, ceilingPerSecond },
   };
 }

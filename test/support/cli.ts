@@ -40,7 +40,7 @@ const ROSTER_VARIABLES = [
   'PAYMENT_RECONCILE_AFTER_SECONDS',
 ];
 
-function childEnv(env: Record<string, string>): NodeJS.ProcessEnv {
+export function childEnv(env: Record<string, string>): NodeJS.ProcessEnv {
   const base = { ...process.env };
   for (const name of ROSTER_VARIABLES) delete base[name];
   for (const name of Object.keys(base)) if (name.startsWith('STRIPE_')) delete base[name];

@@ -66,7 +66,7 @@ export interface NetforumPeer {
   issued: string[];
   /** The next ExecuteMethod calls (one per fault given) fail this way. */
   inject(...faults: PeerFault[]): void;
-  /** The current token stops working, as an expired session does. */
+  /** Every session's token stops working, as expired sessions do. */
   expireToken(): void;
   /** Only the ExecuteMethod calls of `methodName`, in order. */
   callsOf(methodName: string): PeerCall[];
@@ -108,14 +108,16 @@ export async function startNetforumPeer(options: { donors?: PeerDonor[]; usernam
   const issued: string[] = [];
   const faults: PeerFault[] = [];
   const timers = new Set<NodeJS.Timeout>();
-  let current: string | undefined;
+  /** Each session's current token (a client that authenticated); a call rotates its session's. */
+  const live = new Set<string>();
   /** Per request: whether its token was the current one, and the token its answer carries. */
   const checked = new WeakMap<IncomingMessage, { valid: boolean; next?: string }>();
 
   const issue = () => {
-    current = randomUUID();
-    issued.push(current);
-    return current;
+    const token = randomUUID();
+    live.add(token);
+    issued.push(token);
+    return token;
   };
   const tokenOf = (headers: unknown): string | undefined => {
     const token = (headers as { AuthorizationToken?: { Token?: unknown } } | undefined)?.AuthorizationToken?.Token;
@@ -248,7 +250,7 @@ export async function startNetforumPeer(options: { donors?: PeerDonor[]; usernam
           if (!state?.valid) throw soapFault(INVALID_TOKEN_TEXT);
           const fault = faults.shift();
           if (fault?.kind === 'invalid-token') {
-            current = undefined;
+            live.clear();
             throw soapFault(INVALID_TOKEN_TEXT);
           }
           if (fault?.kind === 'fault') throw soapFault(fault.text, 'soap:Server');
@@ -281,11 +283,12 @@ export async function startNetforumPeer(options: { donors?: PeerDonor[]; usernam
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const soapServer = soap.listen(server, { path: XWEB_PATH, services: service, xml: await loadWsdl() });
   // Decided before the method runs (soap builds the answer's headers first): a call with the
-  // current token makes a new one, which its answer carries; the old one stops working.
+  // current token of its session makes a new one, which its answer carries; the old one stops
+  // working. Sessions are independent: two clients (two worker processes) each keep their own.
   soapServer.addSoapHeader((methodName: string, _args: unknown, headers: unknown, req: IncomingMessage) => {
     if (methodName === 'Authenticate') return '';
     const token = tokenOf(headers);
-    const valid = token !== undefined && token === current;
+    const valid = token !== undefined && live.delete(token);
     const next = valid ? issue() : undefined;
     checked.set(req, { valid, next });
     return next ? `<AuthorizationToken xmlns="${TOKEN_NS}"><Token>${next}</Token></AuthorizationToken>` : '';
@@ -301,9 +304,7 @@ export async function startNetforumPeer(options: { donors?: PeerDonor[]; usernam
     calls,
     issued,
     inject: (...more) => void faults.push(...more),
-    expireToken: () => {
-      current = undefined;
-    },
+    expireToken: () => live.clear(),
     callsOf: (methodName) => calls.filter((c) => c.methodName === methodName),
     async close() {
       for (const timer of timers) clearTimeout(timer);

@@ -35,22 +35,40 @@ export function relayQueueConfig(org: Organisation, flags: RelayFlags): SqsConne
   return { queueUrl, region, ...(endpoint ? { endpoint } : {}) };
 }
 
+/** The membersync event classes netFORUM takes through ExecuteMethod (spec: the write methods). */
+export const NETFORUM_EVENT_CLASSES: readonly string[] = ['PaymentReceived', 'RefundPayment', 'StripePaymentError', 'CustomerUpdate', 'InteractionAdd', 'SustainerCancel'];
+
 /**
- * THE WIRING POINT for the netFORUM target (issue 9): the target built from the organisation
- * file's `connectors.netforum` by src/events/connectors/netforum/ (another change). Until it is
- * wired here, relay-sqs refuses to start with the message below.
+ * The relay's target: netFORUM, from the organisation file's `connectors.netforum` and
+ * NETFORUM_PASSWORD. Each message becomes ExecuteMethod(serviceName, its class, its fields) — what
+ * membersync's Event.poll did. A class netFORUM has no method for is refused before any call (the
+ * message is left to the queue's redrive policy).
  */
-async function netforumTarget(org: Organisation): Promise<RelayTarget> {
-  const configured = (org.connectors as Record<string, unknown>).netforum;
-  if (!configured) throw new RelaySetupError('roster relay-sqs pushes each message into netFORUM, which is not configured: add connectors.netforum to the organisation file');
-  throw new RelaySetupError('connectors.netforum is configured, but this build has no netFORUM relay target yet (src/events/connectors/sqs/relay-command.ts, netforumTarget)');
+export async function netforumRelayTarget(org: Organisation, password: string | undefined): Promise<RelayTarget> {
+  const { openNetforum, NetforumSetupError } = await import('../netforum/open.ts');
+  let client;
+  try {
+    client = openNetforum(org.connectors.netforum, password);
+  } catch (err) {
+    throw err instanceof NetforumSetupError ? new RelaySetupError(err.message) : err;
+  }
+  if (!client) throw new RelaySetupError('roster relay-sqs pushes each message into netFORUM, which is not configured: add connectors.netforum to the organisation file');
+  const netforum = client;
+  return {
+    async push(eventClass, fields) {
+      if (!NETFORUM_EVENT_CLASSES.includes(eventClass)) throw new Error(`netFORUM has no method for the event class ${eventClass.slice(0, 60)} (it takes ${NETFORUM_EVENT_CLASSES.join(', ')})`);
+      const parameters: Record<string, string> = {};
+      for (const [name, value] of Object.entries(fields)) if (value !== null && value !== undefined) parameters[name] = typeof value === 'string' ? value : JSON.stringify(value);
+      await netforum.executeMethod(eventClass, parameters);
+    },
+  };
 }
 
 export async function runSqsRelayCommand(env: Env, flags: RelayFlags): Promise<void> {
   const { loadOrganisation } = await import('../../../config/org.ts');
   const org = await loadOrganisation(env.orgFile);
   const queue = relayQueueConfig(org, flags);
-  const target = await netforumTarget(org);
+  const target = await netforumRelayTarget(org, env.netforumPassword);
   const { createLogger } = await import('../../../app.ts');
   const log = createLogger(env);
   const { sqs, client } = await openSqsClient(queue, RECEIVE_TIMEOUT_MS);

@@ -12,9 +12,11 @@ import { Writable } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
 import { CreateQueueCommand, GetQueueAttributesCommand, ReceiveMessageCommand, SendMessageCommand } from '@aws-sdk/client-sqs';
 import pino from 'pino';
-import { killRosterProcesses, ROOT, runRoster } from '../../../../test/support/cli.ts';
+import { childEnv, killRosterProcesses, ROOT, runRoster } from '../../../../test/support/cli.ts';
 import { FAKE_AWS_ENV, startMoto, useFakeAwsCredentials, type MotoPeer } from '../../../../test/support/moto.ts';
 import { until } from '../../../../test/support/until.ts';
+import { netforumOrgYaml, peerDonor, startNetforumPeer } from '../../../../test/support/netforum-peer.ts';
+import { spawn } from 'node:child_process';
 import { createSqsConnector, openSqsClient, type Sqs } from './connector.ts';
 import { RelayQueueError, startSqsRelay, type RelayOptions, type RelayTarget, type SqsRelay } from './relay.ts';
 import type { SQSClient } from '@aws-sdk/client-sqs';
@@ -301,5 +303,43 @@ describe('roster relay-sqs', { timeout: 120_000 }, () => {
     const badConcurrency = await runRoster(['relay-sqs', '--concurrency', '0'], {});
     assert.equal(badConcurrency.code, 2);
     assert.match(badConcurrency.stderr, /--concurrency must be a whole number from 1 to 64/);
+  });
+
+  test('with netFORUM configured it pushes each message into netFORUM (ExecuteMethod: the class and its fields), deletes it, and stops on SIGTERM', async () => {
+    const peer = await startNetforumPeer({ donors: [peerDonor(1, 'relay@example.org')] });
+    const q = await queue({ maxReceiveCount: 2 });
+    try {
+      await send(q.url, 'member:1', { 'meta:event': 'PaymentReceived', PledgeID: 'PLG-1', Amount: '12.50', PaymentMethod: 'card' });
+      await send(q.url, 'member:1', { 'meta:event': 'CustomerUpdate', PledgeID: 'PLG-1', NewCity: 'Turku' });
+      await send(q.url, 'member:2', { 'meta:event': 'NoSuchMethod', PledgeID: 'PLG-2' });
+      const file = path.join(await mkdtemp(path.join(os.tmpdir(), 'roster-relay-')), 'organisation.yaml');
+      await writeFile(file, await netforumOrgYaml(peer, `  sqs:\n    queue_url: ${q.url}\n    region: ${moto.region}\n    endpoint: ${moto.endpoint}\n`));
+      const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts', 'relay-sqs', '--concurrency', '2'], {
+        cwd: ROOT,
+        env: childEnv({ ...FAKE_AWS_ENV, ROSTER_ORG: file, NETFORUM_PASSWORD: peer.password, LOG_LEVEL: 'info' }),
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      let out = '';
+      child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+      child.stderr.on('data', (d: Buffer) => (out += d.toString()));
+      const exited = new Promise<number | null>((resolve) => child.once('exit', resolve));
+      await until(() => peer.writes.length >= 2, 'two writes in netFORUM', 30_000);
+      assert.deepEqual(
+        peer.writes.map((w) => [w.method, w.PledgeID]),
+        [
+          ['PaymentReceived', 'PLG-1'],
+          ['CustomerUpdate', 'PLG-1'],
+        ],
+      );
+      assert.equal(peer.writes[0]!.Amount, '12.50');
+      await until(() => /netFORUM has no method for the event class NoSuchMethod/.test(out), 'the refused push in the log', 30_000);
+      child.kill('SIGTERM');
+      assert.equal(await exited, 0, out);
+      assert.ok(!out.includes(peer.password), 'the password is in no log line');
+      // The two pushed are deleted; the refused one is left to the queue (its redrive policy).
+      assert.equal(await messagesOn(q.url), 1);
+    } finally {
+      await peer.close();
+    }
   });
 });
