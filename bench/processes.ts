@@ -37,16 +37,22 @@ export async function cpuWhile<T>(servicePid: number, measure: () => Promise<T>)
     const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
     return Number(fields[11]) + Number(fields[12]);
   };
-  // Every PostgreSQL process on the machine (the server's backends come and go: summed at each end).
+  // Every PostgreSQL process on the machine, by pid: a backend that started meanwhile counts from
+  // zero, one that ended meanwhile is lost (its time is not counted: the figure is a floor).
   const database = () => {
-    let sum = 0;
+    const byPid = new Map<number, number>();
     for (const pid of readdirSync('/proc').filter((d) => /^\d+$/.test(d))) {
       try {
-        if (readFileSync(`/proc/${pid}/comm`, 'utf8').trim() === 'postgres') sum += ticks(Number(pid));
+        if (readFileSync(`/proc/${pid}/comm`, 'utf8').trim() === 'postgres') byPid.set(Number(pid), ticks(Number(pid)));
       } catch {
         /* gone meanwhile */
       }
     }
+    return byPid;
+  };
+  const databaseSince = (before: Map<number, number>) => {
+    let sum = 0;
+    for (const [pid, t] of database()) sum += Math.max(0, t - (before.get(pid) ?? 0));
     return sum;
   };
   const machine = () => {
@@ -65,7 +71,7 @@ export async function cpuWhile<T>(servicePid: number, measure: () => Promise<T>)
     cpu: {
       service: (ticks(servicePid) - service0) / hz / seconds,
       bench: (bench.user + bench.system) / 1e6 / seconds,
-      database: (database() - database0) / hz / seconds,
+      database: databaseSince(database0) / hz / seconds,
       machine: (machine() - machine0) / hz / seconds,
     },
   };
