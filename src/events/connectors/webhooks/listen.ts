@@ -4,9 +4,11 @@
  * and whether its signature verifies with the secret (answered 200; 401 when it does not).
  */
 import { createServer, type Server } from 'node:http';
-import { Webhook } from 'standardwebhooks';
 
 export async function listenForWebhooks(port: number, secret: string | undefined, print: (line: string) => void): Promise<Server> {
+  // Imported here, not at the top: the server's bundle would otherwise load it at every start
+  // (esbuild hoists a bundled module's package imports to the top of the file).
+  const { Webhook } = await import('standardwebhooks');
   const verifier = secret ? new Webhook(secret) : undefined;
   const server = createServer((req, res) => {
     const chunks: Buffer[] = [];
