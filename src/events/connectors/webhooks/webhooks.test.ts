@@ -4,12 +4,11 @@
  */
 import assert from 'node:assert/strict';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { createServer, type AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { startTestApp, type TestApp } from '../../../../test/support/app.ts';
-import { killRosterProcesses, ROOT, startWorkerProcess } from '../../../../test/support/cli.ts';
+import { freePort, killRosterProcesses, ROOT, startWorkerProcess } from '../../../../test/support/cli.ts';
 import { spawn } from 'node:child_process';
 import { Webhook } from 'standardwebhooks';
 import { testDatabaseUrl } from '../../../../test/support/database.ts';
@@ -207,7 +206,7 @@ describe('deliveries', () => {
   });
 
   test('an endpoint that is down never holds back another', async () => {
-    const down = await addEndpoint(['person.created'], `http://127.0.0.1:${await closedPort()}/nothing-listens-here`);
+    const down = await addEndpoint(['person.created'], `http://127.0.0.1:${await freePort()}/nothing-listens-here`);
     const { id, secret } = await addEndpoint(['person.created']);
     receiver.secret = secret;
     try {
@@ -255,7 +254,7 @@ describe('deliveries', () => {
 describe('roster webhook-listen', () => {
   test('prints each delivery and whether its signature verifies; a forged one gets 401', async () => {
     const secret = `whsec_${Buffer.alloc(32, 7).toString('base64')}`;
-    const port = await closedPort();
+    const port = await freePort();
     const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts', 'webhook-listen', '--port', String(port), '--secret', secret], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
     child.stdout.on('data', (d: Buffer) => (out += d.toString()));
@@ -335,14 +334,6 @@ describe('roster worker processes (PostgreSQL)', { skip: testDatabaseUrl() ? fal
   });
 });
 
-/** A loopback port nothing listens on now. */
-async function closedPort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as AddressInfo;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
-}
 
 async function receiverUntil(check: () => boolean, timeoutMs = 15_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
