@@ -55,8 +55,14 @@ describe('GET public/people under load', () => {
     } while (running);
     const done = await Promise.all(downloads);
     assert.ok(done.every((d) => d.status === 200 && d.bytes === done[0]!.bytes && d.bytes > PUBLIC_PEOPLE * 20));
-    // A generous bound: building each reply on the event loop made /healthz wait for seconds.
-    assert.ok(Math.max(...health) < 1000, `/healthz took ${Math.round(Math.max(...health))} ms`);
+    // Building each reply on the event loop made nearly every /healthz wait for seconds. On a busy
+    // 2-core CI machine one sample may still meet a collector pause of about a second (seen: 1,171
+    // ms), so the bound is on the median, with a looser one on the worst.
+    const sorted = [...health].sort((a, b) => a - b);
+    const median = sorted[Math.floor(sorted.length / 2)]!;
+    const worst = sorted[sorted.length - 1]!;
+    const summary = `/healthz over ${health.length} tries: median ${Math.round(median)} ms, worst ${Math.round(worst)} ms`;
+    assert.ok(median < 250 && worst < 3000, summary);
   });
 
   test('many concurrent anonymous requests share one rendered body: the same ETag, no memory per request', async () => {
