@@ -5,6 +5,7 @@
  * on what the queue holds: message group, deduplication id, body.
  */
 import assert from 'node:assert/strict';
+import net from 'node:net';
 import { spawnSync } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import { Writable } from 'node:stream';
@@ -253,6 +254,31 @@ describe('failures', () => {
       });
     } finally {
       closedPort.close();
+    }
+  });
+
+  test('an endpoint that takes the request and never answers is a time-out after the send time limit, retried', async () => {
+    const silent = net.createServer(() => {});
+    const sockets = new Set<net.Socket>();
+    silent.on('connection', (socket) => sockets.add(socket));
+    await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+    const port = (silent.address() as net.AddressInfo).port;
+    const hanging = createSqsConnector({ queueUrl, region: moto.region, endpoint: `http://127.0.0.1:${port}` }, { sendTimeoutMs: 500 });
+    const { id } = await t.addPerson({ legal_name: 'Never Answered', email: 'never.answered@example.org' });
+    const [event] = await listEvents(t.deps, { group: memberGroup(id) });
+    const started = performance.now();
+    try {
+      await assert.rejects(hanging.deliver(asDelivery(event!)), (err: Error) => {
+        assert.ok(!(err instanceof PermanentFailure));
+        assert.match(err.message, /^SQS SendMessage failed \(.*(Timeout|ETIMEDOUT)/i);
+        return true;
+      });
+      // The SDK tries three times, each given up after 500 ms; a call without a limit hangs.
+      assert.ok(performance.now() - started < 8000, `gave up after ${Math.round(performance.now() - started)} ms`);
+    } finally {
+      hanging.close();
+      for (const socket of sockets) socket.destroy();
+      silent.close();
     }
   });
 

@@ -34,16 +34,18 @@ export async function openSqsClient(config: SqsConnectorConfig, requestTimeoutMs
   const client = new sqs.SQSClient({
     region: config.region,
     ...(config.endpoint ? { endpoint: config.endpoint } : {}),
-    requestHandler: { connectionTimeout: 5_000, requestTimeout: requestTimeoutMs },
+    // Without throwOnRequestTimeout the SDK's handler only warns (on the console) when a request
+    // outlives requestTimeout, and the call hangs until the socket dies.
+    requestHandler: { connectionTimeout: 5_000, requestTimeout: requestTimeoutMs, throwOnRequestTimeout: true },
   });
   return { sqs, client };
 }
 
-export function createSqsConnector(config: SqsConnectorConfig): SqsConnector {
+export function createSqsConnector(config: SqsConnectorConfig, options: { sendTimeoutMs?: number } = {}): SqsConnector {
   let opened: Promise<{ sqs: Sqs; client: SQSClient }> | undefined;
   const open = () => {
     if (!opened) {
-      opened = openSqsClient(config, SEND_TIMEOUT_MS);
+      opened = openSqsClient(config, options.sendTimeoutMs ?? SEND_TIMEOUT_MS);
       // A failed load is tried again by the next delivery.
       opened.catch(() => (opened = undefined));
     }
