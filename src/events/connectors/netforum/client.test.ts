@@ -6,6 +6,7 @@ import { promisify } from 'node:util';
 import { INVALID_TOKEN_TEXT, netforumOrgYaml, peerDonor, startNetforumPeer, type NetforumPeer } from '../../../../test/support/netforum-peer.ts';
 import { parseOrganisation } from '../../../config/org.ts';
 import { createNetforumClient, NetforumError, type NetforumClient } from './client.ts';
+import { until } from '../../../../test/support/until.ts';
 
 let peer: NetforumPeer;
 let wsdl: string;
@@ -16,8 +17,8 @@ before(async () => {
 });
 after(async () => peer?.close());
 
-function client(options: { password?: string; timeoutMs?: number } = {}): NetforumClient {
-  return createNetforumClient({ url: peer.url, wsdl, username: peer.username, password: options.password ?? peer.password, serviceName: 'MemberSync', timeoutMs: options.timeoutMs ?? 1500 });
+function client(options: { password?: string; timeoutMs?: number; sessions?: number } = {}): NetforumClient {
+  return createNetforumClient({ url: peer.url, wsdl, username: peer.username, password: options.password ?? peer.password, serviceName: 'MemberSync', timeoutMs: options.timeoutMs ?? 1500, sessions: options.sessions ?? 1 });
 }
 
 /** The peer's calls from `from` on, as [operation, method, token]. */
@@ -43,13 +44,30 @@ describe('xWeb client', () => {
     assert.equal(new Set(tokens).size, tokens.length, 'every answer rotated the token');
   });
 
-  test('calls made together go one at a time, each with its own fresh token', async () => {
-    const nf = client();
-    await nf.executeMethod('DonorLookup', { email_address: 'one@example.org' });
+  test('calls made together go out on the pool’s sessions at once, each session one call at a time with its own fresh token', async () => {
+    const nf = client({ sessions: 2 });
     const from = peer.calls.length;
-    const answers = await Promise.all(['one', 'two', 'one', 'two'].map((n) => nf.executeMethod('DonorLookup', { email_address: `${n}@example.org` })));
-    assert.deepEqual(answers.map((a) => a[0]!.cust_key1), ['cst-1', 'cst-2', 'cst-1', 'cst-2']);
-    assert.equal(peer.calls.slice(from).filter((c) => c.operation === 'Authenticate').length, 0, 'no token was refused');
+    const issuedFrom = peer.issued.length;
+    const answers = await Promise.all(['one', 'two', 'one', 'two', 'one', 'two'].map((n) => nf.executeMethod('DonorLookup', { email_address: `${n}@example.org` })));
+    assert.deepEqual(answers.map((a) => a[0]!.cust_key1), ['cst-1', 'cst-2', 'cst-1', 'cst-2', 'cst-1', 'cst-2']);
+    const calls = peer.calls.slice(from);
+    assert.equal(calls.filter((c) => c.operation === 'Authenticate').length, 2, 'one Authenticate per session');
+    const executed = calls.filter((c) => c.operation === 'ExecuteMethod');
+    assert.equal(executed.length, 6, 'no token was refused (a refused one is tried again)');
+    // Each call carried a token xWeb had issued and nobody had used before.
+    const issued = new Set(peer.issued.slice(issuedFrom));
+    assert.ok(executed.every((c) => c.token !== undefined && issued.has(c.token)));
+    assert.equal(new Set(executed.map((c) => c.token)).size, 6);
+  });
+
+  test('the sessions carry calls side by side: three slow answers are awaited together, not one after another', async () => {
+    const nf = client({ sessions: 3, timeoutMs: 20_000 });
+    peer.inject({ kind: 'slow', ms: 3000 }, { kind: 'slow', ms: 3000 }, { kind: 'slow', ms: 3000 });
+    const from = peer.calls.length;
+    const running = Promise.all(['one', 'two', 'one'].map((n) => nf.executeMethod('DonorLookup', { email_address: `${n}@example.org` })));
+    // One after another, the third call would reach xWeb only after six seconds.
+    await until(() => peer.calls.slice(from).filter((c) => c.operation === 'ExecuteMethod').length === 3, 'three calls in flight at once', 2500);
+    assert.deepEqual((await running).map((a) => a[0]!.cust_key1), ['cst-1', 'cst-2', 'cst-1']);
   });
 
   test('an invalid-token fault makes one new Authenticate and the call again', async () => {
@@ -115,6 +133,15 @@ describe('xWeb client', () => {
     assert.ok(err instanceof NetforumError);
     assert.equal(err.kind, 'unreachable');
     assert.match(err.message, /^netFORUM Authenticate: ECONNREFUSED/);
+  });
+});
+
+describe('the organisation file', () => {
+  test('sessions sets the pool (4 when left out); 0 is refused with where it is', async () => {
+    assert.equal(parseOrganisation(await netforumOrgYaml(peer), '/tmp/org.yaml').connectors.netforum!.sessions, 4);
+    assert.equal(parseOrganisation(await netforumOrgYaml(peer, '    sessions: 2\n'), '/tmp/org.yaml').connectors.netforum!.sessions, 2);
+    const none = await netforumOrgYaml(peer, '    sessions: 0\n');
+    assert.throws(() => parseOrganisation(none, '/tmp/org.yaml'), (err: Error) => /connectors\/netforum\/sessions|sessions/.test(err.message));
   });
 });
 

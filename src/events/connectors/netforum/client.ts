@@ -5,9 +5,13 @@
  * fault text (never the password).
  *
  * `soap` (and the 3.7 MB WSDL it parses) is loaded on the first call, never at start: an idle
- * server stays inside its memory budget. Calls go one at a time, since xWeb hands out a new token
- * with each answer and the previous one stops working: two calls in flight would share a token
- * only one of them may use.
+ * server stays inside its memory budget.
+ *
+ * xWeb hands out a new token with each answer and the previous one stops working, so one session
+ * (one token chain) carries one call at a time. The client keeps a small pool of sessions, each
+ * authenticated when first needed and each with its own token chain, over one SOAP client: up to
+ * `sessions` calls are in flight, the rest wait for a free session. Order is the caller's: the
+ * outbox never has two events of one group in flight.
  */
 import type { Client as SoapClient } from 'soap';
 
@@ -23,6 +27,16 @@ export interface NetforumSettings {
   serviceName: string;
   /** Longest wait for one SOAP answer. */
   timeoutMs: number;
+  /** How many xWeb sessions (token chains) may carry calls at once; 4 when not given. */
+  sessions?: number;
+}
+
+/** The pool's size when the organisation file does not say. */
+export const DEFAULT_SESSIONS = 4;
+
+/** One xWeb session: the token its last answer carried (none before Authenticate or after a fault). */
+interface Session {
+  token: string | undefined;
 }
 
 /** One `<Result>` of an xWeb answer: its child elements' text by element name. */
@@ -61,8 +75,12 @@ const escapeXml = (text: string) => text.replace(/&/g, '&amp;').replace(/</g, '&
 
 export function createNetforumClient(settings: NetforumSettings): NetforumClient {
   let soapClient: Promise<SoapClient> | undefined;
-  let token: string | undefined;
-  let queue: Promise<unknown> = Promise.resolve();
+  /** Sessions not carrying a call; the most recently used (already authenticated) is taken first. */
+  const idle: Session[] = Array.from({ length: Math.max(1, settings.sessions ?? DEFAULT_SESSIONS) }, () => ({ token: undefined }));
+  /** Calls waiting for a session, first come first served. */
+  const waiting: ((session: Session) => void)[] = [];
+  /** The session each request's arguments belong to: soap gives the header function the call's arguments. */
+  const sessionOfArgs = new WeakMap<object, Session>();
 
   /** The SOAP client, built once: `soap` is imported here, on the first call. */
   const clientFor = (): Promise<SoapClient> => {
@@ -72,8 +90,11 @@ export function createNetforumClient(settings: NetforumSettings): NetforumClient
         endpoint: settings.url,
         wsdl_options: { timeout: settings.timeoutMs * 4 },
       });
-      // Evaluated for each request: the token of the moment (none for Authenticate).
-      client.addSoapHeader(() => (token ? `<AuthorizationToken xmlns="${XWEB_NS}"><Token>${escapeXml(token)}</Token></AuthorizationToken>` : ''));
+      // Evaluated for each request with its arguments: the token of that call's session (none for Authenticate).
+      client.addSoapHeader((_method: string, _location: string, _action: string, args: object) => {
+        const token = sessionOfArgs.get(args)?.token;
+        return token ? `<AuthorizationToken xmlns="${XWEB_NS}"><Token>${escapeXml(token)}</Token></AuthorizationToken>` : '';
+      });
       return client;
     })();
     // A WSDL that could not be read is read again by the next call.
@@ -81,13 +102,14 @@ export function createNetforumClient(settings: NetforumSettings): NetforumClient
     return soapClient;
   };
 
-  /** One SOAP operation; the answer's token (if any) replaces ours. */
-  async function invoke(operation: 'Authenticate' | 'ExecuteMethod', args: Record<string, unknown>, what: string): Promise<Record<string, unknown>> {
+  /** One SOAP operation in `session`; the answer's token (if any) replaces the session's. */
+  async function invoke(session: Session, operation: 'Authenticate' | 'ExecuteMethod', args: Record<string, unknown>, what: string): Promise<Record<string, unknown>> {
     const client = await clientFor().catch((err: unknown) => {
       throw new NetforumError('unreachable', `netFORUM ${what}: the WSDL could not be read (${describeTransportError(err)})`);
     });
     const method = client[`${operation}Async`] as (args: unknown, options: unknown) => Promise<[unknown, unknown, unknown]>;
     let answer: [unknown, unknown, unknown];
+    sessionOfArgs.set(args, session);
     try {
       answer = await method.call(client, args, { timeout: settings.timeoutMs });
     } catch (err) {
@@ -95,49 +117,54 @@ export function createNetforumClient(settings: NetforumSettings): NetforumClient
     }
     const [result, , header] = answer;
     const rotated = (header as { AuthorizationToken?: { Token?: unknown } } | undefined)?.AuthorizationToken?.Token;
-    if (typeof rotated === 'string' && rotated.trim()) token = rotated.trim();
+    if (typeof rotated === 'string' && rotated.trim()) session.token = rotated.trim();
     return (result ?? {}) as Record<string, unknown>;
   }
 
-  async function authenticate(): Promise<void> {
-    token = undefined;
+  async function authenticate(session: Session): Promise<void> {
+    session.token = undefined;
     let result;
     try {
-      result = await invoke('Authenticate', { userName: settings.username, password: settings.password }, 'Authenticate');
+      result = await invoke(session, 'Authenticate', { userName: settings.username, password: settings.password }, 'Authenticate');
     } catch (err) {
       if (err instanceof NetforumError && err.kind === 'fault') throw new NetforumError('credentials', `netFORUM refused to authenticate ${settings.username}: ${err.faultText ?? err.message}`, err.faultText);
       throw err;
     }
     const issued = result.AuthenticateResult;
     if (typeof issued !== 'string' || !issued.trim()) throw new NetforumError('credentials', `netFORUM's Authenticate answered without a token for ${settings.username}`);
-    token = issued.trim();
+    session.token = issued.trim();
   }
 
-  async function execute(methodName: string, parameters: Record<string, string>): Promise<XwebRecord[]> {
+  async function execute(session: Session, methodName: string, parameters: Record<string, string>): Promise<XwebRecord[]> {
     const args = {
       serviceName: settings.serviceName,
       methodName,
       parameters: { Parameter: Object.entries(parameters).map(([Name, Value]) => ({ Name, Value })) },
     };
-    if (!token) await authenticate();
+    if (!session.token) await authenticate(session);
     let result;
     try {
-      result = await invoke('ExecuteMethod', args, methodName);
+      result = await invoke(session, 'ExecuteMethod', args, methodName);
     } catch (err) {
       if (!(err instanceof NetforumError && err.kind === 'fault' && INVALID_TOKEN.test(err.faultText ?? ''))) throw err;
       // Once: a second invalid-token fault right after a fresh Authenticate is a real failure.
-      await authenticate();
-      result = await invoke('ExecuteMethod', args, methodName);
+      await authenticate(session);
+      result = await invoke(session, 'ExecuteMethod', args, methodName);
     }
     return recordsOf(result.ExecuteMethodResult);
   }
 
   return {
     serviceName: settings.serviceName,
-    executeMethod(methodName, parameters) {
-      const run = queue.then(() => execute(methodName, parameters));
-      queue = run.catch(() => {});
-      return run;
+    async executeMethod(methodName, parameters) {
+      const session = idle.pop() ?? (await new Promise<Session>((resolve) => waiting.push(resolve)));
+      try {
+        return await execute(session, methodName, parameters);
+      } finally {
+        const next = waiting.shift();
+        if (next) next(session);
+        else idle.push(session);
+      }
     },
   };
 }

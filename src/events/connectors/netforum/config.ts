@@ -4,6 +4,7 @@
  * password is never in the file: it comes from NETFORUM_PASSWORD (src/config/env.ts).
  */
 import { Type, type Static } from 'typebox';
+import { DEFAULT_SESSIONS } from './client.ts';
 
 const Code = Type.String({ minLength: 1, maxLength: 100 });
 
@@ -18,6 +19,8 @@ export const NetforumFileSchema = Type.Object(
     service_name: Type.String({ minLength: 1, maxLength: 200 }),
     /** Longest wait for one answer (default 20). */
     timeout_seconds: Type.Optional(Type.Number({ exclusiveMinimum: 0, maximum: 300 })),
+    /** xWeb sessions (token chains) carrying calls at once, per process (default 4; 1 if your xWeb allows one login at a time). */
+    sessions: Type.Optional(Type.Integer({ minimum: 1, maximum: 32 })),
     /** Codes sent with InteractionAdd; a code left out is not sent. */
     interaction: Type.Optional(
       Type.Object(
@@ -43,6 +46,8 @@ export interface NetforumConfig {
   username: string;
   serviceName: string;
   timeoutMs: number;
+  /** xWeb sessions carrying calls at once, per process. */
+  sessions: number;
   /** InteractionAdd's code parameters, by their spec names (ActivityTypeCode…). */
   interactionCodes: Record<string, string>;
 }
@@ -71,6 +76,7 @@ export function parseNetforumConfig(raw: Static<typeof NetforumFileSchema>): Net
     username: raw.username,
     serviceName: raw.service_name,
     timeoutMs: Math.round((raw.timeout_seconds ?? 20) * 1000),
+    sessions: raw.sessions ?? DEFAULT_SESSIONS,
     interactionCodes,
   };
 }
