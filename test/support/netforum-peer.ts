@@ -46,6 +46,10 @@ export interface PeerCall {
   serviceName?: string;
   methodName?: string;
   parameters?: Record<string, string>;
+  /** The request's path and query: two clients given the endpoint with different queries are told apart by it. */
+  path?: string;
+  /** The injected fault this call met, if it met one. */
+  fault?: PeerFault['kind'];
 }
 
 export type PeerFault =
@@ -230,8 +234,8 @@ export async function startNetforumPeer(options: { donors?: PeerDonor[]; usernam
   const service = {
     netForumXML: {
       netForumXMLSoap: {
-        Authenticate(args: { userName?: string; password?: string }) {
-          calls.push({ operation: 'Authenticate' });
+        Authenticate(args: { userName?: string; password?: string }, _cb: unknown, _headers: unknown, req: IncomingMessage) {
+          calls.push({ operation: 'Authenticate', path: req.url });
           if (args.userName !== username || args.password !== password) {
             throw soapFault(
               'System.Web.Services.Protocols.SoapException: Invalid Credentials Supplied\n   at Avectra.netForumOD2.xWebOD.SignOn.Authenticate(String userName, String password)',
@@ -245,10 +249,12 @@ export async function startNetforumPeer(options: { donors?: PeerDonor[]; usernam
           for (const p of (Array.isArray(list) ? list : list ? [list] : []) as { Name?: string; Value?: unknown }[]) {
             if (p.Name) parameters[p.Name] = typeof p.Value === 'string' ? p.Value : '';
           }
-          calls.push({ operation: 'ExecuteMethod', token: tokenOf(headers), serviceName: args.serviceName, methodName: args.methodName, parameters });
+          const call: PeerCall = { operation: 'ExecuteMethod', token: tokenOf(headers), serviceName: args.serviceName, methodName: args.methodName, parameters, path: req.url };
+          calls.push(call);
           const state = checked.get(req);
           if (!state?.valid) throw soapFault(INVALID_TOKEN_TEXT);
           const fault = faults.shift();
+          if (fault) call.fault = fault.kind;
           if (fault?.kind === 'invalid-token') {
             live.clear();
             throw soapFault(INVALID_TOKEN_TEXT);
