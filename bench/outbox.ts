@@ -132,7 +132,9 @@ export function startDrainWorkers(databaseUrl: string, count: number, options: {
   const ready: Promise<void>[] = [];
   const script = options.service ? 'relay-worker.ts' : 'outbox-worker.ts';
   for (let i = 0; i < count; i++) {
-    const child = spawn(process.execPath, ['--import', 'tsx', path.join(import.meta.dirname, script)], {
+    // BENCH_CPU_PROFILE=DIR: each worker writes a V8 CPU profile into DIR when it stops, as the server does.
+    const profile = process.env.BENCH_CPU_PROFILE ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_CPU_PROFILE}`] : [];
+    const child = spawn(process.execPath, [...profile, '--import', 'tsx', path.join(import.meta.dirname, script)], {
       env: { ...process.env, DATABASE_URL: databaseUrl, LOG_LEVEL: 'warn', OUTBOX_WORKER: 'in-process', ...options.env },
       stdio: ['ignore', 'pipe', 'inherit'],
     });

@@ -14,6 +14,7 @@
  * outbox never has two events of one group in flight.
  */
 import type { Client as SoapClient } from 'soap';
+import { createSoapTransport } from './transport.ts';
 
 export interface NetforumSettings {
   /** The xWeb endpoint, e.g. https://example.netforumpro.com/xWeb/secure/netForumXML.asmx */
@@ -75,6 +76,7 @@ const escapeXml = (text: string) => text.replace(/&/g, '&amp;').replace(/</g, '&
 
 export function createNetforumClient(settings: NetforumSettings): NetforumClient {
   let soapClient: Promise<SoapClient> | undefined;
+  const transport = createSoapTransport();
   /** Sessions not carrying a call; the most recently used (already authenticated) is taken first. */
   const idle: Session[] = Array.from({ length: Math.max(1, settings.sessions ?? DEFAULT_SESSIONS) }, () => ({ token: undefined }));
   /** Calls waiting for a session, first come first served. */
@@ -86,8 +88,11 @@ export function createNetforumClient(settings: NetforumSettings): NetforumClient
   const clientFor = (): Promise<SoapClient> => {
     soapClient ??= (async () => {
       const soap = await import('soap');
+      // soap types `request` as an axios instance; it calls it as a function of the request's options only.
+      const request = transport.request as unknown as NonNullable<Parameters<typeof soap.createClientAsync>[1]>['request'];
       const client = await soap.createClientAsync(settings.wsdl ?? `${settings.url}?WSDL`, {
         endpoint: settings.url,
+        request,
         wsdl_options: { timeout: settings.timeoutMs * 4 },
       });
       // Evaluated for each request with its arguments: the token of that call's session (none for Authenticate).
