@@ -137,8 +137,8 @@ describe('xWeb client', () => {
 });
 
 describe('the organisation file', () => {
-  test('sessions sets the pool (4 when left out); 0 is refused with where it is', async () => {
-    assert.equal(parseOrganisation(await netforumOrgYaml(peer), '/tmp/org.yaml').connectors.netforum!.sessions, 4);
+  test('sessions sets the pool (8 when left out); 0 is refused with where it is', async () => {
+    assert.equal(parseOrganisation(await netforumOrgYaml(peer), '/tmp/org.yaml').connectors.netforum!.sessions, 8);
     assert.equal(parseOrganisation(await netforumOrgYaml(peer, '    sessions: 2\n'), '/tmp/org.yaml').connectors.netforum!.sessions, 2);
     const none = await netforumOrgYaml(peer, '    sessions: 0\n');
     assert.throws(() => parseOrganisation(none, '/tmp/org.yaml'), (err: Error) => /connectors\/netforum\/sessions|sessions/.test(err.message));

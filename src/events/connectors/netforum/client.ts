@@ -28,12 +28,12 @@ export interface NetforumSettings {
   serviceName: string;
   /** Longest wait for one SOAP answer. */
   timeoutMs: number;
-  /** How many xWeb sessions (token chains) may carry calls at once; 4 when not given. */
+  /** How many xWeb sessions (token chains) may carry calls at once; 8 when not given. */
   sessions?: number;
 }
 
 /** The pool's size when the organisation file does not say. */
-export const DEFAULT_SESSIONS = 4;
+export const DEFAULT_SESSIONS = 8;
 
 /** One xWeb session: the token its last answer carried (none before Authenticate or after a fault). */
 interface Session {

@@ -19,7 +19,7 @@ export const NetforumFileSchema = Type.Object(
     service_name: Type.String({ minLength: 1, maxLength: 200 }),
     /** Longest wait for one answer (default 20). */
     timeout_seconds: Type.Optional(Type.Number({ exclusiveMinimum: 0, maximum: 300 })),
-    /** xWeb sessions (token chains) carrying calls at once, per process (default 4; 1 if your xWeb allows one login at a time). */
+    /** xWeb sessions (token chains) carrying calls at once, per process (default 8; 1 if your xWeb allows one login at a time). */
     sessions: Type.Optional(Type.Integer({ minimum: 1, maximum: 32 })),
     /** Codes sent with InteractionAdd; a code left out is not sent. */
     interaction: Type.Optional(
