@@ -25,6 +25,7 @@ before(async () => {
       peerDonor(4, 'sus@example.org', { sustainer: true, first_name: 'Old', last_name: 'Name' }),
       peerDonor(5, 'mailed@example.org'),
       peerDonor(6, 'locked@example.org'),
+      ...[7, 8, 9, 10].map((n) => peerDonor(n, `many-${n}@example.org`)),
     ],
   });
   t = await startTestApp({ orgYaml: await netforumOrgYaml(peer), env: { NETFORUM_PASSWORD: peer.password }, outbox: { start: false, worker: { maxAttempts: MAX_ATTEMPTS } } });
@@ -168,6 +169,23 @@ describe('people', () => {
     assert.equal(keys.body.person_id, person.id);
     assert.equal(keys.body.pledge_id, 'PLG-4');
     assert.equal(keys.body.source, 'lookup');
+  });
+
+  test('many people changed at once each reach their own pledge (their kept keys are read together)', async () => {
+    const people = await Promise.all([7, 8, 9, 10].map((n) => t.addPerson({ legal_name: `Many ${n}`, email: `many-${n}@example.org` })));
+    await deliverAll();
+    const from = peer.writes.length;
+    // Changed together, delivered together: the keys of all four are read while others are on their way.
+    for (const [i, person] of people.entries()) {
+      const res = await t.api(`people/${person.id}`, { cookie: admin, json: { city: `Town ${i + 7}` } });
+      assert.equal(res.status, 200, res.text);
+    }
+    await deliverAll();
+    const updates = peer.writes.slice(from).filter((w) => w.method === 'CustomerUpdate');
+    assert.deepEqual(
+      updates.map((w) => [w.PledgeID, w.NewCity]).sort(),
+      [7, 8, 9, 10].map((n) => [`PLG-${n}`, `Town ${n}`]).sort(),
+    );
   });
 
   test('a person who is no donor, and a change netFORUM keeps nothing of, are delivered without a write', async () => {

@@ -12,7 +12,11 @@ import { fieldOf, type NetforumClient, type XwebRecord } from './client.ts';
 import { AppError } from '../../../http/errors.ts';
 import { attachPerson, detachPerson, findKeysByEmail, findKeysByPerson, insertFoundKeys, upsertKeys, type NetforumKeysRow } from './store.ts';
 
-export type KeysDeps = Pick<Deps, 'db' | 'clock'> & { netforum: NetforumClient };
+export type KeysDeps = Pick<Deps, 'db' | 'clock'> & {
+  netforum: NetforumClient;
+  /** How a person's kept keys are read; one query each by default (the connector coalesces them). */
+  keysOfPerson?: (personId: number) => Promise<NetforumKeysRow | undefined>;
+};
 
 export type KeysLookup =
   | { found: true; keys: NetforumKeysRow }
@@ -25,7 +29,7 @@ export type KeysLookup =
  */
 export async function findNetforumKeys(deps: KeysDeps, who: { personId?: number; email?: string }): Promise<KeysLookup> {
   if (who.personId !== undefined) {
-    const kept = await findKeysByPerson(deps.db, who.personId);
+    const kept = await (deps.keysOfPerson ? deps.keysOfPerson(who.personId) : findKeysByPerson(deps.db, who.personId));
     if (kept) return { found: true, keys: kept };
   }
   let given = who.email;

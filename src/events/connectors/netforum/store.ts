@@ -13,6 +13,13 @@ export async function findKeysByPerson(db: Executor, personId: number): Promise<
   return db.selectFrom('netforum_keys').selectAll().where('person_id', '=', personId).executeTakeFirst();
 }
 
+/** The keys of each of `personIds` (in their order; undefined where a person has none), in one query. */
+export async function findKeysByPersons(db: Executor, personIds: number[]): Promise<(NetforumKeysRow | undefined)[]> {
+  const rows = await db.selectFrom('netforum_keys').selectAll().where('person_id', 'in', personIds).execute();
+  const byPerson = new Map(rows.map((row) => [row.person_id, row]));
+  return personIds.map((id) => byPerson.get(id));
+}
+
 /**
  * Keeps keys found by a lookup, unless the address has keys already (another worker's lookup, or
  * member_admin's): the row kept is returned either way.
