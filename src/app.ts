@@ -49,7 +49,7 @@ import { tessituraRoutes } from './compat/tessitura/routes.ts';
 import { outboxRoutes } from './outbox/routes.ts';
 import type { Consumer } from './outbox/consumers.ts';
 import { createOutboxSignal } from './outbox/signal.ts';
-import { registerOutboxConsumers } from './outbox/store.ts';
+import { registerOutboxConsumers, releaseEveryLease } from './outbox/store.ts';
 import { createNotifier } from './db/notifier.ts';
 import { createOutboxWorker, type OutboxWorker, type OutboxWorkerOptions } from './outbox/worker.ts';
 import { createRegistryPages } from './people/registry-pages.ts';
@@ -315,7 +315,17 @@ export async function buildApp(deps: Deps, options: AppOptions = {}): Promise<Ro
   await registerOutboxConsumers(deps.db, consumers);
   const outbox = createOutboxWorker(deps, consumers, { onOutcome: deps.metrics.recordDelivery, families: consumerFamilies(deps), ...options.outbox?.worker });
   app.decorate('outbox', outbox);
-  if (options.outbox?.start ?? true) app.addHook('onReady', async () => outbox.start());
+  if (options.outbox?.start ?? true) {
+    app.addHook('onReady', async () => {
+      // On the embedded database this process is the only worker there is: a lease it finds is a
+      // crashed run's, delivered again now rather than after the lease lapses.
+      if (deps.database.kind === 'pglite') {
+        const released = await releaseEveryLease(deps.db, deps.clock.now());
+        if (released > 0) deps.log.info({ groups: released }, 'released the outbox leases of a run that did not stop');
+      }
+      outbox.start();
+    });
+  }
   app.addHook('onClose', async () => outbox.stop());
 
   app.get('/healthz', { schema: { hide: true } }, async () => ({ status: 'ok' }));

@@ -404,6 +404,16 @@ export async function releaseGroup(db: Executor, group: GroupRef, owner: string,
 }
 
 /**
+ * Frees every group's lease. Only for a process that owns the database alone (embedded PGlite, at
+ * start): a lease there can only be a crashed run's, and waiting for it to lapse would hold the
+ * crashed run's groups for a whole lease after a restart.
+ */
+export async function releaseEveryLease(db: Executor, now: Date): Promise<number> {
+  const res = await sql`UPDATE outbox_groups SET available_at = ${now}, lease_owner = NULL WHERE lease_owner IS NOT NULL`.execute(db);
+  return Number(res.numAffectedRows ?? 0);
+}
+
+/**
  * Deletes up to `batch` of the oldest events (by id) in `state`, of those finished before
  * `before` (delivered, or discarded: its `next_attempt_at` is when); returns how many it deleted.
  * Ids follow time closely enough: a batch that deletes fewer than it looked at has reached events
