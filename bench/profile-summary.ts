@@ -19,7 +19,7 @@ const total = profile.nodes.reduce((s, node) => s + node.hitCount, 0);
 const where = (url: string) => {
   const pkg = /node_modules\/((?:@[^/]+\/)?[^/]+)/.exec(url)?.[1];
   if (pkg) return pkg;
-  if (url.includes('/dist/roster.js')) return 'roster';
+  if (/\/dist\/(roster|chunk-[^/]+)\.js/.test(url)) return 'roster';
   return url.startsWith('node:') ? 'node' : url || '(native)';
 };
 const byFunction = new Map<string, number>();

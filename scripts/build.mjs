@@ -36,7 +36,14 @@ const stale = new URL(`dist.old.${process.pid}.${randomBytes(3).toString('hex')}
 try {
   await build({
     entryPoints: [new URL('src/main.ts', root).pathname],
-    outfile: new URL('roster.js', fresh).pathname,
+    outdir: fresh.pathname,
+    entryNames: 'roster',
+    // Code reached only through a dynamic import (the Stripe gateway, netFORUM, SQS, Slack…) goes
+    // in chunks loaded when first used: in one file, esbuild hoists their packages' imports to the
+    // top, and an idle server loaded them all. Chunks sit beside roster.js, so code that finds
+    // files relative to itself (migrations/, templates/) finds them from any chunk.
+    splitting: true,
+    chunkNames: 'chunk-[hash]',
     bundle: true,
     plugins: [bundleOnly(BUNDLED)],
     // Smaller source text held in memory; stack traces still map to src/ through the source map.
