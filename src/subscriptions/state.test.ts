@@ -82,6 +82,23 @@ test('paying during grace keeps the paid period: it ends one period after the ol
   assert.equal(s.failedPayments, 0);
 });
 
+test('a payment judged as the clock would have it when the clock event is late', () => {
+  const s = run(newSubscriber(), [[paid, '2027-01-31T00:00:00Z', monthly]]);
+  // Charged at the very end of the period: on time, the run goes on to Mar 31.
+  assert.equal(run(s, [[paid, '2027-02-28T00:00:00Z', monthly]]).activeUntil?.toISOString(), '2027-03-31T00:00:00.000Z');
+  // Charged two days late, the expiry not applied yet: in the grace the plan gives, so the same.
+  assert.equal(run(s, [[paid, '2027-03-02T00:00:00Z', monthly]]).activeUntil?.toISOString(), '2027-03-31T00:00:00.000Z');
+  // Paid a month late, past the 7 days of grace: a lapse in fact, so the period starts today.
+  assert.equal(run(s, [[paid, '2027-03-28T00:00:00Z', monthly]]).activeUntil?.toISOString(), '2027-04-28T00:00:00.000Z');
+  // The same for a grace whose end was not applied.
+  const grace = run(s, [[{ type: 'active_until_passed' }, '2027-02-28T00:00:00Z', monthly]]);
+  assert.equal(run(grace, [[paid, '2027-03-07T00:00:00Z', monthly]]).activeUntil?.toISOString(), '2027-03-31T00:00:00.000Z');
+  assert.equal(run(grace, [[paid, '2027-03-20T00:00:00Z', monthly]]).activeUntil?.toISOString(), '2027-04-20T00:00:00.000Z');
+  // A plan without grace charged late has lapsed: it starts today.
+  const noGrace = run(newSubscriber(), [[paid, '2027-01-31T00:00:00Z', { ...monthly, gracePeriod: null }]]);
+  assert.equal(run(noGrace, [[paid, '2027-03-01T00:00:00Z', { ...monthly, gracePeriod: null }]]).activeUntil?.toISOString(), '2027-04-01T00:00:00.000Z');
+});
+
 test('grace runs out into lapsed, not before grace-until', () => {
   const s = run(newSubscriber(), [
     [paid, '2027-01-01T00:00:00Z', monthly],
@@ -294,6 +311,22 @@ test('property: the flags Spreedly shows agree with the state, and only grace ha
       assert.equal(s.graceUntil !== null, s.state === 'grace');
       assert.equal(s.pausedAt !== null, s.state === 'paused');
       if (s.state === 'lifetime' || s.state === 'none') assert.equal(s.activeUntil, null);
+    }),
+  );
+});
+
+test('property: from any reachable subscriber, a payment never ends in the past and never takes time away', () => {
+  fc.assert(
+    fc.property(history, ({ s, now }) => {
+      const result = transition(s, paid, now, monthly);
+      if (!result.ok) {
+        assert.ok(s.state === 'lifetime' || s.state === 'paused', `refused in ${s.state}`);
+        return;
+      }
+      const until = result.subscriber.activeUntil as Date;
+      assert.ok(until.getTime() > now.getTime());
+      if (s.activeUntil !== null && s.activeUntil.getTime() > now.getTime()) assert.ok(until.getTime() > s.activeUntil.getTime());
+      assert.equal(result.subscriber.state, 'active');
     }),
   );
 });

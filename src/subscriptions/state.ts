@@ -153,40 +153,59 @@ function enter(s: Subscriber, changes: Partial<Subscriber>): TransitionResult {
   return { ok: true, subscriber: next };
 }
 
-/** Whether the subscriber has access time that has not run out at `now` (grace counts: its period is owed). */
+/**
+ * Whether the subscriber has access time that has not run out at `now`. Grace counts until
+ * grace-until: its period is owed. A clock event not applied yet does not extend anything.
+ */
 function hasLiveTime(s: Subscriber, now: Date): boolean {
-  if (s.state === 'grace') return true;
+  if (s.state === 'grace') return s.graceUntil !== null && s.graceUntil.getTime() > now.getTime();
   if (s.state !== 'active' && s.state !== 'trial' && s.state !== 'comped') return false;
   return s.activeUntil !== null && s.activeUntil.getTime() > now.getTime();
 }
 
-function fmt(d: Date | null): string {
+function formatInstant(d: Date | null): string {
   return d === null ? 'never' : d.toISOString();
 }
 
 /**
  * The paid period's start and end.
  * - A payment for the plan already running continues its run: early, on time or in grace, the new
- *   active-until is anchor + (n + 1) periods — one period after the old active-until, never after
- *   today. A recurring active subscriber whose renewal is charged a little after active-until (the
- *   job ran late) is on time too: the clock event that ends the period has not been applied yet.
+ *   active-until is anchor + (n + 1) periods — one period after the old active-until, not one period
+ *   after today. A payment after active-until whose clock event has not been applied yet counts as it
+ *   would have: in the grace the plan gives, it continues the run; past that, it is a lapse. A
+ *   payment at the very instant a period or grace ends is still on time.
  * - Paying for another plan during a live trial or comp, or in grace, starts at the old
  *   active-until: the trial or comp days given are kept, the grace days are inside the paid period.
  * - Paying for another plan while a paid period is live is a change of plan: it starts now, and the
  *   unused share of the old period becomes credit (proration.ts).
- * - With no live time (none, lapsed, cancelled, an expired trial or comp) the period starts now.
+ * - With no live time (none, lapsed, cancelled, an expired trial, comp or grace) the period starts now.
  */
 function paidPeriod(s: Subscriber, plan: Plan, now: Date): Pick<Subscriber, 'activeUntil' | 'periodAnchor' | 'periodsFromAnchor'> {
   const until = s.activeUntil;
-  const continuesRun =
-    until !== null && s.planId === plan.id && (s.state === 'grace' || (s.state === 'active' && (s.recurring || until.getTime() > now.getTime())));
+  const windowEnd = renewalWindowEnd(s, plan);
+  const continuesRun = until !== null && windowEnd !== null && now.getTime() <= windowEnd.getTime();
   if (continuesRun && s.periodAnchor !== null && addDuration(s.periodAnchor, plan.duration, s.periodsFromAnchor).getTime() === until.getTime()) {
     const n = s.periodsFromAnchor + 1;
     return { activeUntil: addDuration(s.periodAnchor, plan.duration, n), periodAnchor: s.periodAnchor, periodsFromAnchor: n };
   }
+  const inGrace = s.state === 'grace' && s.graceUntil !== null && now.getTime() <= s.graceUntil.getTime();
   const keepsGivenTime = (s.state === 'trial' || s.state === 'comped') && hasLiveTime(s, now);
-  const start = until !== null && (continuesRun || keepsGivenTime || s.state === 'grace') ? until : now;
+  const start = until !== null && (continuesRun || inGrace || keepsGivenTime) ? until : now;
   return { activeUntil: addDuration(start, plan.duration, 1), periodAnchor: start, periodsFromAnchor: 1 };
+}
+
+/**
+ * Until when a payment for `plan` continues the subscriber's run: the end of grace, or — for an
+ * active subscriber whose active-until has passed but whose clock event has not been applied yet —
+ * the grace that event would give (active-until itself when the plan has none). Judged as the
+ * clock would have it, so a late job neither gives a lapsed subscriber a period already over nor
+ * lets a late charge re-anchor a run. Null when the payment is not a renewal of the running plan.
+ */
+function renewalWindowEnd(s: Subscriber, plan: Plan): Date | null {
+  if (s.activeUntil === null || s.planId !== plan.id) return null;
+  if (s.state === 'grace') return s.graceUntil;
+  if (s.state !== 'active' || s.cancelAtPeriodEnd) return null;
+  return s.recurring && plan.gracePeriod ? addDuration(s.activeUntil, plan.gracePeriod, 1) : s.activeUntil;
 }
 
 /**
@@ -238,7 +257,7 @@ export function transition(s: Subscriber, event: SubscriberEvent, now: Date, pla
         return refuse('not_active', `Only an active, trial or complimentary subscription runs out; this one is ${s.state}`);
       }
       if (s.activeUntil === null || s.activeUntil.getTime() > now.getTime()) {
-        return refuse('not_due', `The subscription is active until ${fmt(s.activeUntil)}; it has not run out yet`);
+        return refuse('not_due', `The subscription is active until ${formatInstant(s.activeUntil)}; it has not run out yet`);
       }
       if (s.state === 'active' && s.cancelAtPeriodEnd) return enter(s, { state: 'cancelled', recurring: false, cancelAtPeriodEnd: false });
       if (s.state === 'active' && s.recurring && plan?.gracePeriod) {
@@ -248,7 +267,7 @@ export function transition(s: Subscriber, event: SubscriberEvent, now: Date, pla
     }
     case 'grace_until_passed': {
       if (s.state !== 'grace' || s.graceUntil === null) return refuse('not_active', `Only a subscription in grace can run out of grace; this one is ${s.state}`);
-      if (s.graceUntil.getTime() > now.getTime()) return refuse('not_due', `The grace period lasts until ${fmt(s.graceUntil)}`);
+      if (s.graceUntil.getTime() > now.getTime()) return refuse('not_due', `The grace period lasts until ${formatInstant(s.graceUntil)}`);
       return enter(s, { state: 'lapsed', recurring: false });
     }
     case 'cancel_now': {
