@@ -57,6 +57,24 @@ test('renewing early extends from active-until, not from today', () => {
   assert.equal(s.activeUntil?.toISOString(), '2028-02-10T00:00:00.000Z');
 });
 
+test('renewing a one-off plan early, or after stopping auto-renew, also extends from active-until', () => {
+  const oneOffRun = run(newSubscriber(), [
+    [paid, '2027-01-31T00:00:00Z', oneOff],
+    [paid, '2027-02-10T00:00:00Z', oneOff],
+  ]);
+  assert.equal(oneOffRun.activeUntil?.toISOString(), '2027-03-31T00:00:00.000Z');
+  const stopped = run(newSubscriber(), [
+    [paid, '2027-01-31T00:00:00Z', monthly],
+    [{ type: 'stop_auto_renew' }, '2027-02-01T00:00:00Z', monthly],
+    [paid, '2027-02-10T00:00:00Z', monthly],
+  ]);
+  assert.equal(stopped.activeUntil?.toISOString(), '2027-03-31T00:00:00.000Z');
+  assert.equal(stopped.recurring, false, 'a manual payment does not re-enrol someone who stopped auto-renew');
+  const lapsed = run(stopped, [[{ type: 'active_until_passed' }, '2027-03-31T00:00:00Z', monthly]]);
+  assert.equal(lapsed.state, 'lapsed');
+  assert.equal(run(lapsed, [[paid, '2027-05-01T00:00:00Z', monthly]]).recurring, true, 'a new purchase of a recurring plan renews');
+});
+
 test('renewing after a lapse starts today', () => {
   const s = run(newSubscriber(), [
     [paid, '2027-01-10T00:00:00Z', oneOff],
@@ -137,6 +155,10 @@ test('cancel at period end ends in cancelled, and resume undoes it', () => {
   ]);
   assert.equal(s.recurring, false);
   assert.equal(run(s, [[{ type: 'active_until_passed' }, '2027-02-01T00:00:00Z', monthly]]).state, 'cancelled');
+  const paidAgain = run(s, [[paid, '2027-01-20T00:00:00Z', monthly]]);
+  assert.equal(paidAgain.activeUntil?.toISOString(), '2027-03-01T00:00:00.000Z', 'paying again early still extends from active-until');
+  assert.equal(paidAgain.cancelAtPeriodEnd, true, 'paying for time does not undo the cancellation');
+  assert.equal(run(paidAgain, [[{ type: 'active_until_passed' }, '2027-03-01T00:00:00Z', monthly]]).state, 'cancelled');
   const resumed = run(s, [[{ type: 'resume' }, '2027-01-20T00:00:00Z', monthly]]);
   assert.equal(resumed.cancelAtPeriodEnd, false);
   assert.equal(resumed.recurring, true);

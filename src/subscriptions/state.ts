@@ -182,16 +182,21 @@ function formatInstant(d: Date | null): string {
  */
 function paidPeriod(s: Subscriber, plan: Plan, now: Date): Pick<Subscriber, 'activeUntil' | 'periodAnchor' | 'periodsFromAnchor'> {
   const until = s.activeUntil;
-  const windowEnd = renewalWindowEnd(s, plan);
-  const continuesRun = until !== null && windowEnd !== null && now.getTime() <= windowEnd.getTime();
-  if (continuesRun && s.periodAnchor !== null && addDuration(s.periodAnchor, plan.duration, s.periodsFromAnchor).getTime() === until.getTime()) {
+  const renewal = renewsRunningPlan(s, plan, now);
+  if (renewal && until !== null && s.periodAnchor !== null && addDuration(s.periodAnchor, plan.duration, s.periodsFromAnchor).getTime() === until.getTime()) {
     const n = s.periodsFromAnchor + 1;
     return { activeUntil: addDuration(s.periodAnchor, plan.duration, n), periodAnchor: s.periodAnchor, periodsFromAnchor: n };
   }
   const inGrace = s.state === 'grace' && s.graceUntil !== null && now.getTime() <= s.graceUntil.getTime();
   const keepsGivenTime = (s.state === 'trial' || s.state === 'comped') && hasLiveTime(s, now);
-  const start = until !== null && (continuesRun || inGrace || keepsGivenTime) ? until : now;
+  const start = until !== null && (renewal || inGrace || keepsGivenTime) ? until : now;
   return { activeUntil: addDuration(start, plan.duration, 1), periodAnchor: start, periodsFromAnchor: 1 };
+}
+
+/** Whether a payment for `plan` at `now` renews the subscriber's running plan (see renewalWindowEnd). */
+function renewsRunningPlan(s: Subscriber, plan: Plan, now: Date): boolean {
+  const windowEnd = renewalWindowEnd(s, plan);
+  return windowEnd !== null && now.getTime() <= windowEnd.getTime();
 }
 
 /**
@@ -204,8 +209,9 @@ function paidPeriod(s: Subscriber, plan: Plan, now: Date): Pick<Subscriber, 'act
 function renewalWindowEnd(s: Subscriber, plan: Plan): Date | null {
   if (s.activeUntil === null || s.planId !== plan.id) return null;
   if (s.state === 'grace') return s.graceUntil;
-  if (s.state !== 'active' || s.cancelAtPeriodEnd) return null;
-  return s.recurring && plan.gracePeriod ? addDuration(s.activeUntil, plan.gracePeriod, 1) : s.activeUntil;
+  if (s.state !== 'active') return null;
+  // A subscription that will not renew itself (one-off, auto-renew stopped, cancelling) gets no grace.
+  return s.recurring && !s.cancelAtPeriodEnd && plan.gracePeriod ? addDuration(s.activeUntil, plan.gracePeriod, 1) : s.activeUntil;
 }
 
 /**
@@ -243,8 +249,11 @@ export function transition(s: Subscriber, event: SubscriberEvent, now: Date, pla
         planId: plan.id,
         featureLevel: plan.featureLevel,
         ...paidPeriod(s, plan, now),
-        recurring: plan.recurring,
-        cancelAtPeriodEnd: false,
+        // A renewal pays for time and leaves the subscriber's auto-renew choice alone (a manual
+        // payment must not re-enrol someone who stopped it); a new run takes the plan's.
+        ...(renewsRunningPlan(s, plan, now)
+          ? { recurring: s.recurring && plan.recurring, cancelAtPeriodEnd: s.cancelAtPeriodEnd }
+          : { recurring: plan.recurring, cancelAtPeriodEnd: false }),
         failedPayments: 0,
         lastPaymentFailedAt: null,
       });
